@@ -1,0 +1,164 @@
+"""The `hypotune` command: thin dispatch over library functions; renders, never computes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from hypotune.config import (
+    SECTIONS,
+    RunConfig,
+    Runtime,
+    dotted_to_nested,
+    field_types,
+    flag_owner,
+    merge,
+    parse_text,
+    read_toml,
+    run_config_from_dict,
+    unknown_key_message,
+)
+from hypotune.errors import ConfigError, HypotuneError
+from hypotune.presets import TRAIN_PRESETS
+
+EXIT_USER_ERROR = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line, like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_tracking_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help="MLflow tracking URI (default: a SQLite store under ./runs/)",
+    )
+
+
+def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("execution (not part of the trial key)")
+    for name, field in Runtime.__dataclass_fields__.items():
+        flag = "--" + name.replace("_", "-")
+        group.add_argument(flag, dest=f"runtime.{name}", metavar="VALUE", help=field.metadata["help"])
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field, e.g. --depth, --steps-per-epoch; help from the field."""
+    parser.add_argument("--seed", dest="set.seed", metavar="N", help="seed of the run (default 0)")
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(f"{section} settings")
+        for name, field in cls.__dataclass_fields__.items():
+            default = field.default
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            group.add_argument(
+                "--" + name.replace("_", "-"),
+                dest=f"set.{section}.{name}",
+                metavar="VALUE",
+                help=f"{field.metadata['help']} (default {shown})",
+            )
+
+
+def setting_type(key: str) -> Any:
+    """The type of a dotted setting ('model.depth'; a bare unique name is accepted too)."""
+    if key == "seed":
+        return int
+    if "." not in key:
+        key = f"{flag_owner(key)}.{key}"
+    section, _, name = key.partition(".")
+    hints = field_types(SECTIONS[section]) if section in SECTIONS else {}
+    if name not in hints:
+        valid = [f"{section}.{n}" for n in hints] or [*SECTIONS, "seed"]
+        raise ConfigError(unknown_key_message(key, valid))
+    return hints[name]
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings given as --name VALUE flags and --set KEY=VALUE, as nested overrides."""
+    flags = vars(args).items()
+    pairs = [(d.removeprefix("set."), t) for d, t in flags if d.startswith("set.") and t is not None]
+    for item in args.set or []:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
+        pairs.append((key if "." in key or key == "seed" else f"{flag_owner(key)}.{key}", text))
+    overrides: dict[str, Any] = {}
+    for key, text in pairs:
+        value = parse_text(key, text, setting_type(key))
+        overrides = merge(overrides, dotted_to_nested(key, value))
+    return overrides
+
+
+def resolve_run_config(args: argparse.Namespace) -> RunConfig:
+    """Defaults < preset < --config file < flags."""
+    layered: dict[str, Any] = {}
+    if args.preset:
+        layered = merge(layered, TRAIN_PRESETS[args.preset])
+    if args.config:
+        layered = merge(layered, read_toml(args.config))
+    layered = merge(layered, flag_overrides(args))
+    return run_config_from_dict(layered)
+
+
+def resolve_runtime(args: argparse.Namespace, threads: int = 1) -> Runtime:
+    """Runtime flags over the given default thread count."""
+    values: dict[str, Any] = {"threads": threads}
+    for name, hint in field_types(Runtime).items():
+        text = getattr(args, f"runtime.{name}", None)
+        if text is not None:
+            values[name] = parse_text(name, text, hint)
+    return Runtime(**values)
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="hypotune",
+        description="Hypothesis-driven experiments on CNNs: train, track in MLflow, test, report.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    train = commands.add_parser("train", help="train one configuration and track it in MLflow")
+    train.add_argument("--config", type=Path, help="TOML file with [data], [model], [train] tables")
+    train.add_argument("--preset", choices=sorted(TRAIN_PRESETS), help="a named training budget")
+    train.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="any setting, e.g. --set model.depth=6"
+    )
+    train.add_argument("--experiment", default="train", help="MLflow experiment name")
+    train.add_argument("--no-weights", action="store_true", help="do not save the trained weights")
+    add_setting_flags(train)
+    add_runtime_flags(train)
+    add_tracking_flags(train)
+
+    data = commands.add_parser("data", help="find (or download) and check Fashion-MNIST")
+    data.add_argument("--data-dir", help="directory holding the IDX files")
+
+    ui = commands.add_parser("ui", help="open the MLflow UI on the tracking store")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    add_tracking_flags(ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from hypotune import commands
+
+    try:
+        return commands.dispatch(args)
+    except HypotuneError as error:
+        print(f"hypotune: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("hypotune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Small registries that turn names into modules, and the convolutional block built from them."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor, nn
+
+from hypotune.errors import ArchitectureError
+
+# Each norm takes (channels, groups). "layer" normalises over (C, H, W) like LayerNorm, via
+# GroupNorm(1, C), so it needs no fixed spatial size; its affine is per channel.
+NORMS: dict[str, Callable[[int, int], nn.Module] | None] = dict(
+    none=None,
+    batch=lambda channels, groups: nn.BatchNorm2d(channels),
+    instance=lambda channels, groups: nn.InstanceNorm2d(channels, affine=True),
+    layer=lambda channels, groups: nn.GroupNorm(1, channels),
+    group=lambda channels, groups: nn.GroupNorm(groups, channels),
+)
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = dict(
+    relu=nn.ReLU, gelu=nn.GELU, silu=nn.SiLU, leaky_relu=nn.LeakyReLU, elu=nn.ELU, tanh=nn.Tanh
+)
+POOLS: dict[str, Callable[[int], nn.Module]] = dict(max=nn.MaxPool2d, avg=nn.AvgPool2d)
+DROPOUTS: dict[str, Callable[[float], nn.Module]] = dict(spatial=nn.Dropout2d, element=nn.Dropout)
+BLOCK_OPS = ("conv", "norm", "act", "dropout", "pool")
+
+
+def lookup(registry: dict[str, Any], name: str, key: str) -> Any:
+    """registry[name], or an error naming the setting and the valid choices."""
+    if name not in registry:
+        raise ArchitectureError(f"{key} is '{name}'; valid: {', '.join(registry)}")
+    return registry[name]
+
+
+def parse_block_order(order: str) -> tuple[str, ...]:
+    ops = tuple(part.strip() for part in order.split("-"))
+    unknown = [op for op in ops if op not in BLOCK_OPS]
+    if unknown:
+        raise ArchitectureError(
+            f"model.block_order has unknown step '{unknown[0]}'; steps: {', '.join(BLOCK_OPS)}"
+        )
+    if sorted(ops) != sorted(BLOCK_OPS):
+        raise ArchitectureError(
+            f"model.block_order '{order}' must list each of {', '.join(BLOCK_OPS)} exactly once"
+        )
+    return ops
+
+
+class ConvBlock(nn.Module):
+    """One conv layer with its norm, activation, dropout and pooling, in a configurable order.
+
+    With a residual connection, the pooling step is applied after the sum, and a 1x1
+    convolution projects the input when the channel count changes.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        order: tuple[str, ...],
+        make_step: Callable[[str, int], nn.Module | None],
+        residual: bool,
+    ) -> None:
+        super().__init__()
+        steps: list[tuple[str, nn.Module]] = []
+        channels = in_channels
+        pool: nn.Module | None = None
+        for op in order:
+            if op == "conv":
+                channels = out_channels
+            module = make_step(op, channels)
+            if module is None:
+                continue
+            if op == "pool" and residual:
+                pool = module
+            else:
+                steps.append((op, module))
+        self.body = nn.Sequential(OrderedDict(steps))
+        self.residual = residual
+        self.shortcut: nn.Module | None = None
+        if residual and in_channels != out_channels:
+            self.shortcut = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.pool = pool
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.body(x)
+        if self.residual:
+            out = out + (x if self.shortcut is None else self.shortcut(x))
+        if self.pool is not None:
+            out = self.pool(out)
+        return out

@@ -1,0 +1,136 @@
+"""Build a CNN from a `ModelConfig`; count its parameters and multiply-adds."""
+
+from __future__ import annotations
+
+import functools
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from hypotune.config import ModelConfig
+from hypotune.errors import ArchitectureError
+from hypotune.layers import (
+    ACTIVATIONS,
+    DROPOUTS,
+    NORMS,
+    POOLS,
+    ConvBlock,
+    lookup,
+    parse_block_order,
+)
+
+IMAGE_SIZE, IN_CHANNELS, NUM_CLASSES = 28, 1, 10
+
+
+def check_model(config: ModelConfig) -> int:
+    """Validate names and shapes without building; returns the final feature-map side."""
+    for name, registry, key in (
+        (config.norm, NORMS, "model.norm"),
+        (config.activation, ACTIVATIONS, "model.activation"),
+        (config.pool, POOLS, "model.pool"),
+        (config.dropout_kind, DROPOUTS, "model.dropout_kind"),
+    ):
+        lookup(registry, name, key)
+    order = parse_block_order(config.block_order)
+    if config.residual and order[-1] != "pool":
+        raise ArchitectureError("model.residual needs 'pool' last in model.block_order")
+    if config.norm == "group":
+        bad = sorted({w for w in config.widths if w % config.groups})
+        if bad:
+            raise ArchitectureError(
+                f"model.groups = {config.groups} does not divide model.width {bad[0]}"
+            )
+        if "norm" in order[: order.index("conv")] and IN_CHANNELS % config.groups:
+            raise ArchitectureError("model.groups must divide the 1 input channel when norm precedes conv")
+    side = IMAGE_SIZE
+    key = "model.pool_after" if config.pool_after else "model.pools"
+    for layer in config.pool_layers:
+        if side < config.pool_size:
+            fits = _poolings_that_fit(config.pool_size)
+            raise ArchitectureError(
+                f"{key}: pooling after layer {layer} shrinks a {side}x{side} map below "
+                f"1 pixel; at most {fits} poolings of size {config.pool_size} fit 28x28"
+            )
+        side //= config.pool_size
+    return side
+
+
+def _poolings_that_fit(size: int) -> int:
+    side, count = IMAGE_SIZE, 0
+    while size > 1 and side >= size:
+        side //= size
+        count += 1
+    return count
+
+
+def build_model(config: ModelConfig) -> nn.Sequential:
+    """The network: conv blocks, then the head. Raises ArchitectureError if it cannot exist."""
+    side = check_model(config)
+    order = parse_block_order(config.block_order)
+    pool_after = set(config.pool_layers)
+    blocks: list[tuple[str, nn.Module]] = []
+    channels = IN_CHANNELS
+    for layer, width in enumerate(config.widths, start=1):
+        make_step = functools.partial(_make_step, config, channels, width, layer in pool_after)
+        blocks.append((f"block{layer}", ConvBlock(channels, width, order, make_step, config.residual)))
+        channels = width
+    head: list[tuple[str, nn.Module]] = []
+    if config.head == "gap":
+        head.append(("pool", nn.AdaptiveAvgPool2d(1)))
+        features = channels
+    else:
+        features = channels * side * side
+    head.append(("flatten", nn.Flatten()))
+    for index, hidden in enumerate((*config.head_hidden, NUM_CLASSES)):
+        if config.head_dropout:
+            head.append((f"dropout{index}", nn.Dropout(config.head_dropout)))
+        head.append((f"linear{index}", nn.Linear(features, hidden)))
+        if index < len(config.head_hidden):
+            head.append((f"act{index}", ACTIVATIONS[config.activation]()))
+        features = hidden
+    features_net = nn.Sequential(OrderedDict(blocks))
+    return nn.Sequential(OrderedDict(features=features_net, head=nn.Sequential(OrderedDict(head))))
+
+
+def _make_step(
+    config: ModelConfig, in_channels: int, width: int, pooled: bool, op: str, channels: int
+) -> nn.Module | None:
+    """The module for one step of a block, or None when that step is switched off."""
+    if op == "conv":
+        return nn.Conv2d(in_channels, width, config.kernel_size, padding=config.kernel_size // 2)
+    if op == "norm":
+        factory = NORMS[config.norm]
+        return None if factory is None else factory(channels, config.groups)
+    if op == "act":
+        return ACTIVATIONS[config.activation]()
+    if op == "dropout":
+        return DROPOUTS[config.dropout_kind](config.dropout) if config.dropout else None
+    return POOLS[config.pool](config.pool_size) if pooled else None
+
+
+def param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def flop_count(model: nn.Module) -> int:
+    """Multiply-adds of one image's forward pass through the conv and linear layers."""
+    total = 0
+
+    def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += output[0].numel() * kernel
+        elif isinstance(module, nn.Linear):
+            total += module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, IN_CHANNELS, IMAGE_SIZE, IMAGE_SIZE, device=next(model.parameters()).device))
+    model.train(was_training)
+    for hook in hooks:
+        hook.remove()
+    return total

@@ -1,0 +1,162 @@
+"""The one writer to MLflow: runs, params, per-epoch metrics, results, artifacts; resume lookups."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from hypotune.config import RunConfig, Runtime, to_toml
+from hypotune.errors import TrackingError
+
+STORE_DIR = Path("runs")
+TAG = "hypotune."  # prefix of every tag hypotune sets
+# MLflow's SQL store saves +inf as the largest double; read anything that large back as inf.
+INF_THRESHOLD = 1e308
+
+
+def default_uri(store_dir: Path = STORE_DIR) -> str:
+    return f"sqlite:///{(store_dir / 'mlflow.db').resolve()}"
+
+
+@functools.cache
+def code_version() -> str:
+    """The package version, plus the git commit when run from a checkout."""
+    from hypotune import __version__
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}"
+
+
+def flat_params(config: RunConfig, runtime: Runtime | None = None) -> dict[str, str]:
+    """Every resolved setting as a 'section.name' param."""
+    params = {"seed": str(config.seed)}
+    for section, values in config.to_dict().items():
+        if isinstance(values, dict):
+            for name, value in values.items():
+                text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+                params[f"{section}.{name}"] = text
+    if runtime:
+        params |= {"runtime.threads": str(runtime.threads), "runtime.device": runtime.device}
+    return params
+
+
+def read_metric(value: float) -> float:
+    return math.inf if value >= INF_THRESHOLD else value
+
+
+class Tracker:
+    """Writes to one MLflow store: the embedded SQLite one under ./runs/, or a server."""
+
+    def __init__(self, uri: str | None = None, store_dir: Path = STORE_DIR) -> None:
+        from mlflow.tracking import MlflowClient
+
+        # MLflow configures its loggers on import; its schema-migration chatter is noise here.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+        self.local = uri is None or uri.startswith("sqlite:")
+        if uri is None:
+            store_dir.mkdir(parents=True, exist_ok=True)
+            uri = default_uri(store_dir)
+        self.uri = uri
+        self.artifact_root = (store_dir / "artifacts").resolve().as_uri() if self.local else None
+        self.last_logged: dict[str, dict[str, float]] = {}  # per run: latest value of each metric
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+        except Exception as error:  # MLflow raises many kinds for a bad URI
+            raise TrackingError(f"cannot open tracking store {uri}: {error}") from None
+
+    def experiment(self, name: str) -> str:
+        """The id of the named experiment, created on first use."""
+        try:
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                return found.experiment_id
+            location = f"{self.artifact_root}/{name}" if self.artifact_root else None
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception as error:
+            raise TrackingError(f"tracking store {self.uri}: {error}") from None
+
+    def start_run(
+        self, experiment_id: str, name: str, tags: dict[str, str], parent_id: str | None = None
+    ) -> str:
+        tags = {**tags, f"{TAG}code_version": code_version()}
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(experiment_id, run_name=name, tags=tags)
+        return run.info.run_id
+
+    def log_config(self, run_id: str, config: RunConfig, runtime: Runtime | None = None) -> None:
+        from mlflow.entities import Param
+
+        params = [Param(k, v) for k, v in flat_params(config, runtime).items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params a call
+            self.client.log_batch(run_id, params=params[start : start + 100])
+        self.client.log_text(run_id, to_toml(config), "config.toml")
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        """Log a batch of metrics at `step`, skipping values identical to the latest logged."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        last = self.last_logged.setdefault(run_id, {})
+        fresh = {k: float(v) for k, v in metrics.items() if k != "epoch" and last.get(k) != float(v)}
+        if fresh:
+            self.client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in fresh.items()])
+            last.update(fresh)
+
+    def finish(self, run_id: str, status: str, metrics: dict[str, float], state_dict: Any = None) -> None:
+        """Record the final result; only then is the run FINISHED and the trial done."""
+        self.log_metrics(run_id, metrics, step=int(metrics.get("epochs_run", 0)))
+        if state_dict is not None:
+            import torch
+
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "model.pt"
+                torch.save(state_dict, path)
+                self.client.log_artifact(run_id, str(path))
+        self.client.set_tag(run_id, f"{TAG}status", status)
+        self.client.set_terminated(run_id, "FINISHED")
+        self.last_logged.pop(run_id, None)
+
+    def fail(self, run_id: str, message: str, status: str = "FAILED") -> None:
+        self.client.set_tag(run_id, f"{TAG}status", status.lower())
+        self.client.set_tag(run_id, f"{TAG}error", message[:5000])
+        self.client.set_terminated(run_id, status)
+
+    def runs(self, experiment_id: str, filter_string: str = "") -> list[Any]:
+        """All runs of an experiment matching an MLflow filter, following pages."""
+        found, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [experiment_id], filter_string, max_results=1000, page_token=token
+            )
+            found.extend(page)
+            token = page.token
+            if not token:
+                return found
+
+    def reap_stale(self, experiment_id: str, keep: Iterable[str] = ()) -> list[str]:
+        """Mark RUNNING runs not in `keep` (left by a killed process) as KILLED."""
+        keep = set(keep)
+        stale = [
+            run.info.run_id
+            for run in self.runs(experiment_id, "attributes.status = 'RUNNING'")
+            if run.info.run_id not in keep
+        ]
+        for run_id in stale:
+            self.fail(run_id, "process ended before the run finished", status="KILLED")
+        return stale

@@ -1,0 +1,206 @@
+"""Train one configuration on one seed and evaluate it; knows nothing of studies or tracking."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hypotune.config import RunConfig, Runtime, TrainConfig
+from hypotune.data import BatchStream, Dataset, Split, eval_batches
+from hypotune.errors import ConfigError
+from hypotune.model import build_model, flop_count, param_count
+
+EpochCallback = Callable[[dict[str, float]], None]
+
+
+@dataclass
+class TrialResult:
+    status: str  # "finished" or "diverged"
+    epochs: list[dict[str, float]] = field(default_factory=list)  # per-epoch metrics
+    metrics: dict[str, float] = field(default_factory=dict)  # final metrics
+    state_dict: dict[str, torch.Tensor] | None = None  # trained weights, on the CPU
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device is 'cuda' but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def steps_per_epoch(config: TrainConfig, train_size: int) -> int:
+    return config.steps_per_epoch or max(1, train_size // min(config.batch_size, train_size))
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+    )
+
+
+def make_schedule(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
+) -> tuple[Any, str]:
+    """The scheduler and when it steps: 'step', 'epoch' (on val loss) or 'never'."""
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps), "step"
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=total_steps), "step"
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=config.plateau_factor, patience=config.plateau_patience
+        ), "epoch"
+    return None, "never"
+
+
+def evaluate(
+    model: nn.Module, split: Split, mode: str, device: torch.device
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a whole split."""
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    with torch.inference_mode(), autocast(device):
+        for images, labels in eval_batches(split, mode):
+            logits = model(to_device(images, device)).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+            correct += (logits.argmax(1) == labels).sum()
+    model.train()
+    count = max(len(split), 1)
+    return float(loss_sum) / count, float(correct) / count
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    # bf16 pays on GPUs; on CPUs without AVX512-BF16/AMX it is slower than fp32.
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+
+
+def train(
+    config: RunConfig,
+    dataset: Dataset,
+    runtime: Runtime | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> TrialResult:
+    """Train `config` on `dataset`; a loss that stops being finite ends the run as diverged."""
+    runtime = runtime or Runtime()
+    torch.set_num_threads(runtime.threads)
+    device = resolve_device(runtime.device)
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)  # initialisation and dropout masks
+    model = build_model(config.model).to(device, memory_format=torch.channels_last)
+    train_split, val_split = dataset.train.to(device), dataset.val.to(device)
+    steps = steps_per_epoch(config.train, len(train_split))
+    optimizer = make_optimizer(config.train, model)
+    schedule, schedule_every = make_schedule(config.train, optimizer, steps * config.train.epochs)
+    stream = BatchStream(train_split, config.train.batch_size, config.data, config.seed)
+    result = TrialResult(status="finished")
+    best_val, best_state, stale = math.inf, None, 0
+    for epoch in range(1, config.train.epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        epoch_start = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        for images, labels in stream.batches(steps):
+            with autocast(device):
+                loss = F.cross_entropy(
+                    model(to_device(images, device)).float(),
+                    labels,
+                    label_smoothing=config.train.label_smoothing,
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if schedule_every == "step":
+                schedule.step()
+            loss_sum += loss.detach()
+        train_seconds = time.perf_counter() - epoch_start
+        train_loss = float(loss_sum) / steps
+        if not math.isfinite(train_loss):
+            result.status = "diverged"
+            result.epochs.append({"epoch": epoch, "train_loss": math.inf})
+            break
+        val_loss, val_acc = evaluate(model, val_split, config.data.normalize, device)
+        if schedule_every == "epoch":
+            schedule.step(val_loss)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "lr": lr,
+            "images_per_s": steps * stream.batch_size / train_seconds,
+            "epoch_seconds": time.perf_counter() - epoch_start,
+        }
+        result.epochs.append(metrics)
+        if on_epoch:
+            on_epoch(metrics)
+        if val_loss < best_val:
+            best_val, stale = val_loss, 0
+            if config.train.early_stopping:
+                best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if config.train.early_stopping and stale >= config.train.early_stopping:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.metrics = final_metrics(model, dataset, config, device, result, best_val)
+    result.metrics["wall_seconds"] = time.perf_counter() - started
+    if result.status == "finished":
+        result.state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return result
+
+
+def final_metrics(
+    model: nn.Module,
+    dataset: Dataset,
+    config: RunConfig,
+    device: torch.device,
+    result: TrialResult,
+    best_val: float,
+) -> dict[str, float]:
+    metrics: dict[str, float] = {
+        "param_count": param_count(model),
+        "flops_per_image": flop_count(model),
+        "epochs_run": len(result.epochs),
+    }
+    if result.status == "diverged":
+        # A diverged run still counts as a result: infinitely bad, never missing.
+        return metrics | {k: math.inf for k in ("val_loss", "best_val_loss", "test_loss")} | {
+            "val_acc": 0.0,
+            "test_acc": 0.0,
+            "train_loss": math.inf,
+        }
+    # With early stopping the best epoch's weights were restored, so its numbers describe the model.
+    trained = [e for e in result.epochs if "val_loss" in e]
+    last = min(trained, key=lambda e: e["val_loss"]) if config.train.early_stopping else trained[-1]
+    test_loss, test_acc = evaluate(model, dataset.test.to(device), config.data.normalize, device)
+    return metrics | {
+        "train_loss": last["train_loss"],
+        "val_loss": last["val_loss"],
+        "val_acc": last["val_acc"],
+        "best_val_loss": best_val,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "images_per_s": sum(e["images_per_s"] for e in trained) / len(trained),
+    }

@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny synthetic Fashion-MNIST files and a pre-migrated MLflow store."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hypotune.config import DataConfig
+from hypotune.data import locate, read_raw
+from hypotune.errors import DataError
+
+from .helpers import make_synthetic_dir
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic_dir(tmp_path_factory.mktemp("fashion"))
+
+
+@pytest.fixture
+def synthetic_data(synthetic_dir: Path):
+    """A small Dataset: 1,000 train, 200 validation, 300 test images."""
+    from hypotune.data import make_dataset
+
+    return make_dataset(DataConfig(val_size=200), str(synthetic_dir))
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store migrated once; tests copy it instead of migrating their own."""
+    from hypotune.tracking import Tracker
+
+    folder = tmp_path_factory.mktemp("store-template")
+    Tracker(store_dir=folder / "runs")
+    return folder / "runs" / "mlflow.db"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, store_template: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory with a ready ./runs/ store, as a user's project folder."""
+    (tmp_path / "runs").mkdir()
+    shutil.copy(store_template, tmp_path / "runs" / "mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    # mlflow.set_tracking_uri exports this variable, which hypotune honours: keep tests apart.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> str:
+    try:
+        paths = locate(download=False)
+        read_raw("")
+    except DataError as error:
+        pytest.skip(f"real Fashion-MNIST not available ({error}); `make data` installs it")
+    return str(paths["train_images"].parent)

@@ -1,0 +1,68 @@
+import subprocess
+import sys
+
+import mlflow
+import pytest
+
+from hypotune.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hypotune.cli", *args], capture_output=True, text=True)
+
+
+TINY = ["--depth", "2", "--width", "8", "--pool-size", "2", "--head-hidden", "", "--val-size", "200",
+        "--epochs", "2", "--steps-per-epoch", "5", "--batch-size", "32", "--threads", "1"]  # fmt: skip
+
+
+def test_train_tracks_a_run(workdir, synthetic_dir, capsys):
+    code = main(["train", *TINY, "--data-dir", str(synthetic_dir), "--seed", "3", "--experiment", "cli"])
+    assert code == 0
+    assert "test_acc" in capsys.readouterr().out
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'runs' / 'mlflow.db'}")
+    row = mlflow.search_runs(experiment_names=["cli"]).iloc[0]
+    assert (row["params.seed"], row["params.model.depth"], row["params.model.head_hidden"]) == ("3", "2", "")
+
+
+def test_layering_defaults_file_flags(workdir, synthetic_dir):
+    from hypotune.cli import build_parser, resolve_run_config
+
+    (workdir / "c.toml").write_text("[model]\ndepth = 4\nwidth = 16\n[train]\nlr = 0.01\n")
+    args = build_parser().parse_args(["train", "--preset", "full", "--config", "c.toml", "--width", "24",
+                                      "--set", "train.momentum=0.5", "--set", "dropout=0.1"])  # fmt: skip
+    config = resolve_run_config(args)
+    assert (config.model.depth, config.model.width, config.train.lr) == (4, 24, 0.01)
+    assert (config.train.momentum, config.model.dropout, config.model.kernel_size) == (0.5, 0.1, 3)
+    assert config.train.steps_per_epoch == 0  # from the preset
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--depht", "3"], "unrecognized arguments: --depht 3"),
+        (["train", "--depth", "three"], "model.depth must be an integer, got 'three'"),
+        (["train", "--norm", "weird"], "model.norm is 'weird'; valid: none, batch"),
+        (["train", "--set", "model.dpeth=3"], "unknown setting 'model.dpeth' (did you mean 'model.depth'?)"),
+        (["train", "--set", "depth"], "--set expects KEY=VALUE"),
+        (["train", "--depth", "12", "--pools", "4"], "at most 3 poolings of size 3 fit 28x28"),
+        (["train", "--config", "missing.toml"], "missing.toml: no such file"),
+        (["train", "--data-dir", "/nonexistent"], "Fashion-MNIST IDX files not found; searched: /nonexistent"),
+        (["train", "--threads", "0"], "threads must be between 1 and 256"),
+        (["bogus"], "invalid choice: 'bogus'"),
+    ],
+)  # fmt: skip
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
+    result = subprocess.run([sys.executable, "-m", "hypotune.cli", *args], capture_output=True, text=True,
+                            cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()  # nothing is created before the input is checked
+
+
+def test_help_explains_every_setting():
+    result = run_cli("train", "--help")
+    assert result.returncode == 0
+    for flag in ("--depth", "--steps-per-epoch", "--block-order", "--label-smoothing", "--val-size"):
+        assert flag in result.stdout
+    assert "order of operations inside a block" in result.stdout

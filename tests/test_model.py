@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+from hypotune.config import ModelConfig
+from hypotune.errors import ArchitectureError
+from hypotune.layers import ACTIVATIONS, DROPOUTS, NORMS, POOLS
+from hypotune.model import build_model, check_model, flop_count, param_count
+
+
+def forward_shape(config: ModelConfig) -> tuple[int, ...]:
+    model = build_model(config)
+    return tuple(model(torch.zeros(2, 1, 28, 28)).shape)
+
+
+def test_course_baseline_has_exactly_93130_parameters():
+    assert param_count(build_model(ModelConfig())) == 93_130
+
+
+SMALL = dict(depth=2, width=8, pool_after=(1, 2), pool_size=2, head="gap", head_hidden=())
+
+
+@pytest.mark.parametrize("norm", list(NORMS))
+def test_every_norm_builds(norm):
+    assert forward_shape(ModelConfig(**SMALL, norm=norm, groups=4)) == (2, 10)
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_every_activation_builds(activation):
+    assert forward_shape(ModelConfig(**SMALL, activation=activation)) == (2, 10)
+
+
+@pytest.mark.parametrize("pool", list(POOLS))
+def test_every_pool_builds(pool):
+    assert forward_shape(ModelConfig(**SMALL, pool=pool)) == (2, 10)
+
+
+@pytest.mark.parametrize("kind", list(DROPOUTS))
+def test_every_dropout_kind_builds(kind):
+    model = build_model(ModelConfig(**SMALL, dropout=0.5, dropout_kind=kind))
+    assert isinstance(model.features.block1.body.dropout, DROPOUTS[kind])
+
+
+def test_block_order_is_respected():
+    model = build_model(ModelConfig(**SMALL | {"depth": 1, "pool_after": (1,)}, norm="batch",
+                                    dropout=0.1, block_order="conv-act-norm-pool-dropout"))  # fmt: skip
+    assert list(model.features.block1.body._modules) == ["conv", "act", "norm", "pool", "dropout"]
+
+
+def test_norm_before_conv_normalises_the_input_channels():
+    model = build_model(ModelConfig(**SMALL, norm="batch", block_order="norm-conv-act-dropout-pool"))
+    assert model.features.block1.body.norm.num_features == 1
+    assert model.features.block2.body.norm.num_features == 8
+
+
+def test_residual_blocks_project_when_width_changes():
+    config = ModelConfig(depth=3, width=(8, 8, 16), pool_after=(3,), pool_size=2, residual=True,
+                         head="gap", head_hidden=())  # fmt: skip
+    model = build_model(config)
+    assert model.features.block2.shortcut is None
+    assert model.features.block3.shortcut is not None
+    assert forward_shape(config) == (2, 10)
+
+
+def test_flatten_head_with_hidden_layers_and_dropout():
+    model = build_model(ModelConfig(**SMALL | {"head": "flatten", "head_hidden": (16, 8)}, head_dropout=0.2))
+    names = list(model.head._modules)
+    assert names == ["flatten", "dropout0", "linear0", "act0", "dropout1", "linear1", "act1",
+                     "dropout2", "linear2"]  # fmt: skip
+    assert model.head.linear0.in_features == 8 * 7 * 7
+
+
+def test_flop_count_of_one_conv_and_linear():
+    config = ModelConfig(depth=1, width=4, pools=0, head="gap", head_hidden=())
+    # conv: 28*28 outputs x 4 channels x 9 taps; linear: 4 x 10
+    assert flop_count(build_model(config)) == 28 * 28 * 4 * 9 + 40
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(depth=6, pool_after=(1, 2, 3, 4), pool_size=3),
+         r"pooling after layer 4 shrinks a 1x1 map below 1 pixel; at most 3 poolings of size 3"),
+        (dict(depth=2, width=12, norm="group", groups=8), "model.groups = 8 does not divide model.width 12"),
+        (dict(norm="weird"), "model.norm is 'weird'; valid: none, batch, instance, layer, group"),
+        (dict(activation="swish"), "model.activation is 'swish'; valid: relu"),
+        (dict(pool="min"), "model.pool is 'min'; valid: max, avg"),
+        (dict(block_order="conv-act-pool"), "must list each of conv, norm, act, dropout, pool exactly once"),
+        (dict(block_order="conv-norm-act-drop-pool"), "unknown step 'drop'"),
+        (dict(residual=True, block_order="conv-pool-norm-act-dropout"), "needs 'pool' last"),
+    ],
+)  # fmt: skip
+def test_impossible_architectures_are_rejected_before_building(settings, message):
+    with pytest.raises(ArchitectureError, match=message):
+        check_model(ModelConfig(**settings))

@@ -1,0 +1,72 @@
+import math
+
+import mlflow
+
+from hypotune.config import Runtime
+from hypotune.tracking import TAG, Tracker, flat_params, read_metric
+from hypotune.train import train
+
+from .helpers import tiny_config
+
+
+def test_a_trial_is_readable_with_search_runs(workdir, synthetic_data):
+    tracker = Tracker()
+    experiment_id = tracker.experiment("demo")
+    assert tracker.experiment("demo") == experiment_id
+    config = tiny_config()
+    run_id = tracker.start_run(experiment_id, "one", {f"{TAG}key": config.key()})
+    tracker.log_config(run_id, config, Runtime())
+    result = train(config, synthetic_data, on_epoch=lambda m: tracker.log_metrics(run_id, m, int(m["epoch"])))
+    tracker.finish(run_id, result.status, result.metrics, result.state_dict)
+
+    mlflow.set_tracking_uri(tracker.uri)
+    runs = mlflow.search_runs(experiment_names=["demo"])
+    row = runs.iloc[0]
+    assert row["status"] == "FINISHED" and row[f"tags.{TAG}key"] == config.key()
+    assert row["params.model.depth"] == "2" and row["params.train.steps_per_epoch"] == "10"
+    assert row["metrics.test_acc"] == result.metrics["test_acc"]
+    history = tracker.client.get_metric_history(run_id, "val_loss")
+    assert [m.step for m in history] == [1, 2]
+    artifacts = {a.path for a in tracker.client.list_artifacts(run_id)}
+    assert {"config.toml", "model.pt"} <= artifacts
+    assert (workdir / "runs" / "artifacts" / "demo").is_dir()
+
+
+def test_weights_load_safely(workdir, synthetic_data):
+    import torch
+
+    from hypotune.model import build_model
+
+    tracker = Tracker()
+    config = tiny_config(epochs=1)
+    run_id = tracker.start_run(tracker.experiment("w"), "w", {})
+    result = train(config, synthetic_data)
+    tracker.finish(run_id, result.status, result.metrics, result.state_dict)
+    path = tracker.client.download_artifacts(run_id, "model.pt", str(workdir))
+    model = build_model(config.model)
+    model.load_state_dict(torch.load(path, weights_only=True))
+
+
+def test_infinite_metrics_read_back_as_infinite(workdir):
+    tracker = Tracker()
+    run_id = tracker.start_run(tracker.experiment("inf"), "d", {})
+    tracker.finish(run_id, "diverged", {"val_loss": math.inf, "epochs_run": 1})
+    stored = tracker.client.get_run(run_id).data.metrics["val_loss"]
+    assert math.isinf(read_metric(stored))
+    assert tracker.client.get_run(run_id).data.tags[f"{TAG}status"] == "diverged"
+
+
+def test_stale_running_runs_are_marked_killed(workdir):
+    tracker = Tracker()
+    experiment_id = tracker.experiment("stale")
+    orphan = tracker.start_run(experiment_id, "orphan", {})
+    mine = tracker.start_run(experiment_id, "mine", {})
+    assert tracker.reap_stale(experiment_id, keep=[mine]) == [orphan]
+    assert tracker.client.get_run(orphan).info.status == "KILLED"
+    assert tracker.client.get_run(mine).info.status == "RUNNING"
+
+
+def test_params_cover_every_setting():
+    params = flat_params(tiny_config())
+    assert params["model.width"] == "8" and params["seed"] == "0"
+    assert len(params) == 1 + sum(len(v) for v in tiny_config().to_dict().values() if isinstance(v, dict))

@@ -1,0 +1,76 @@
+import math
+
+import pytest
+
+from hypotune.config import Runtime
+from hypotune.train import train
+
+from .helpers import tiny_config
+
+
+def test_training_learns_the_synthetic_task(synthetic_data):
+    result = train(tiny_config(epochs=3, steps_per_epoch=30), synthetic_data)
+    assert result.status == "finished"
+    assert [e["epoch"] for e in result.epochs] == [1, 2, 3]
+    assert result.metrics["test_acc"] > 0.5  # chance is 0.1
+    assert result.metrics["param_count"] > 0 and result.state_dict
+
+
+def test_same_seed_same_numbers_and_other_seed_other_numbers(synthetic_data):
+    first = train(tiny_config(), synthetic_data)
+    again = train(tiny_config(), synthetic_data)
+    other = train(tiny_config().replace({"seed": 1}), synthetic_data)
+    strip = ("images_per_s", "epoch_seconds", "wall_seconds")
+    values = [{k: v for k, v in r.metrics.items() if k not in strip} for r in (first, again, other)]
+    assert values[0] == values[1]
+    assert values[0]["val_loss"] != values[2]["val_loss"]
+
+
+def test_a_diverging_run_is_recorded_not_raised(synthetic_data):
+    result = train(tiny_config(optimizer="sgd", lr=1e12, schedule="constant"), synthetic_data)
+    assert result.status == "diverged"
+    assert math.isinf(result.metrics["val_loss"]) and math.isinf(result.metrics["test_loss"])
+    assert result.state_dict is None
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle", "plateau"])
+def test_every_optimizer_and_schedule_trains(synthetic_data, optimizer, schedule):
+    config = tiny_config(optimizer=optimizer, schedule=schedule, lr=0.01, epochs=1, steps_per_epoch=5)
+    assert train(config, synthetic_data).status == "finished"
+
+
+def test_schedules_change_the_learning_rate(synthetic_data, monkeypatch):
+    cosine = train(tiny_config(schedule="cosine", epochs=3), synthetic_data)
+    assert cosine.epochs[0]["lr"] > cosine.epochs[2]["lr"]
+    import hypotune.train as train_module
+
+    monkeypatch.setattr(train_module, "evaluate", lambda *args: (1.0, 0.5))  # a flat val loss
+    plateau = train(tiny_config(schedule="plateau", plateau_patience=0, epochs=3, lr=0.01), synthetic_data)
+    assert [e["lr"] for e in plateau.epochs] == pytest.approx([0.01, 0.01, 0.001])
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(synthetic_data, monkeypatch):
+    import hypotune.train as train_module
+
+    real_evaluate = train_module.evaluate
+    val_losses = iter([0.9, 0.5, 0.7, 0.8, 0.6, 0.4])
+
+    def scripted(model, split, mode, device):
+        loss, accuracy = real_evaluate(model, split, mode, device)
+        return (next(val_losses), accuracy) if split is not synthetic_data.test else (loss, accuracy)
+
+    monkeypatch.setattr(train_module, "evaluate", scripted)
+    result = train(tiny_config(epochs=6, early_stopping=2), synthetic_data)
+    assert [e["val_loss"] for e in result.epochs] == [0.9, 0.5, 0.7, 0.8]
+    assert result.metrics["val_loss"] == 0.5 and result.metrics["best_val_loss"] == 0.5
+
+
+def test_full_pass_epochs_use_every_training_image(synthetic_data):
+    result = train(tiny_config(steps_per_epoch=0, batch_size=100, epochs=1), synthetic_data)
+    assert result.status == "finished"  # 1,000 images / 100 = 10 steps
+
+
+def test_augmentation_trains(synthetic_data):
+    config = tiny_config().replace({"data": {"flip": True, "translate": 2}})
+    assert train(config, synthetic_data, Runtime(threads=1)).status == "finished"
