@@ -30,6 +30,7 @@ run: data
 test: setup
 	-@$(MAKE) --no-print-directory data || echo "no Fashion-MNIST: the real-data smoke tests will be skipped"
 	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check src tests bench
 
 lint: setup
 	$(BIN)/ruff check src tests bench

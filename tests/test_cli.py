@@ -46,7 +46,7 @@ def test_layering_defaults_file_flags(workdir, synthetic_dir):
         (["train", "--set", "depth"], "--set expects KEY=VALUE"),
         (["train", "--depth", "12", "--pools", "4"], "at most 3 poolings of size 3 fit 28x28"),
         (["train", "--config", "missing.toml"], "missing.toml: no such file"),
-        (["train", "--data-dir", "/nonexistent"], "Fashion-MNIST IDX files not found; searched: /nonexistent"),
+        (["train", "--data-dir", "/nonexistent"], "IDX files not found; searched: /nonexistent"),
         (["train", "--threads", "0"], "threads must be between 1 and 256"),
         (["bogus"], "invalid choice: 'bogus'"),
     ],

@@ -84,3 +84,14 @@ def test_read_toml_reports_syntax_and_missing_file(tmp_path):
         read_toml(bad)
     with pytest.raises(ConfigError, match="no such file"):
         read_toml(tmp_path / "missing.toml")
+
+
+def test_the_configuration_doc_lists_every_setting():
+    from pathlib import Path
+
+    from hypotune.config import SECTIONS, Runtime
+
+    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    for cls in (*SECTIONS.values(), Runtime):
+        for name in cls.__dataclass_fields__:
+            assert f"| `{name}` |" in doc, name

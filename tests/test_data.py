@@ -137,7 +137,10 @@ def test_locate_downloads_into_the_cache_when_nothing_is_found(tmp_path, monkeyp
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("HYPOTUNE_DATA", raising=False)
     paths = locate()
-    assert paths["test_labels"] == tmp_path / "cache" / "hypotune" / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz"
+    assert (
+        paths["test_labels"]
+        == tmp_path / "cache" / "hypotune" / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz"
+    )
 
 
 def test_read_idx_checks_the_magic_number(tmp_path):
@@ -182,7 +185,7 @@ def test_batch_stream_is_seeded_and_covers_a_pass(synthetic_data):
     config = DataConfig()
     first = [labels for _, labels in BatchStream(synthetic_data.train, 100, config, 0).batches(10)]
     again = [labels for _, labels in BatchStream(synthetic_data.train, 100, config, 0).batches(10)]
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert torch.cat(first).bincount().tolist() == synthetic_data.train.labels.bincount().tolist()
     images, _ = next(BatchStream(synthetic_data.train, 8, DataConfig(normalize="standardize"), 0).batches(1))
     assert images.shape == (8, 1, 28, 28) and images.dtype == torch.float32 and images.min() < 0

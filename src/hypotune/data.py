@@ -226,7 +226,7 @@ def stratified_pick(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor
     take = share.floor().long()
     remainder = count - int(take.sum())
     take[torch.argsort(share - take, descending=True)[:remainder]] += 1
-    picked = [order[labels[order] == c][:n] for c, n in zip(classes.tolist(), take.tolist())]
+    picked = [order[labels[order] == c][:n] for c, n in zip(classes.tolist(), take.tolist(), strict=True)]
     return torch.cat(picked).sort().values
 
 
@@ -246,7 +246,9 @@ def make_dataset(config: DataConfig, data_dir: str = "") -> Dataset:
         train = Split(train.images[keep], train.labels[keep])
     if config.train_subset:
         if config.train_subset > len(train):
-            raise DataError(f"data.train_subset {config.train_subset} exceeds the {len(train)} training images")
+            raise DataError(
+                f"data.train_subset {config.train_subset} exceeds the {len(train)} training images"
+            )
         index = stratified_pick(train.labels, config.train_subset, config.split_seed + 1)
         train = Split(train.images[index], train.labels[index])
     return Dataset(train, val, raw.test, raw.source)
@@ -260,9 +262,7 @@ def normalize(images: torch.Tensor, mode: str) -> torch.Tensor:
     return pixels
 
 
-def augment(
-    batch: torch.Tensor, flip: bool, translate: int, generator: torch.Generator
-) -> torch.Tensor:
+def augment(batch: torch.Tensor, flip: bool, translate: int, generator: torch.Generator) -> torch.Tensor:
     """Random horizontal flips and shifts, drawn per image, applied to the whole batch at once."""
     size = batch.shape[0]
     if flip:

@@ -38,9 +38,7 @@ def check_model(config: ModelConfig) -> int:
     if config.norm == "group":
         bad = sorted({w for w in config.widths if w % config.groups})
         if bad:
-            raise ArchitectureError(
-                f"model.groups = {config.groups} does not divide model.width {bad[0]}"
-            )
+            raise ArchitectureError(f"model.groups = {config.groups} does not divide model.width {bad[0]}")
         if "norm" in order[: order.index("conv")] and IN_CHANNELS % config.groups:
             raise ArchitectureError("model.groups must divide the 1 input channel when norm precedes conv")
     side = IMAGE_SIZE

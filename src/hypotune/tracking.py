@@ -141,9 +141,7 @@ class Tracker:
         """All runs of an experiment matching an MLflow filter, following pages."""
         found, token = [], None
         while True:
-            page = self.client.search_runs(
-                [experiment_id], filter_string, max_results=1000, page_token=token
-            )
+            page = self.client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
             found.extend(page)
             token = page.token
             if not token:

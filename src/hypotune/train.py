@@ -53,9 +53,7 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     )
 
 
-def make_schedule(
-    config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
-) -> tuple[Any, str]:
+def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> tuple[Any, str]:
     """The scheduler and when it steps: 'step', 'epoch' (on val loss) or 'never'."""
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps), "step"
@@ -68,9 +66,7 @@ def make_schedule(
     return None, "never"
 
 
-def evaluate(
-    model: nn.Module, split: Split, mode: str, device: torch.device
-) -> tuple[float, float]:
+def evaluate(model: nn.Module, split: Split, mode: str, device: torch.device) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over a whole split."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
@@ -186,11 +182,15 @@ def final_metrics(
     }
     if result.status == "diverged":
         # A diverged run still counts as a result: infinitely bad, never missing.
-        return metrics | {k: math.inf for k in ("val_loss", "best_val_loss", "test_loss")} | {
-            "val_acc": 0.0,
-            "test_acc": 0.0,
-            "train_loss": math.inf,
-        }
+        return (
+            metrics
+            | {k: math.inf for k in ("val_loss", "best_val_loss", "test_loss")}
+            | {
+                "val_acc": 0.0,
+                "test_acc": 0.0,
+                "train_loss": math.inf,
+            }
+        )
     # With early stopping the best epoch's weights were restored, so its numbers describe the model.
     trained = [e for e in result.epochs if "val_loss" in e]
     last = min(trained, key=lambda e: e["val_loss"]) if config.train.early_stopping else trained[-1]
