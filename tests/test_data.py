@@ -169,6 +169,11 @@ def test_splits_are_disjoint_and_test_is_untouched(synthetic_dir):
     assert not train_rows & {bytes(img.numpy()) for img in dataset.val.images}
 
 
+def test_test_subset_is_stratified(synthetic_dir):
+    dataset = make_dataset(DataConfig(val_size=200, test_size=100), str(synthetic_dir))
+    assert dataset.test.labels.bincount().tolist() == [10] * 10
+
+
 def test_course_protocol_validates_on_the_test_set(synthetic_dir):
     dataset = make_dataset(DataConfig(validate_on_test=True), str(synthetic_dir))
     assert len(dataset.train) == 1200 and dataset.val is dataset.test

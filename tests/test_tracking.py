@@ -4,7 +4,7 @@ import mlflow
 
 from hypotune.config import Runtime
 from hypotune.tracking import TAG, Tracker, flat_params, read_metric
-from hypotune.train import train
+from hypotune.train import serialize_weights, train
 
 from .helpers import tiny_config
 
@@ -17,7 +17,7 @@ def test_a_trial_is_readable_with_search_runs(workdir, synthetic_data):
     run_id = tracker.start_run(experiment_id, "one", {f"{TAG}key": config.key()})
     tracker.log_config(run_id, config, Runtime())
     result = train(config, synthetic_data, on_epoch=lambda m: tracker.log_metrics(run_id, m, int(m["epoch"])))
-    tracker.finish(run_id, result.status, result.metrics, result.state_dict)
+    tracker.finish(run_id, result.status, result.metrics, serialize_weights(result.state_dict))
 
     mlflow.set_tracking_uri(tracker.uri)
     runs = mlflow.search_runs(experiment_names=["demo"])
@@ -41,7 +41,7 @@ def test_weights_load_safely(workdir, synthetic_data):
     config = tiny_config(epochs=1)
     run_id = tracker.start_run(tracker.experiment("w"), "w", {})
     result = train(config, synthetic_data)
-    tracker.finish(run_id, result.status, result.metrics, result.state_dict)
+    tracker.finish(run_id, result.status, result.metrics, serialize_weights(result.state_dict))
     path = tracker.client.download_artifacts(run_id, "model.pt", str(workdir))
     model = build_model(config.model)
     model.load_state_dict(torch.load(path, weights_only=True))

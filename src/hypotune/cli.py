@@ -139,6 +139,26 @@ def build_parser() -> Parser:
     data = commands.add_parser("data", help="find (or download) and check Fashion-MNIST")
     data.add_argument("--data-dir", help="directory holding the IDX files")
 
+    study = commands.add_parser("study", help="run a study file, or show how far it got")
+    study_commands = study.add_subparsers(dest="study_command", required=True, parser_class=Parser)
+    study_run = study_commands.add_parser("run", help="train every trial of a study (resumes)")
+    study_run.add_argument("study", type=Path, help="study file (TOML)")
+    study_run.add_argument("--preset", help="budget preset of the study (default: its first)")
+    study_run.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="parallel trials (default: one per core)"
+    )
+    study_run.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    study_run.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    study_run.add_argument("--data-dir", default="", help="directory holding the IDX files")
+    add_tracking_flags(study_run)
+    study_status = study_commands.add_parser("status", help="finished/running/failed/pending per hypothesis")
+    study_status.add_argument("study", type=Path, help="study file (TOML)")
+    study_status.add_argument("--preset", help="budget preset (default: the study's first)")
+    add_tracking_flags(study_status)
+
+    validate = commands.add_parser("validate", help="check a study or run-config file without training")
+    validate.add_argument("file", type=Path, help="a study file, or a run config with [model] etc.")
+
     ui = commands.add_parser("ui", help="open the MLflow UI on the tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")

@@ -15,12 +15,14 @@ from rich.table import Table
 
 from hypotune.errors import HypotuneError
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    handler = {"train": run_train, "data": run_data, "ui": run_ui}[args.command]
+    if args.command == "study":
+        return {"run": run_study_command, "status": run_status}[args.study_command](args)
+    handler = {"train": run_train, "data": run_data, "ui": run_ui, "validate": run_validate}[args.command]
     return handler(args)
 
 
@@ -42,6 +44,7 @@ def run_train(args: argparse.Namespace) -> int:
     from hypotune.model import build_model, param_count
     from hypotune.tracking import TAG, Tracker
     from hypotune.train import train
+    from hypotune.train import serialize_weights
 
     config = resolve_run_config(args)
     runtime = resolve_runtime(args, threads=os.cpu_count() or 1)  # one run: every core
@@ -74,7 +77,7 @@ def run_train(args: argparse.Namespace) -> int:
     except Exception as error:
         tracker.fail(run_id, f"{type(error).__name__}: {error}")
         raise
-    weights = None if args.no_weights else result.state_dict
+    weights = None if args.no_weights else serialize_weights(result.state_dict)
     tracker.finish(run_id, result.status, result.metrics, weights)
     out.print(result_table(result.status, result.metrics))
     out.print(f"run {run_id} in {tracker.uri} (experiment '{args.experiment}')")
@@ -125,3 +128,84 @@ def run_ui(args: argparse.Namespace) -> int:
         return subprocess.call(command, env=os.environ | {"MLFLOW_TRACKING_URI": uri})
     except KeyboardInterrupt:
         return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from hypotune.config import read_toml, run_config_from_dict
+    from hypotune.model import check_model, param_count, build_model
+    from hypotune.study import load_study, plan
+
+    if "hypotheses" not in read_toml(args.file):
+        config = run_config_from_dict(read_toml(args.file))
+        check_model(config.model)
+        out.print(f"{args.file}: a valid run config ({param_count(build_model(config.model)):,} parameters)")
+        return 0
+    study = load_study(args.file)
+    out.print(f"{args.file}: study '{study.name}' is valid")
+    for name, preset in study.presets.items():
+        trials = plan(study, name)
+        out.print(f"  preset {name}: {len(trials)} trials ({preset.seeds} seeds), {len(study.hypotheses)} hypotheses")
+    return 0
+
+
+def run_study_command(args: argparse.Namespace) -> int:
+    from hypotune.config import Runtime
+    from hypotune.data import read_raw
+    from hypotune.executors import LocalExecutor
+    from hypotune.runner import run_study
+    from hypotune.study import load_study, plan
+    from hypotune.tracking import Tracker
+
+    study = load_study(args.study)
+    preset = study.preset(args.preset).name
+    if args.workers < 1:
+        raise HypotuneError("--workers must be at least 1")
+    runtime = Runtime(threads=args.threads, device=args.device, data_dir=args.data_dir)
+    read_raw(args.data_dir)  # fail on missing or corrupt data before starting anything
+    tracker = Tracker(args.tracking_uri)
+    executor = LocalExecutor(args.workers, runtime)
+    total = len(plan(study, preset))
+    console.print(f"study '{study.name}', preset '{preset}': {total} trials, {args.workers} workers")
+    with progress_bar() as progress:
+        overall = progress.add_task("trials", total=total, status="")
+        bars: dict[str, Any] = {}
+
+        def on_event(event: Any, trial: Any) -> None:
+            kind, key, payload = event
+            if kind == "started":
+                label = f"  {trial.arms[0][1]} s{trial.config.seed}"
+                bars[key] = progress.add_task(label, total=trial.config.train.epochs, status="")
+            elif kind == "epoch":
+                progress.update(bars[key], advance=1, status=f"val_loss {payload['val_loss']:.4f}")
+            else:
+                if key in bars:
+                    progress.remove_task(bars.pop(key))
+                progress.update(overall, advance=1, status="" if kind == "finished" else "a trial failed")
+
+        def on_start(summary: Any) -> None:
+            progress.update(overall, completed=summary.skipped, status=f"{summary.skipped} already done")
+
+        summary = run_study(study, preset, executor, tracker, on_event=on_event, on_start=on_start)
+    out.print(
+        f"{summary.finished} trials trained, {summary.skipped} already done, {summary.diverged} diverged, "
+        f"{len(summary.failed)} failed; store {tracker.uri}, experiment '{study.name}'"
+    )
+    for line in summary.failed:
+        out.print(f"  failed {line}")
+    return 1 if summary.failed else 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from hypotune.runner import study_status
+    from hypotune.study import load_study
+    from hypotune.tracking import Tracker
+
+    study = load_study(args.study)
+    preset = study.preset(args.preset).name
+    table = Table(title=f"{study.name} ({preset})")
+    for column in ("hypothesis", "finished", "running", "failed", "pending"):
+        table.add_column(column, justify="left" if column == "hypothesis" else "right")
+    for row in study_status(study, preset, Tracker(args.tracking_uri)):
+        table.add_row(row.id, str(row.finished), str(row.running), str(row.failed), str(row.pending))
+    out.print(table)
+    return 0

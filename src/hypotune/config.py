@@ -32,6 +32,7 @@ class DataConfig:
     val_size: int = setting(10_000, "images carved from the training set for validation (stratified)")
     split_seed: int = setting(0, "seed of the train/validation split, fixed across trial seeds")
     train_subset: int = setting(0, "training images used, stratified subset (0 = the whole split)")
+    test_size: int = setting(0, "test images for the final evaluation, stratified subset (0 = all 10,000)")
     validate_on_test: bool = setting(
         False, "course protocol: validate on the official test set (biased; logged as such)"
     )
@@ -42,6 +43,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check(self.val_size >= 0, "data.val_size", "must be >= 0")
         _check(self.train_subset >= 0, "data.train_subset", "must be >= 0")
+        _check(self.test_size >= 0, "data.test_size", "must be >= 0")
         _choice("data.normalize", self.normalize, ("scale", "standardize"))
         _check(0 <= self.translate <= 8, "data.translate", "must be between 0 and 8 pixels")
         _check(

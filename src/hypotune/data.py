@@ -251,7 +251,11 @@ def make_dataset(config: DataConfig, data_dir: str = "") -> Dataset:
             )
         index = stratified_pick(train.labels, config.train_subset, config.split_seed + 1)
         train = Split(train.images[index], train.labels[index])
-    return Dataset(train, val, raw.test, raw.source)
+    test = raw.test
+    if config.test_size and config.test_size < len(test):
+        index = stratified_pick(test.labels, config.test_size, config.split_seed + 2)
+        test = Split(test.images[index], test.labels[index])
+    return Dataset(train, val, test, raw.source)
 
 
 def normalize(images: torch.Tensor, mode: str) -> torch.Tensor:

@@ -118,15 +118,16 @@ class Tracker:
             self.client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in fresh.items()])
             last.update(fresh)
 
-    def finish(self, run_id: str, status: str, metrics: dict[str, float], state_dict: Any = None) -> None:
-        """Record the final result; only then is the run FINISHED and the trial done."""
-        self.log_metrics(run_id, metrics, step=int(metrics.get("epochs_run", 0)))
-        if state_dict is not None:
-            import torch
+    def finish(self, run_id: str, status: str, metrics: dict[str, float], weights: bytes | None = None) -> None:
+        """Record the final result; only then is the run FINISHED and the trial done.
 
+        `weights` is a `torch.save`d state dict; load it with `torch.load(..., weights_only=True)`.
+        """
+        self.log_metrics(run_id, metrics, step=int(metrics.get("epochs_run", 0)))
+        if weights is not None:
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / "model.pt"
-                torch.save(state_dict, path)
+                path.write_bytes(weights)
                 self.client.log_artifact(run_id, str(path))
         self.client.set_tag(run_id, f"{TAG}status", status)
         self.client.set_terminated(run_id, "FINISHED")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +29,15 @@ class TrialResult:
     epochs: list[dict[str, float]] = field(default_factory=list)  # per-epoch metrics
     metrics: dict[str, float] = field(default_factory=dict)  # final metrics
     state_dict: dict[str, torch.Tensor] | None = None  # trained weights, on the CPU
+
+
+def serialize_weights(state_dict: dict[str, torch.Tensor] | None) -> bytes | None:
+    """Weights as `torch.save` bytes, loadable with `torch.load(..., weights_only=True)`."""
+    if state_dict is None:
+        return None
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    return buffer.getvalue()
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,0 +1,185 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from hypotune.config import Runtime
+from hypotune.executors import LocalExecutor
+from hypotune.runner import run_study, study_status
+from hypotune.study import load_study, plan
+from hypotune.tracking import TAG, Tracker
+
+TINY = Path(__file__).parent / "studies" / "tiny.toml"
+
+
+def finished_trial_keys(tracker: Tracker, name: str) -> Counter:
+    experiment_id = tracker.experiment(name)
+    runs = tracker.runs(experiment_id, f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'trial'")
+    return Counter(run.data.tags[f"{TAG}key"] for run in runs)
+
+
+def study_variant(tmp_path: Path, replace: dict[str, str], extra: str = "") -> Path:
+    """The tiny study with some text replaced and some appended."""
+    text = TINY.read_text()
+    for old, new in replace.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "study.toml"
+    path.write_text(text + extra)
+    return path
+
+
+def test_run_records_every_trial_and_resume_skips_them(workdir, synthetic_dir):
+    study = load_study(TINY)
+    tracker = Tracker()
+    executor = LocalExecutor(2, Runtime(data_dir=str(synthetic_dir)))
+    first = run_study(study, "quick", executor, tracker)
+    assert (first.planned, first.finished, first.skipped, first.failed) == (10, 10, 0, [])
+    again = run_study(study, "quick", executor, tracker)
+    assert (again.finished, again.skipped) == (0, 10)
+    keys = finished_trial_keys(tracker, "tiny")
+    assert set(keys) == {t.key for t in plan(study, "quick")} and set(keys.values()) == {1}
+    parent = tracker.client.get_run(first.parent_run_id)
+    assert parent.info.status == "FINISHED" and again.parent_run_id == first.parent_run_id
+    run = tracker.runs(tracker.experiment("tiny"), f"tags.`{TAG}kind` = 'trial'")[0]
+    assert run.data.tags["mlflow.parentRunId"] == first.parent_run_id
+    assert run.data.tags[f"{TAG}preset"] == "quick" and f"{TAG}arms" in run.data.tags
+    rows = {row.id: row for row in study_status(study, "quick", tracker)}
+    assert (rows["width"].finished, rows["dropout_x_norm"].finished, rows["width"].pending) == (4, 8, 0)
+
+
+def test_parallel_workers_lose_no_tracking_data(workdir, synthetic_dir):
+    # 4 workers, 24 short trials, 3 epochs each: every metric point must arrive exactly once
+    kernel = (
+        '\n[[hypotheses]]\nid = "kernel"\narms.k3 = {}\narms.k5 = { model = { kernel_size = 5 } }\n'
+        'prediction = { kind = "better", arm = "k5", than = "k3" }\n'
+    )
+    replace = {"seeds = 2": "seeds = 4", "epochs = 2, steps_per_epoch = 8": "epochs = 3, steps_per_epoch = 3"}
+    path = study_variant(workdir, replace, kernel)
+    study = load_study(path)
+    tracker = Tracker()
+    summary = run_study(study, "quick", LocalExecutor(4, Runtime(data_dir=str(synthetic_dir))), tracker)
+    assert summary.finished == summary.planned == 24
+    runs = tracker.runs(tracker.experiment("tiny"), f"tags.`{TAG}kind` = 'trial'")
+    assert len(runs) == 24 and {r.info.status for r in runs} == {"FINISHED"}
+    for run in runs:
+        history = tracker.client.get_metric_history(run.info.run_id, "val_loss")
+        assert [m.step for m in history] == [1, 2, 3]
+        assert run.data.params["model.depth"] == "2" and "test_acc" in run.data.metrics
+
+
+def test_a_failing_trial_is_recorded_and_the_rest_go_on(workdir, synthetic_dir):
+    path = study_variant(workdir, {"{ model = { width = 16 } }": "{ data = { train_subset = 5000 } }"})
+    study = load_study(path)
+    tracker = Tracker()
+    executor = LocalExecutor(2, Runtime(data_dir=str(synthetic_dir)))
+    summary = run_study(study, "quick", executor, tracker)
+    assert summary.finished == 8 and len(summary.failed) == 2
+    assert "train_subset 5000 exceeds" in summary.failed[0]
+    failed = tracker.runs(tracker.experiment("tiny"), f"attributes.status = 'FAILED' and tags.`{TAG}kind` = 'trial'")
+    assert len(failed) == 2 and "exceeds" in failed[0].data.tags[f"{TAG}error"]
+    assert tracker.client.get_run(summary.parent_run_id).info.status == "FAILED"
+    again = run_study(study, "quick", executor, tracker)  # failed trials are retried, finished are not
+    assert (again.skipped, len(again.failed)) == (8, 2)
+
+
+def test_a_diverged_trial_counts_as_a_result(workdir, synthetic_dir):
+    diverging = '{ train = { optimizer = "sgd", lr = 1e12, schedule = "constant" } }'
+    path = study_variant(workdir, {"{ model = { width = 16 } }": diverging})
+    study = load_study(path)
+    tracker = Tracker()
+    executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)))
+    summary = run_study(study, "quick", executor, tracker)
+    assert summary.diverged == 2 and summary.failed == []
+    assert run_study(study, "quick", executor, tracker).skipped == 10
+
+
+def start_cli_study(workdir: Path, study: Path, data_dir: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "hypotune.cli", "study", "run", str(study), "--workers", "2",
+               "--data-dir", str(data_dir)]  # fmt: skip
+    return subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+
+
+def wait_for_finished_runs(database: Path, count: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with sqlite3.connect(database, timeout=1) as connection:
+                (done,) = connection.execute("select count(*) from runs where status = 'FINISHED'").fetchone()
+            if done >= count:
+                return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} runs finished in {timeout} s")
+
+
+def slow_study(workdir: Path) -> Path:
+    """The tiny study with trials long enough to be caught in flight."""
+    return study_variant(workdir, {"epochs = 2, steps_per_epoch = 8": "epochs = 3, steps_per_epoch = 60"})
+
+
+def test_kill_9_of_the_whole_tree_then_rerun_records_each_trial_once(workdir, synthetic_dir):
+    path = slow_study(workdir)
+    process = start_cli_study(workdir, path, synthetic_dir)
+    wait_for_finished_runs(workdir / "runs" / "mlflow.db", 3)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    tracker = Tracker()
+    before = finished_trial_keys(tracker, "tiny")
+    assert 3 <= sum(before.values()) < 10
+
+    rerun = start_cli_study(workdir, path, synthetic_dir)
+    _, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    after = finished_trial_keys(tracker, "tiny")
+    assert set(after) == {t.key for t in plan(load_study(path), "quick")}
+    assert set(after.values()) == {1}  # every trial exactly once
+    assert all(after[key] == 1 for key in before)  # nothing finished before was redone
+    experiment_id = tracker.experiment("tiny")
+    assert not tracker.runs(experiment_id, "attributes.status = 'RUNNING'")
+    killed = tracker.runs(experiment_id, f"attributes.status = 'KILLED' and tags.`{TAG}kind` = 'trial'")
+    assert killed  # what was in flight at the kill is marked, not left RUNNING
+
+
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(workdir, synthetic_dir):
+    path = slow_study(workdir)
+    process = start_cli_study(workdir, path, synthetic_dir)
+    wait_for_finished_runs(workdir / "runs" / "mlflow.db", 1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    tracker = Tracker()
+    experiment_id = tracker.experiment("tiny")
+    assert not tracker.runs(experiment_id, "attributes.status = 'RUNNING'")
+    rerun = start_cli_study(workdir, path, synthetic_dir)
+    rerun.communicate(timeout=300)
+    assert rerun.returncode == 0
+    assert set(finished_trial_keys(tracker, "tiny").values()) == {1}
+
+
+def test_a_second_runner_on_the_same_study_is_refused(workdir, synthetic_dir):
+    path = slow_study(workdir)
+    process = start_cli_study(workdir, path, synthetic_dir)
+    try:
+        wait_for_finished_runs(workdir / "runs" / "mlflow.db", 1)
+        second = start_cli_study(workdir, path, synthetic_dir)
+        _, stderr = second.communicate(timeout=60)
+        assert second.returncode == 2 and "already running" in stderr
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.mark.parametrize("workers", [0])
+def test_workers_must_be_positive(workdir, synthetic_dir, workers):
+    command = [sys.executable, "-m", "hypotune.cli", "study", "run", str(TINY), "--workers", str(workers)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2 and "--workers must be at least 1" in result.stderr

@@ -1,0 +1,116 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hypotune.errors import StudyError
+from hypotune.study import load_study, plan
+
+TINY = Path(__file__).parent / "studies" / "tiny.toml"
+STUDIES = Path(__file__).parents[1] / "studies"
+
+
+def test_tiny_study_loads_with_factorial_arms():
+    study = load_study(TINY)
+    synergy = study.hypotheses[1]
+    assert list(synergy.arms) == [
+        "dropout=0.0, norm=none", "dropout=0.0, norm=instance",
+        "dropout=0.2, norm=none", "dropout=0.2, norm=instance",
+    ]  # fmt: skip
+    assert [f.name for f in synergy.factors] == ["model.dropout", "model.norm"]
+    assert synergy.predictions[0].kind == "synergy"
+
+
+def test_shared_arms_train_once():
+    study = load_study(TINY)
+    trials = plan(study, "quick")
+    # narrow (width 8, no dropout, no norm) is the factorial's "dropout=0.0, norm=none" arm
+    assert len(trials) == 5 * 2
+    shared = [t for t in trials if len(t.arms) == 2]
+    assert {tuple(sorted(t.arms)) for t in shared} == {
+        (("dropout_x_norm", "dropout=0.0, norm=none"), ("width", "narrow"))
+    }
+    assert sorted({t.config.seed for t in trials}) == [0, 1]
+
+
+def test_layering_base_preset_arm():
+    study = load_study(TINY)
+    wide = study.arm_config(study.hypotheses[0], "wide", "quick", seed=1)
+    assert (wide.model.width, wide.model.depth, wide.train.steps_per_epoch, wide.seed) == (16, 2, 8, 1)
+
+
+@pytest.mark.parametrize("path", sorted(STUDIES.glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_study_is_valid(path):
+    study = load_study(path)
+    for preset in study.presets:
+        assert plan(study, preset)
+
+
+def write_variant(tmp_path: Path, old: str, new: str) -> Path:
+    text = TINY.read_text()
+    assert old in text
+    path = tmp_path / "study.toml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+BAD = [
+    ('name = "tiny"', 'name = "tiny"\nowner = "me"', "unknown setting 'owner'"),
+    ("[base.model]\ndepth", "[base.modle]\ndepth", "base.modle' (did you mean 'model'?)"),
+    ("width = 8", "widht = 8", "unknown setting 'base.model.widht' (did you mean 'width'?)"),
+    ("seeds = 2", "seeds = 0", "presets.quick.seeds must be an integer from 1 to 1000"),
+    ('arms.wide = { model = { width = 16 } }', 'arms.wide = { model = { width = "big" } }',
+     "hypotheses[0] (width).arms.wide.model.width must be"),
+    ('than = "narrow"', 'than = "medium"',
+     "hypotheses[0] (width).prediction.than names arm 'medium', which is not one of: narrow, wide"),
+    ('kind = "better", arm = "wide"', 'kind = "better", arm = "huge"', "prediction.arm names arm 'huge'"),
+    ('kind = "better", arm = "wide", than = "narrow"', 'kind = "better", arm = "wide"',
+     "a 'better' prediction needs than"),
+    ('kind = "better"', 'kind = "superior"', "prediction.kind is 'superior'; valid: better, best"),
+    ('"model.norm" = ["none", "instance"]', '"model.norm" = ["none", "instance", "batch"]',
+     "hypotheses[1] (dropout_x_norm).prediction: 'synergy' needs a 2x2 factorial"),
+    ('"model.dropout" = [0.0, 0.2], ', "", "'synergy' needs a 2x2 factorial (two factors of two levels), got 2"),
+    ('"model.dropout"', '"model.dropuot"', "factors.model.dropuot: unknown setting 'model.dropuot' (did you mean 'model.dropout'?)"),
+    ('id = "width"', 'id = "dropout_x_norm"', "id 'dropout_x_norm' is used twice"),
+    ('arms.wide = { model = { width = 16 } }', 'arms.wide = { model = { depth = 9, pools = 5 } }',
+     "arms.wide under preset 'quick': model.pools: pooling after layer"),
+    ('statement = "Wider is better"', 'statement = "Wider is better"\nmetric = "test_loss"',
+     "metric 'test_loss' may be reported, never decide"),
+    ('[presets.quick]', '[presets.quick]\nepochs = 3', "unknown setting 'presets.quick.epochs'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("old, new, message", BAD, ids=[case[2][:40] for case in BAD])
+def test_bad_study_files_are_rejected_with_the_place(tmp_path, old, new, message):
+    path = write_variant(tmp_path, old, new)
+    with pytest.raises(StudyError) as caught:
+        load_study(path)
+    assert message in str(caught.value) and str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("old, new, message", BAD[:6], ids=[case[2][:40] for case in BAD[:6]])
+def test_validate_command_prints_one_line_and_exits_2(tmp_path, old, new, message):
+    path = write_variant(tmp_path, old, new)
+    result = subprocess.run([sys.executable, "-m", "hypotune.cli", "validate", str(path)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_validate_accepts_a_good_study_and_a_run_config(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "hypotune.cli", "validate", str(TINY)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0 and "preset quick: 10 trials" in result.stdout
+    config = tmp_path / "run.toml"
+    config.write_text("[model]\ndepth = 6\nwidth = 64\n")
+    result = subprocess.run([sys.executable, "-m", "hypotune.cli", "validate", str(config)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0 and "valid run config" in result.stdout
+
+
+def test_a_study_file_is_never_executed(tmp_path):
+    path = write_variant(tmp_path, 'kind = "better"', 'kind = "__import__(\'os\').system(\'touch pwned\')"')
+    with pytest.raises(StudyError, match="prediction.kind is"):
+        load_study(path)
+    assert not (tmp_path / "pwned").exists()
