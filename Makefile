@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data run test lint bench clean
+.PHONY: setup data browser run test lint bench clean
 
 setup: $(STAMP)
 
@@ -24,10 +24,23 @@ data: setup
 	fi
 	$(BIN)/hypotune data
 
-run: data
-	$(BIN)/hypotune train --preset course
+STUDY := studies/fashion_mnist_synergy.toml
+PRESET := quick
 
-test: setup
+# The built-in study at its quick preset, then its report (written even if a trial failed).
+run: data
+	$(BIN)/hypotune study run $(STUDY) --preset $(PRESET); status=$$?; \
+		$(BIN)/hypotune report $(STUDY) --preset $(PRESET) && exit $$status
+
+# Headless Chromium for the report's browser test, where apt works and we are root.
+browser:
+	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium and chromium-driver with apt-get"; \
+		apt-get update -qq >/dev/null && apt-get install -y -qq chromium chromium-driver >/dev/null \
+			|| echo "apt-get could not install chromium; the browser test will be skipped"; \
+	fi
+
+test: setup browser
 	-@$(MAKE) --no-print-directory data || echo "no Fashion-MNIST: the real-data smoke tests will be skipped"
 	$(BIN)/python -m pytest -q
 	$(BIN)/ruff check src tests bench

@@ -11,8 +11,26 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hypotune.cli", *args], capture_output=True, text=True)
 
 
-TINY = ["--depth", "2", "--width", "8", "--pool-size", "2", "--head-hidden", "", "--val-size", "200",
-        "--epochs", "2", "--steps-per-epoch", "5", "--batch-size", "32", "--threads", "1"]  # fmt: skip
+TINY = [
+    "--depth",
+    "2",
+    "--width",
+    "8",
+    "--pool-size",
+    "2",
+    "--head-hidden",
+    "",
+    "--val-size",
+    "200",
+    "--epochs",
+    "2",
+    "--steps-per-epoch",
+    "5",
+    "--batch-size",
+    "32",
+    "--threads",
+    "1",
+]
 
 
 def test_train_tracks_a_run(workdir, synthetic_dir, capsys):
@@ -28,8 +46,21 @@ def test_layering_defaults_file_flags(workdir, synthetic_dir):
     from hypotune.cli import build_parser, resolve_run_config
 
     (workdir / "c.toml").write_text("[model]\ndepth = 4\nwidth = 16\n[train]\nlr = 0.01\n")
-    args = build_parser().parse_args(["train", "--preset", "full", "--config", "c.toml", "--width", "24",
-                                      "--set", "train.momentum=0.5", "--set", "dropout=0.1"])  # fmt: skip
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--preset",
+            "full",
+            "--config",
+            "c.toml",
+            "--width",
+            "24",
+            "--set",
+            "train.momentum=0.5",
+            "--set",
+            "dropout=0.1",
+        ]
+    )
     config = resolve_run_config(args)
     assert (config.model.depth, config.model.width, config.train.lr) == (4, 24, 0.01)
     assert (config.train.momentum, config.model.dropout, config.model.kernel_size) == (0.5, 0.1, 3)
@@ -50,10 +81,11 @@ def test_layering_defaults_file_flags(workdir, synthetic_dir):
         (["train", "--threads", "0"], "threads must be between 1 and 256"),
         (["bogus"], "invalid choice: 'bogus'"),
     ],
-)  # fmt: skip
+)
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
-    result = subprocess.run([sys.executable, "-m", "hypotune.cli", *args], capture_output=True, text=True,
-                            cwd=tmp_path)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "hypotune.cli", *args], capture_output=True, text=True, cwd=tmp_path
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr

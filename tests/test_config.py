@@ -69,9 +69,11 @@ def test_replace_merges_nested_overrides():
 
 def test_toml_round_trip(tmp_path):
     config = RunConfig(
-        data=DataConfig(flip=True), model=ModelConfig(depth=3, width=(8, 16, 16), pool_after=(1,)),
-        train=TrainConfig(lr=0.003), seed=7,
-    )  # fmt: skip
+        data=DataConfig(flip=True),
+        model=ModelConfig(depth=3, width=(8, 16, 16), pool_after=(1,)),
+        train=TrainConfig(lr=0.003),
+        seed=7,
+    )
     path = tmp_path / "config.toml"
     path.write_text(to_toml(config))
     assert run_config_from_dict(read_toml(path)) == config

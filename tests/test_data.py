@@ -59,9 +59,9 @@ def corrupt(folder: Path, part: str, transform) -> Path:
         ("test_labels", lambda b: b[:6], "truncated header"),
         ("train_images", lambda b: b[:8] + struct.pack(">II", 32, 32) + b[16:], "images are 32x32"),
         ("train_labels", lambda b: b[:-1] + bytes([12]), "label 12 outside 0..9"),
-        ("train_labels", lambda b: b[:4] + struct.pack(">I", 99) + b[8:99 + 8], "100 images but"),
+        ("train_labels", lambda b: b[:4] + struct.pack(">I", 99) + b[8 : 99 + 8], "100 images but"),
     ],
-)  # fmt: skip
+)
 def test_corrupt_files_name_the_file_and_problem(tmp_path, part, transform, message):
     folder = make_synthetic_dir(tmp_path, 100, 50)
     corrupt(folder, part, transform)

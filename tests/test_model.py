@@ -41,8 +41,14 @@ def test_every_dropout_kind_builds(kind):
 
 
 def test_block_order_is_respected():
-    model = build_model(ModelConfig(**SMALL | {"depth": 1, "pool_after": (1,)}, norm="batch",
-                                    dropout=0.1, block_order="conv-act-norm-pool-dropout"))  # fmt: skip
+    model = build_model(
+        ModelConfig(
+            **SMALL | {"depth": 1, "pool_after": (1,)},
+            norm="batch",
+            dropout=0.1,
+            block_order="conv-act-norm-pool-dropout",
+        )
+    )
     assert list(model.features.block1.body._modules) == ["conv", "act", "norm", "pool", "dropout"]
 
 
@@ -53,8 +59,9 @@ def test_norm_before_conv_normalises_the_input_channels():
 
 
 def test_residual_blocks_project_when_width_changes():
-    config = ModelConfig(depth=3, width=(8, 8, 16), pool_after=(3,), pool_size=2, residual=True,
-                         head="gap", head_hidden=())  # fmt: skip
+    config = ModelConfig(
+        depth=3, width=(8, 8, 16), pool_after=(3,), pool_size=2, residual=True, head="gap", head_hidden=()
+    )
     model = build_model(config)
     assert model.features.block2.shortcut is None
     assert model.features.block3.shortcut is not None
@@ -64,8 +71,17 @@ def test_residual_blocks_project_when_width_changes():
 def test_flatten_head_with_hidden_layers_and_dropout():
     model = build_model(ModelConfig(**SMALL | {"head": "flatten", "head_hidden": (16, 8)}, head_dropout=0.2))
     names = list(model.head._modules)
-    assert names == ["flatten", "dropout0", "linear0", "act0", "dropout1", "linear1", "act1",
-                     "dropout2", "linear2"]  # fmt: skip
+    assert names == [
+        "flatten",
+        "dropout0",
+        "linear0",
+        "act0",
+        "dropout1",
+        "linear1",
+        "act1",
+        "dropout2",
+        "linear2",
+    ]
     assert model.head.linear0.in_features == 8 * 7 * 7
 
 
@@ -78,8 +94,10 @@ def test_flop_count_of_one_conv_and_linear():
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (dict(depth=6, pool_after=(1, 2, 3, 4), pool_size=3),
-         r"pooling after layer 4 shrinks a 1x1 map below 1 pixel; at most 3 poolings of size 3"),
+        (
+            dict(depth=6, pool_after=(1, 2, 3, 4), pool_size=3),
+            r"pooling after layer 4 shrinks a 1x1 map below 1 pixel; at most 3 poolings of size 3",
+        ),
         (dict(depth=2, width=12, norm="group", groups=8), "model.groups = 8 does not divide model.width 12"),
         (dict(norm="weird"), "model.norm is 'weird'; valid: none, batch, instance, layer, group"),
         (dict(activation="swish"), "model.activation is 'swish'; valid: relu"),
@@ -88,7 +106,7 @@ def test_flop_count_of_one_conv_and_linear():
         (dict(block_order="conv-norm-act-drop-pool"), "unknown step 'drop'"),
         (dict(residual=True, block_order="conv-pool-norm-act-dropout"), "needs 'pool' last"),
     ],
-)  # fmt: skip
+)
 def test_impossible_architectures_are_rejected_before_building(settings, message):
     with pytest.raises(ArchitectureError, match=message):
         check_model(ModelConfig(**settings))

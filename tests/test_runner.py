@@ -82,7 +82,9 @@ def test_a_failing_trial_is_recorded_and_the_rest_go_on(workdir, synthetic_dir):
     summary = run_study(study, "quick", executor, tracker)
     assert summary.finished == 8 and len(summary.failed) == 2
     assert "train_subset 5000 exceeds" in summary.failed[0]
-    failed = tracker.runs(tracker.experiment("tiny"), f"attributes.status = 'FAILED' and tags.`{TAG}kind` = 'trial'")
+    failed = tracker.runs(
+        tracker.experiment("tiny"), f"attributes.status = 'FAILED' and tags.`{TAG}kind` = 'trial'"
+    )
     assert len(failed) == 2 and "exceeds" in failed[0].data.tags[f"{TAG}error"]
     assert tracker.client.get_run(summary.parent_run_id).info.status == "FAILED"
     again = run_study(study, "quick", executor, tracker)  # failed trials are retried, finished are not
@@ -101,10 +103,26 @@ def test_a_diverged_trial_counts_as_a_result(workdir, synthetic_dir):
 
 
 def start_cli_study(workdir: Path, study: Path, data_dir: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "hypotune.cli", "study", "run", str(study), "--workers", "2",
-               "--data-dir", str(data_dir)]  # fmt: skip
-    return subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "hypotune.cli",
+        "study",
+        "run",
+        str(study),
+        "--workers",
+        "2",
+        "--data-dir",
+        str(data_dir),
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def wait_for_finished_runs(database: Path, count: int, timeout: float = 120) -> None:

@@ -16,8 +16,20 @@ def test_real_data_splits(real_data_dir):
 
 
 def test_hypotune_train_on_real_data_is_readable_with_search_runs(workdir, real_data_dir):
-    command = [sys.executable, "-m", "hypotune.cli", "train", "--epochs", "1", "--steps-per-epoch", "20",
-               "--val-size", "2000", "--data-dir", real_data_dir]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "hypotune.cli",
+        "train",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "20",
+        "--val-size",
+        "2000",
+        "--data-dir",
+        real_data_dir,
+    ]
     trained = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert trained.returncode == 0, trained.stderr
     reader = (
@@ -35,6 +47,19 @@ def test_hypotune_train_on_real_data_is_readable_with_search_runs(workdir, real_
 def test_a_regularized_model_trains_on_real_data(workdir, real_data_dir, flags):
     from hypotune.cli import main
 
-    code = main(["train", *flags, "--epochs", "1", "--steps-per-epoch", "10", "--val-size", "1000",
-                 "--data-dir", real_data_dir, "--no-weights"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            *flags,
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "10",
+            "--val-size",
+            "1000",
+            "--data-dir",
+            real_data_dir,
+            "--no-weights",
+        ]
+    )
     assert code == 0

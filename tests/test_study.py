@@ -15,9 +15,11 @@ def test_tiny_study_loads_with_factorial_arms():
     study = load_study(TINY)
     synergy = study.hypotheses[1]
     assert list(synergy.arms) == [
-        "dropout=0.0, norm=none", "dropout=0.0, norm=instance",
-        "dropout=0.2, norm=none", "dropout=0.2, norm=instance",
-    ]  # fmt: skip
+        "dropout=0.0, norm=none",
+        "dropout=0.0, norm=instance",
+        "dropout=0.2, norm=none",
+        "dropout=0.2, norm=instance",
+    ]
     assert [f.name for f in synergy.factors] == ["model.dropout", "model.norm"]
     assert synergy.predictions[0].kind == "synergy"
 
@@ -60,25 +62,51 @@ BAD = [
     ("[base.model]\ndepth", "[base.modle]\ndepth", "base.modle' (did you mean 'model'?)"),
     ("width = 8", "widht = 8", "unknown setting 'base.model.widht' (did you mean 'width'?)"),
     ("seeds = 2", "seeds = 0", "presets.quick.seeds must be an integer from 1 to 1000"),
-    ('arms.wide = { model = { width = 16 } }', 'arms.wide = { model = { width = "big" } }',
-     "hypotheses[0] (width).arms.wide.model.width must be"),
-    ('than = "narrow"', 'than = "medium"',
-     "hypotheses[0] (width).prediction.than names arm 'medium', which is not one of: narrow, wide"),
+    (
+        "arms.wide = { model = { width = 16 } }",
+        'arms.wide = { model = { width = "big" } }',
+        "hypotheses[0] (width).arms.wide.model.width must be",
+    ),
+    (
+        'than = "narrow"',
+        'than = "medium"',
+        "hypotheses[0] (width).prediction.than names arm 'medium', which is not one of: narrow, wide",
+    ),
     ('kind = "better", arm = "wide"', 'kind = "better", arm = "huge"', "prediction.arm names arm 'huge'"),
-    ('kind = "better", arm = "wide", than = "narrow"', 'kind = "better", arm = "wide"',
-     "a 'better' prediction needs than"),
+    (
+        'kind = "better", arm = "wide", than = "narrow"',
+        'kind = "better", arm = "wide"',
+        "a 'better' prediction needs than",
+    ),
     ('kind = "better"', 'kind = "superior"', "prediction.kind is 'superior'; valid: better, best"),
-    ('"model.norm" = ["none", "instance"]', '"model.norm" = ["none", "instance", "batch"]',
-     "hypotheses[1] (dropout_x_norm).prediction: 'synergy' needs a 2x2 factorial"),
-    ('"model.dropout" = [0.0, 0.2], ', "", "'synergy' needs a 2x2 factorial (two factors of two levels), got 2"),
-    ('"model.dropout"', '"model.dropuot"', "factors.model.dropuot: unknown setting 'model.dropuot' (did you mean 'model.dropout'?)"),
+    (
+        '"model.norm" = ["none", "instance"]',
+        '"model.norm" = ["none", "instance", "batch"]',
+        "hypotheses[1] (dropout_x_norm).prediction: 'synergy' needs a 2x2 factorial",
+    ),
+    (
+        '"model.dropout" = [0.0, 0.2], ',
+        "",
+        "'synergy' needs a 2x2 factorial (two factors of two levels), got 2",
+    ),
+    (
+        '"model.dropout"',
+        '"model.dropuot"',
+        "factors.model.dropuot: unknown setting 'model.dropuot' (did you mean 'model.dropout'?)",
+    ),
     ('id = "width"', 'id = "dropout_x_norm"', "id 'dropout_x_norm' is used twice"),
-    ('arms.wide = { model = { width = 16 } }', 'arms.wide = { model = { depth = 9, pools = 5 } }',
-     "arms.wide under preset 'quick': model.pools: pooling after layer"),
-    ('statement = "Wider is better"', 'statement = "Wider is better"\nmetric = "test_loss"',
-     "metric 'test_loss' may be reported, never decide"),
-    ('[presets.quick]', '[presets.quick]\nepochs = 3', "unknown setting 'presets.quick.epochs'"),
-]  # fmt: skip
+    (
+        "arms.wide = { model = { width = 16 } }",
+        "arms.wide = { model = { depth = 9, pools = 5 } }",
+        "arms.wide under preset 'quick': model.pools: pooling after layer",
+    ),
+    (
+        'statement = "Wider is better"',
+        'statement = "Wider is better"\nmetric = "test_loss"',
+        "metric 'test_loss' may be reported, never decide",
+    ),
+    ("[presets.quick]", "[presets.quick]\nepochs = 3", "unknown setting 'presets.quick.epochs'"),
+]
 
 
 @pytest.mark.parametrize("old, new, message", BAD, ids=[case[2][:40] for case in BAD])
@@ -92,25 +120,28 @@ def test_bad_study_files_are_rejected_with_the_place(tmp_path, old, new, message
 @pytest.mark.parametrize("old, new, message", BAD[:6], ids=[case[2][:40] for case in BAD[:6]])
 def test_validate_command_prints_one_line_and_exits_2(tmp_path, old, new, message):
     path = write_variant(tmp_path, old, new)
-    result = subprocess.run([sys.executable, "-m", "hypotune.cli", "validate", str(path)],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "hypotune.cli", "validate", str(path)], capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr
 
 
 def test_validate_accepts_a_good_study_and_a_run_config(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "hypotune.cli", "validate", str(TINY)],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "hypotune.cli", "validate", str(TINY)], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "preset quick: 10 trials" in result.stdout
     config = tmp_path / "run.toml"
     config.write_text("[model]\ndepth = 6\nwidth = 64\n")
-    result = subprocess.run([sys.executable, "-m", "hypotune.cli", "validate", str(config)],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "hypotune.cli", "validate", str(config)], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "valid run config" in result.stdout
 
 
 def test_a_study_file_is_never_executed(tmp_path):
-    path = write_variant(tmp_path, 'kind = "better"', 'kind = "__import__(\'os\').system(\'touch pwned\')"')
+    path = write_variant(tmp_path, 'kind = "better"', "kind = \"__import__('os').system('touch pwned')\"")
     with pytest.raises(StudyError, match="prediction.kind is"):
         load_study(path)
     assert not (tmp_path / "pwned").exists()

@@ -156,6 +156,12 @@ def build_parser() -> Parser:
     study_status.add_argument("--preset", help="budget preset (default: the study's first)")
     add_tracking_flags(study_status)
 
+    report = commands.add_parser("report", help="write the study's report from the tracking store")
+    report.add_argument("study", type=Path, help="study file (TOML)")
+    report.add_argument("--preset", help="budget preset (default: the study's first)")
+    report.add_argument("--out", type=Path, help="output folder (default: report/STUDY-PRESET)")
+    add_tracking_flags(report)
+
     validate = commands.add_parser("validate", help="check a study or run-config file without training")
     validate.add_argument("file", type=Path, help="a study file, or a run config with [model] etc.")
 

@@ -15,14 +15,21 @@ from rich.table import Table
 
 from hypotune.errors import HypotuneError
 
-console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# Piped output (a log, CI) gets wide tables instead of rich's 80-column fallback.
+console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "study":
         return {"run": run_study_command, "status": run_status}[args.study_command](args)
-    handler = {"train": run_train, "data": run_data, "ui": run_ui, "validate": run_validate}[args.command]
+    handler = {
+        "train": run_train,
+        "data": run_data,
+        "ui": run_ui,
+        "validate": run_validate,
+        "report": run_report,
+    }[args.command]
     return handler(args)
 
 
@@ -43,8 +50,7 @@ def run_train(args: argparse.Namespace) -> int:
     from hypotune.data import make_dataset
     from hypotune.model import build_model, param_count
     from hypotune.tracking import TAG, Tracker
-    from hypotune.train import train
-    from hypotune.train import serialize_weights
+    from hypotune.train import serialize_weights, train
 
     config = resolve_run_config(args)
     runtime = resolve_runtime(args, threads=os.cpu_count() or 1)  # one run: every core
@@ -89,9 +95,15 @@ def result_table(status: str, metrics: dict[str, float]) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name in (
-        "test_loss", "test_acc", "val_loss", "val_acc", "train_loss",
-        "param_count", "images_per_s", "wall_seconds",
-    ):  # fmt: skip
+        "test_loss",
+        "test_acc",
+        "val_loss",
+        "val_acc",
+        "train_loss",
+        "param_count",
+        "images_per_s",
+        "wall_seconds",
+    ):
         if name in metrics:
             table.add_row(name, format_number(metrics[name]))
     return table
@@ -120,9 +132,17 @@ def run_ui(args: argparse.Namespace) -> int:
     if not uri.startswith("sqlite:"):
         raise HypotuneError(f"{uri} is a tracking server: open it in a browser instead")
     command = [
-        sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-        "--host", args.host, "--port", str(args.port),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     console.print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C to stop)")
     try:
         return subprocess.call(command, env=os.environ | {"MLFLOW_TRACKING_URI": uri})
@@ -132,7 +152,7 @@ def run_ui(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     from hypotune.config import read_toml, run_config_from_dict
-    from hypotune.model import check_model, param_count, build_model
+    from hypotune.model import build_model, check_model, param_count
     from hypotune.study import load_study, plan
 
     if "hypotheses" not in read_toml(args.file):
@@ -144,7 +164,8 @@ def run_validate(args: argparse.Namespace) -> int:
     out.print(f"{args.file}: study '{study.name}' is valid")
     for name, preset in study.presets.items():
         trials = plan(study, name)
-        out.print(f"  preset {name}: {len(trials)} trials ({preset.seeds} seeds), {len(study.hypotheses)} hypotheses")
+        count = len(study.hypotheses)
+        out.print(f"  preset {name}: {len(trials)} trials ({preset.seeds} seeds), {count} hypotheses")
     return 0
 
 
@@ -209,3 +230,41 @@ def run_status(args: argparse.Namespace) -> int:
         table.add_row(row.id, str(row.finished), str(row.running), str(row.failed), str(row.pending))
     out.print(table)
     return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hypotune.report import build_report
+    from hypotune.study import load_study
+    from hypotune.tracking import Tracker
+
+    study = load_study(args.study)
+    preset = study.preset(args.preset).name
+    out_dir = args.out or Path("report") / f"{study.name}-{preset}"
+    with console.status("reading the store and drawing figures"):
+        report = build_report(study, preset, Tracker(args.tracking_uri), out_dir)
+    out.print(verdict_table(report.verdicts, report.findings))
+    out.print(f"report: {report.html_path.resolve()} (and {report.markdown_path.name} beside it)")
+    return 0
+
+
+def verdict_table(verdicts: list[Any], findings: dict[str, list[str]]) -> Table:
+    colours = {"supported": "green", "refuted": "red", "inconclusive": "yellow"}
+    table = Table(title="verdicts")
+    for column in ("hypothesis", "prediction", "verdict", "effect [95% CI]", "seeds", "audit"):
+        table.add_column(column)
+    for v in verdicts:
+        effect = format_number(v.effect)
+        if math.isfinite(v.ci_low) and math.isfinite(v.ci_high):
+            effect += f" [{format_number(v.ci_low)}, {format_number(v.ci_high)}]"
+        audit_note = f"{len(findings[v.hypothesis])} finding(s)" if findings[v.hypothesis] else "clean"
+        table.add_row(
+            v.hypothesis,
+            v.prediction,
+            f"[{colours[v.verdict]}]{v.verdict}[/]",
+            effect,
+            str(v.seeds),
+            audit_note,
+        )
+    return table

@@ -44,9 +44,17 @@ OFFICIAL_URLS = (
 )
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 # Per-pixel statistics of the 60,000 training images after scaling to [0, 1].
 PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530
 IMAGE_MAGIC, LABEL_MAGIC = 0x00000803, 0x00000801

@@ -104,7 +104,9 @@ def run_study(
         run_ids: dict[str, str] = {}
         try:
             for event in executor.run([(t.key, t.config) for t in pending]):
-                record(event, by_key[event[1]], run_ids, tracker, experiment_id, study, preset, parent, summary)
+                record(
+                    event, by_key[event[1]], run_ids, tracker, experiment_id, study, preset, parent, summary
+                )
                 if on_event:
                     on_event(event, by_key[event[1]])
         except BaseException:  # Ctrl-C or a crash: what is in flight did not finish
@@ -112,10 +114,15 @@ def run_study(
                 tracker.fail(run_id, "the study run was interrupted", status="KILLED")
             tracker.fail(parent, "interrupted", status="KILLED")
             raise
-        tracker.log_metrics(parent, {
-            "trials_planned": summary.planned, "trials_finished": summary.finished + summary.skipped,
-            "trials_diverged": summary.diverged, "trials_failed": len(summary.failed),
-        })  # fmt: skip
+        tracker.log_metrics(
+            parent,
+            {
+                "trials_planned": summary.planned,
+                "trials_finished": summary.finished + summary.skipped,
+                "trials_diverged": summary.diverged,
+                "trials_failed": len(summary.failed),
+            },
+        )
         tracker.client.set_terminated(parent, "FAILED" if summary.failed else "FINISHED")
     return summary
 
@@ -172,11 +179,14 @@ def study_status(study: Study, preset: str, tracker: Tracker) -> list[Hypothesis
     for trial in plan(study, preset):
         seen = states.get(trial.key, set())
         state = (
-            "finished" if "FINISHED" in seen
-            else "running" if "RUNNING" in seen
-            else "failed" if seen
+            "finished"
+            if "FINISHED" in seen
+            else "running"
+            if "RUNNING" in seen
+            else "failed"
+            if seen
             else "pending"
-        )  # fmt: skip
+        )
         for hypothesis_id in {h for h, _ in trial.arms}:
             counts: Any = table[hypothesis_id]
             setattr(counts, state, getattr(counts, state) + 1)

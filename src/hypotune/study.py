@@ -26,9 +26,13 @@ from hypotune.errors import ConfigError, StudyError
 from hypotune.model import check_model
 
 METRICS = {  # metric -> True when lower is better
-    "val_loss": True, "best_val_loss": True, "val_acc": False,
-    "test_loss": True, "test_acc": False, "train_loss": True,
-}  # fmt: skip
+    "val_loss": True,
+    "best_val_loss": True,
+    "val_acc": False,
+    "test_loss": True,
+    "test_acc": False,
+    "train_loss": True,
+}
 DECIDING_METRICS = ("val_loss", "best_val_loss", "val_acc")  # the test set never decides
 PREDICTION_FIELDS: dict[str, dict[str, bool]] = {  # kind -> {field: required}
     "better": {"arm": True, "than": True},
@@ -38,7 +42,8 @@ PREDICTION_FIELDS: dict[str, dict[str, bool]] = {  # kind -> {field: required}
     "efficiency": {"arm": True, "reference": True, "performance": True, "params": True},
     "trend": {"factor": True, "direction": True},
 }
-STUDY_KEYS = {"name", "description", "dataset", "base", "presets", "hypotheses"}
+STUDY_KEYS = {"name", "description", "dataset", "base", "presets", "hypotheses", "reference"}
+REFERENCE_KEYS = {"claim", "hypothesis", "arm", "metric", "value"}
 PRESET_KEYS = {"seeds", "description", *SECTIONS}
 HYPOTHESIS_KEYS = {"id", "statement", "base", "arms", "factors", "metric", "prediction", "predictions"}
 
@@ -61,11 +66,15 @@ class Prediction:
         if self.kind == "best":
             return f"{self.arm} is best" + (f" of {', '.join(self.among)}" if self.among else "")
         if self.kind in ("synergy", "diminishing"):
-            return {"synergy": "combined effect exceeds the sum", "diminishing": "combined effect "
-                    "falls short of the sum"}[self.kind]  # fmt: skip
+            return {
+                "synergy": "combined effect exceeds the sum",
+                "diminishing": "combined effect falls short of the sum",
+            }[self.kind]
         if self.kind == "efficiency":
-            return (f"{self.arm} reaches {self.performance:.0%} of {self.reference} "
-                    f"with <= {self.params:.0%} of its parameters")  # fmt: skip
+            return (
+                f"{self.arm} reaches {self.performance:.0%} of {self.reference} "
+                f"with <= {self.params:.0%} of its parameters"
+            )
         return f"{self.direction} with {self.factor}"
 
 
@@ -98,6 +107,17 @@ class Preset:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A number an earlier study claimed, to set beside the same arm's result here."""
+
+    claim: str  # the claim in words
+    hypothesis: str  # the hypothesis id whose arm matches the claim
+    arm: str
+    metric: str  # e.g. "test_loss"
+    value: float  # the figure claimed
+
+
+@dataclass(frozen=True)
 class Study:
     name: str
     description: str
@@ -105,6 +125,7 @@ class Study:
     presets: dict[str, Preset]
     hypotheses: tuple[Hypothesis, ...]
     path: str = ""
+    reference: tuple[Reference, ...] = ()
 
     def arm_config(self, hypothesis: Hypothesis, arm: str, preset: str, seed: int) -> RunConfig:
         """Base < preset < arm, resolved; the arms define the science, presets only the budget."""
@@ -165,7 +186,8 @@ def _parse_study(raw: dict[str, Any], path: str) -> Study:
     duplicate = next((i for i in ids if ids.count(i) > 1), None)
     if duplicate:
         raise ConfigError(f"hypotheses: id '{duplicate}' is used twice")
-    study = Study(name, raw.get("description", ""), base, presets, hypotheses, path)
+    reference = _parse_reference(raw.get("reference", []), {h.id: h for h in hypotheses})
+    study = Study(name, raw.get("description", ""), base, presets, hypotheses, path, reference)
     for index, hypothesis in enumerate(hypotheses):
         for arm in hypothesis.arms:
             for preset in presets:
@@ -175,6 +197,31 @@ def _parse_study(raw: dict[str, Any], path: str) -> Study:
                 except ConfigError as error:
                     raise ConfigError(f"{where}: {error}") from None
     return study
+
+
+def _parse_reference(raw: Any, hypotheses: dict[str, Hypothesis]) -> tuple[Reference, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("reference must be a list of tables ([[reference]])")
+    entries = []
+    for index, entry in enumerate(raw):
+        where = f"reference[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a table")
+        _known_keys(entry, REFERENCE_KEYS, where)
+        missing = sorted(REFERENCE_KEYS - set(entry))
+        if missing:
+            raise ConfigError(f"{where} needs {', '.join(missing)}")
+        hypothesis = hypotheses.get(entry["hypothesis"])
+        if hypothesis is None:
+            raise ConfigError(
+                f"{where}.hypothesis names '{entry['hypothesis']}', which is not a hypothesis here"
+            )
+        _known_arm(entry["arm"], hypothesis, f"{where}.arm")
+        if entry["metric"] not in METRICS:
+            raise ConfigError(f"{where}.metric is '{entry['metric']}'; valid: {', '.join(METRICS)}")
+        value = coerce(f"{where}.value", entry["value"], float)
+        entries.append(Reference(str(entry["claim"]), hypothesis.id, entry["arm"], entry["metric"], value))
+    return tuple(entries)
 
 
 def _parse_presets(raw: Any) -> dict[str, Preset]:
@@ -226,8 +273,10 @@ def _parse_hypothesis(raw: Any, where: str) -> Hypothesis:
     if metric not in METRICS:
         raise ConfigError(f"{where}.metric is '{metric}'; valid: {', '.join(METRICS)}")
     if metric not in DECIDING_METRICS:
-        raise ConfigError(f"{where}.metric '{metric}' may be reported, never decide: use one of "
-                          f"{', '.join(DECIDING_METRICS)}")  # fmt: skip
+        raise ConfigError(
+            f"{where}.metric '{metric}' may be reported, never decide: use one of "
+            f"{', '.join(DECIDING_METRICS)}"
+        )
     if ("prediction" in raw) == ("predictions" in raw):
         raise ConfigError(f"{where}: give prediction (one table) or predictions (a list), exactly one")
     listed = raw.get("predictions") or [raw.get("prediction")]

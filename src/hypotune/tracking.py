@@ -33,8 +33,12 @@ def code_version() -> str:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()  # fmt: skip
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return __version__
     return f"{__version__}+g{commit}"
@@ -118,7 +122,9 @@ class Tracker:
             self.client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in fresh.items()])
             last.update(fresh)
 
-    def finish(self, run_id: str, status: str, metrics: dict[str, float], weights: bytes | None = None) -> None:
+    def finish(
+        self, run_id: str, status: str, metrics: dict[str, float], weights: bytes | None = None
+    ) -> None:
         """Record the final result; only then is the run FINISHED and the trial done.
 
         `weights` is a `torch.save`d state dict; load it with `torch.load(..., weights_only=True)`.

@@ -1,0 +1,110 @@
+"""Confound checks: do the arms of a hypothesis differ only in what the hypothesis declares?
+
+Works on what the store logged, not on what the study file says, so it also catches runs
+trained by other code, under another preset, or edited by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypotune.analysis import StudyData, TrialRecord
+from hypotune.config import ModelConfig, coerce, field_types, parse_text
+from hypotune.errors import ConfigError
+from hypotune.model import build_model, param_count
+from hypotune.study import Hypothesis, Study, plan
+from hypotune.tracking import TAG
+
+BUDGET = ("train.epochs", "train.steps_per_epoch", "train.batch_size")
+SPLIT = ("data.val_size", "data.split_seed", "data.train_subset", "data.test_size", "data.validate_on_test")
+
+
+def declared_keys(hypothesis: Hypothesis) -> set[str]:
+    """Dotted settings the hypothesis's arms are allowed to differ in."""
+    keys: set[str] = set()
+    for overrides in hypothesis.arms.values():
+        for section, values in overrides.items():
+            keys.update(f"{section}.{name}" for name in values)
+    return keys
+
+
+def audit(study: Study, preset: str, data: StudyData) -> dict[str, list[str]]:
+    """Findings per hypothesis id; an empty list means the comparison is clean."""
+    planned = {t.key for t in plan(study, preset)}
+    seeds = study.presets[preset].seeds
+    return {h.id: audit_hypothesis(h, data, planned, seeds) for h in study.hypotheses}
+
+
+def audit_hypothesis(hypothesis: Hypothesis, data: StudyData, planned: set[str], seeds: int) -> list[str]:
+    records = [(arm, r) for arm in hypothesis.arms for r in data[hypothesis.id, arm].records.values()]
+    findings: list[str] = []
+    for arm in hypothesis.arms:
+        have = len(data[hypothesis.id, arm].records)
+        if have < seeds:
+            findings.append(f"incomplete: arm '{arm}' has {have} of {seeds} seeds finished")
+    if not records:
+        return findings
+    for group, names in (("budget", BUDGET), ("data split", SPLIT)):
+        for name in names:
+            values = _values_by_arm(records, lambda r, n=name: r.params.get(n))
+            if len(set(values.values())) > 1:
+                findings.append(f"{group} differs between arms: {name} = {_show(values)}")
+    for tag, what in ((f"{TAG}preset", "preset"), (f"{TAG}code_version", "code version")):
+        values = _values_by_arm(records, lambda r, t=tag: r.tags.get(t))
+        if len(set(values.values())) > 1:
+            findings.append(f"{what} differs between arms: {_show(values)}")
+    declared = declared_keys(hypothesis)
+    all_params = set().union(*(r.params for _, r in records)) - {"seed"}
+    for name in sorted(all_params - declared - set(BUDGET) - set(SPLIT)):
+        if name.startswith("runtime."):
+            continue  # threads and device do not change what is trained
+        values = _values_by_arm(records, lambda r, n=name: r.params.get(n))
+        if len(set(values.values())) > 1:
+            findings.append(f"undeclared difference between arms: {name} = {_show(values)}")
+    if any(r.params.get("data.validate_on_test") == "True" for _, r in records):
+        findings.append("validated on the test set (course protocol): test metrics are not held out")
+    for arm, record in records:
+        problem = _check_param_count(record)
+        if problem:
+            findings.append(f"arm '{arm}' seed {record.seed}: {problem}")
+        if record.key not in planned:
+            findings.append(
+                f"arm '{arm}' seed {record.seed}: trained from a definition other than the study file's"
+            )
+    return list(dict.fromkeys(findings))
+
+
+def _values_by_arm(records: list[tuple[str, TrialRecord]], get: Any) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for arm, record in records:
+        value = get(record)
+        values[arm] = value if arm not in values or values[arm] == value else f"{values[arm]}|{value}"
+    return values
+
+
+def _show(values: dict[str, str]) -> str:
+    return ", ".join(f"{value} ({arm})" for arm, value in values.items())
+
+
+def model_from_params(params: dict[str, str]) -> ModelConfig:
+    """The ModelConfig a run logged, rebuilt from its string params."""
+    hints = field_types(ModelConfig)
+    values = {}
+    for name, hint in hints.items():
+        text = params.get(f"model.{name}")
+        if text is not None:
+            values[name] = coerce(name, parse_text(f"model.{name}", text, hint), hint)
+    return ModelConfig(**values)
+
+
+def _check_param_count(record: TrialRecord) -> str:
+    logged = record.metrics.get("param_count")
+    try:
+        rebuilt = param_count(build_model(model_from_params(record.params)))
+    except ConfigError as error:
+        return f"the logged model config cannot be rebuilt ({error})"
+    if logged is None:
+        return "no param_count was logged"
+    if int(logged) != rebuilt:
+        return f"logged {int(logged):,} parameters but its config builds {rebuilt:,}"
+    return ""

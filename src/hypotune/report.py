@@ -1,0 +1,303 @@
+"""The study report, rebuilt from the tracking store alone: report.md and a self-contained
+index.html with the same content (figures beside the Markdown, embedded in the HTML)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from hypotune import figures, stats
+from hypotune.analysis import StudyData, Verdict, arm_summaries, collect, evaluate
+from hypotune.audit import audit
+from hypotune.study import Hypothesis, Study
+from hypotune.tracking import Tracker, read_metric
+
+Block = tuple  # ("h1"|"h2"|"h3"|"p", text) | ("table", headers, rows) | ("img", path, alt) | ("list", items)
+VERDICT_MARK = {"supported": "supported", "refuted": "refuted", "inconclusive": "inconclusive"}
+
+
+@dataclass
+class Report:
+    html_path: Path
+    markdown_path: Path
+    verdicts: list[Verdict]
+    findings: dict[str, list[str]]
+
+
+def fetch_history(tracker: Tracker, data: StudyData) -> figures.History:
+    """Per-epoch train and validation loss of every run the report uses."""
+    history: figures.History = {}
+    run_ids = {r.run_id for arm in data.values() for r in arm.records.values()}
+    for run_id in sorted(run_ids):
+        history[run_id] = {
+            metric: sorted(
+                (m.step, read_metric(m.value)) for m in tracker.client.get_metric_history(run_id, metric)
+            )
+            for metric in ("train_loss", "val_loss")
+        }
+    return history
+
+
+def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> Report:
+    data = collect(study, preset, tracker)
+    verdicts = evaluate(study, data)
+    findings = audit(study, preset, data)
+    history = fetch_history(tracker, data)
+    figure_dir = out_dir / "figures"
+    blocks: list[Block] = [
+        ("h1", f"{study.name}: {preset} preset"),
+        ("p", study.description),
+        ("p", _budget_line(study, preset)),
+        ("h2", "Verdicts"),
+        verdict_table(verdicts, findings),
+        (
+            "p",
+            "Effects are improvements in the deciding metric (positive favours the prediction); "
+            "p-values are Holm-corrected across every prediction of the study. Comparisons pair "
+            "the seeds that both arms share.",
+        ),
+    ]
+    for hypothesis in study.hypotheses:
+        own = [v for v in verdicts if v.hypothesis == hypothesis.id]
+        blocks += hypothesis_section(hypothesis, data, own, findings[hypothesis.id], history, figure_dir)
+    blocks += overview_section(study, data, figure_dir)
+    blocks += reference_section(study, preset, tracker, data)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    markdown_path = out_dir / "report.md"
+    markdown_path.write_text(to_markdown(blocks, out_dir))
+    html_path = out_dir / "index.html"
+    html_path.write_text(to_html(blocks, f"{study.name} ({preset})"))
+    return Report(html_path, markdown_path, verdicts, findings)
+
+
+def _budget_line(study: Study, preset: str) -> str:
+    chosen = study.presets[preset]
+    train = chosen.overrides.get("train", {})
+    parts = [f"{chosen.seeds} seeds per arm"]
+    parts += [
+        f"{k.replace('_', ' ')} {v}"
+        for k, v in train.items()
+        if k in ("epochs", "steps_per_epoch", "batch_size")
+    ]
+    return f"Budget: {', '.join(parts)}. {chosen.description}".strip()
+
+
+def verdict_table(verdicts: list[Verdict], findings: dict[str, list[str]]) -> Block:
+    rows = []
+    for v in verdicts:
+        effect = _fmt(v.effect)
+        if math.isfinite(v.ci_low) and math.isfinite(v.ci_high):
+            effect += f" [{_fmt(v.ci_low)}, {_fmt(v.ci_high)}]"
+        audit_note = f"{len(findings[v.hypothesis])} finding(s)" if findings[v.hypothesis] else "clean"
+        rows.append([v.hypothesis, v.prediction, v.verdict, effect, str(v.seeds), audit_note])
+    return ("table", ["hypothesis", "prediction", "verdict", "effect [95% CI]", "seeds", "audit"], rows)
+
+
+def hypothesis_section(
+    hypothesis: Hypothesis,
+    data: StudyData,
+    verdicts: list[Verdict],
+    findings: list[str],
+    history: figures.History,
+    figure_dir: Path,
+) -> list[Block]:
+    blocks: list[Block] = [("h2", hypothesis.id), ("p", hypothesis.statement)]
+    summaries = arm_summaries(hypothesis, data)
+    tests = arm_summaries(hypothesis, data, "test_loss")
+    rows = []
+    for arm in hypothesis.arms:
+        records = data[hypothesis.id, arm].records.values()
+        params = next((r.metrics.get("param_count") for r in records), None)
+        diverged = sum(r.status == "diverged" for r in records)
+        rows.append(
+            [
+                arm,
+                _summary(summaries[arm]),
+                _summary(tests[arm]),
+                f"{params:,.0f}" if params else "",
+                f"{len(records)}" + (f" ({diverged} diverged)" if diverged else ""),
+            ]
+        )
+    blocks.append(
+        (
+            "table",
+            ["arm", f"{hypothesis.metric} (deciding)", "test_loss (reported)", "parameters", "seeds"],
+            rows,
+        )
+    )
+    blocks.append(("list", [f"**{v.verdict}**: {v.prediction}. {v.evidence}" for v in verdicts]))
+    if findings:
+        blocks.append(("p", "**Audit findings** (these weaken the verdicts above):"))
+        blocks.append(("list", findings))
+    else:
+        blocks.append(
+            ("p", "Audit: arms differ only in what the hypothesis declares; same budget, split and preset.")
+        )
+    stem = hypothesis.id
+    intervals = figures.interval_data(hypothesis, data, hypothesis.metric)
+    blocks.append(
+        (
+            "img",
+            figures.render_intervals(
+                intervals, hypothesis.metric, figure_dir / f"{stem}-arms.png", hypothesis.id
+            ),
+            f"{hypothesis.metric} per arm",
+        )
+    )
+    lines = figures.interaction_data(hypothesis, data)
+    if lines:
+        path = figures.render_interaction(
+            lines, hypothesis.metric, figure_dir / f"{stem}-interaction.png", f"{hypothesis.id}: interaction"
+        )
+        blocks.append(("img", path, "interaction plot"))
+    curves = figures.curve_data(hypothesis, data, history)
+    path = figures.render_curves(
+        curves, figure_dir / f"{stem}-curves.png", f"{hypothesis.id}: learning curves"
+    )
+    blocks.append(("img", path, "learning curves"))
+    return blocks
+
+
+def overview_section(study: Study, data: StudyData, figure_dir: Path) -> list[Block]:
+    points = figures.pareto_data(study, data)
+    if not any(math.isfinite(p.test_loss) for p in points):
+        return []
+    path = figures.render_pareto(points, figure_dir / "pareto.png", "parameters vs test loss")
+    front = [p for p in points if p.on_front]
+    return [
+        ("h2", "Parameters vs test loss"),
+        (
+            "p",
+            "Every distinct configuration the study trained; the red line joins those no other "
+            "configuration beats with fewer parameters.",
+        ),
+        ("img", path, "Pareto front"),
+        (
+            "table",
+            ["configuration on the front", "parameters", "test loss"],
+            [[p.label, f"{p.params:,.0f}", _fmt(p.test_loss)] for p in front],
+        ),
+    ]
+
+
+def reference_section(study: Study, preset: str, tracker: Tracker, data: StudyData) -> list[Block]:
+    if not study.reference:
+        return []
+    course = collect(study, "course", tracker) if "course" in study.presets and preset != "course" else None
+    headers = ["claim", "original figure"]
+    if course is not None:
+        headers.append("this study, course preset")
+    headers.append(f"this study, {preset} preset")
+    rows = []
+    for entry in study.reference:
+        row = [entry.claim, f"{entry.value:g} ({entry.metric})"]
+        for source in ([course] if course is not None else []) + [data]:
+            values = list(source[entry.hypothesis, entry.arm].values(entry.metric).values())
+            row.append(_summary(stats.summarize(values)) if values else "not run")
+        rows.append(row)
+    return [
+        ("h2", "Original write-up vs this study"),
+        (
+            "p",
+            "Each figure the original write-up claimed (one unseeded run each, validated on the test "
+            "set), next to the same arm here: mean and 95% CI over seeds.",
+        ),
+        ("table", headers, rows),
+    ]
+
+
+def _summary(summary: stats.Summary) -> str:
+    if summary.n == 0:
+        return "no data"
+    if not math.isfinite(summary.mean):
+        return "diverged"
+    if summary.n == 1 or not math.isfinite(summary.ci_low):
+        return _fmt(summary.mean)
+    return f"{_fmt(summary.mean)} ± {_fmt((summary.ci_high - summary.ci_low) / 2)}"
+
+
+def _fmt(value: float) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.4g}"
+
+
+def to_markdown(blocks: list[Block], base: Path) -> str:
+    lines: list[str] = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3"):
+            lines += [f"{'#' * int(kind[1])} {block[1]}", ""]
+        elif kind == "p":
+            lines += [block[1], ""] if block[1] else []
+        elif kind == "list":
+            lines += [f"- {item}" for item in block[1]] + [""]
+        elif kind == "table":
+            headers, rows = block[1], block[2]
+            lines.append("| " + " | ".join(headers) + " |")
+            lines.append("|" + "---|" * len(headers))
+            lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+            lines.append("")
+        elif kind == "img":
+            lines += [f"![{block[2]}]({Path(block[1]).relative_to(base)})", ""]
+    return "\n".join(lines)
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.supported { background: #d9f2d9; }
+td.refuted { background: #f8d7d7; }
+td.inconclusive { background: #f4f0d9; }
+img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+"""
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>"
+    ]
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3"):
+            anchor = html.escape(block[1]).replace(" ", "-")
+            parts.append(f"<{kind} id='{anchor}'>{html.escape(block[1])}</{kind}>")
+        elif kind == "p" and block[1]:
+            parts.append(f"<p>{_inline(block[1])}</p>")
+        elif kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in block[1]) + "</ul>")
+        elif kind == "table":
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
+            body = "".join(
+                "<tr>"
+                + "".join(
+                    f"<td class='{cell}'>{html.escape(cell)}</td>"
+                    if cell in VERDICT_MARK
+                    else f"<td>{html.escape(cell)}</td>"
+                    for cell in row
+                )
+                + "</tr>"
+                for row in block[2]
+            )
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "img":
+            encoded = base64.b64encode(Path(block[1]).read_bytes()).decode()
+            parts.append(f"<img alt='{html.escape(block[2])}' src='data:image/png;base64,{encoded}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _inline(text: str) -> str:
+    """Escape, then turn **bold** into <strong>."""
+    escaped = html.escape(text)
+    pieces = escaped.split("**")
+    return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(pieces))

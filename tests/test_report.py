@@ -1,0 +1,167 @@
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hypotune.analysis import collect, evaluate
+from hypotune.audit import audit
+from hypotune.config import Runtime
+from hypotune.executors import LocalExecutor
+from hypotune.figures import Band, curve_data, interaction_data, pareto_data
+from hypotune.model import build_model, param_count
+from hypotune.report import build_report
+from hypotune.runner import run_study
+from hypotune.study import load_study, plan
+from hypotune.tracking import TAG, Tracker
+
+STUDIES = Path(__file__).parent / "studies"
+
+
+@pytest.fixture(scope="module")
+def planted_store(tmp_path_factory, store_template, synthetic_dir):
+    """The planted study, trained once for every test in this module."""
+    folder = tmp_path_factory.mktemp("planted")
+    (folder / "runs").mkdir()
+    shutil.copy(store_template, folder / "runs" / "mlflow.db")
+    tracker = Tracker(store_dir=folder / "runs")
+    study = load_study(STUDIES / "planted.toml")
+    summary = run_study(study, "quick", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
+    assert summary.finished == summary.planned
+    return study, tracker, folder
+
+
+def test_planted_effect_is_supported_and_null_is_inconclusive(planted_store):
+    study, tracker, _ = planted_store
+    verdicts = {v.hypothesis: v for v in evaluate(study, collect(study, "quick", tracker))}
+    planted, null = verdicts["learning_matters"], verdicts["dropout_order"]
+    assert planted.verdict == "supported" and planted.seeds == 3
+    assert planted.ci_low > 0 and planted.p_adjusted < 0.05
+    assert null.verdict == "inconclusive" and null.effect == 0.0
+    assert "no measurable effect" in null.evidence
+
+
+def test_report_files_and_content(planted_store, tmp_path):
+    study, tracker, _ = planted_store
+    report = build_report(study, "quick", tracker, tmp_path / "report")
+    markdown = report.markdown_path.read_text()
+    assert "| learning_matters | learns beats frozen | supported |" in markdown
+    assert "| dropout_order | before beats after | inconclusive |" in markdown
+    assert (
+        "## Original write-up vs this study" in markdown
+        and "| a learning network | 0.5 (test_loss) |" in markdown
+    )
+    for image in (tmp_path / "report" / "figures").glob("*.png"):
+        assert image.stat().st_size > 1000
+        assert f"figures/{image.name}" in markdown
+    page = report.html_path.read_text()
+    assert page.count("data:image/png;base64,") == len(list((tmp_path / "report" / "figures").glob("*.png")))
+    assert "src='figures/" not in page and "http" not in page  # self-contained
+
+
+def test_report_command_prints_the_verdict_table(planted_store, monkeypatch, capsys):
+    from hypotune.cli import main
+
+    _, _, folder = planted_store
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["report", str(STUDIES / "planted.toml"), "--out", "out"]) == 0
+    printed = capsys.readouterr().out
+    assert "learning_matters" in printed and "supported" in printed and "index.html" in printed
+    assert (folder / "out" / "index.html").is_file()
+
+
+def test_figure_data_without_drawing(planted_store):
+    study, tracker, _ = planted_store
+    data = collect(study, "quick", tracker)
+    from hypotune.report import fetch_history
+
+    curves = curve_data(study.hypotheses[0], data, fetch_history(tracker, data))
+    band = curves["learns"]["val_loss"]
+    assert isinstance(band, Band) and band.x == [1.0, 2.0]
+    assert all(lo <= m <= hi for lo, m, hi in zip(band.low, band.mean, band.high, strict=True))
+    assert curves["frozen"]["val_loss"].mean[-1] > band.mean[-1]
+    points = pareto_data(study, data)
+    assert len(points) == 4  # learns, frozen, and the two dropout orders
+    assert any(p.on_front for p in points)
+    assert interaction_data(study.hypotheses[0], data) == {}
+
+
+def test_pareto_front_marks_only_undominated_points():
+    from hypotune.figures import ParetoPoint  # noqa: F401  (the data type the renderer draws)
+
+    study = load_study(STUDIES / "planted.toml")
+    assert pareto_data(study, {(h.id, a): _empty(h.id, a) for h in study.hypotheses for a in h.arms}) == []
+
+
+def _empty(hypothesis, arm):
+    from hypotune.analysis import ArmData
+
+    return ArmData(hypothesis, arm)
+
+
+def hand_built_store(workdir: Path, epochs_of_wide: int, wide_params: int | None = None) -> tuple:
+    """Runs logged by hand for the tiny study's 'width' hypothesis, as another tool might."""
+    study = load_study(STUDIES / "tiny.toml")
+    tracker = Tracker()
+    experiment_id = tracker.experiment(study.name)
+    hypothesis = study.hypotheses[0]
+    for arm in ("narrow", "wide"):
+        for seed in (0, 1):
+            config = study.arm_config(hypothesis, arm, "quick", seed)
+            if arm == "wide":
+                config = config.replace({"train": {"epochs": epochs_of_wide}})
+            tags = {
+                f"{TAG}kind": "trial",
+                f"{TAG}preset": "quick",
+                f"{TAG}key": config.key(),
+                f"{TAG}seed": str(seed),
+                f"{TAG}arms": json.dumps([[hypothesis.id, arm]]),
+            }
+            run_id = tracker.start_run(experiment_id, arm, tags)
+            tracker.log_config(run_id, config)
+            params = param_count(build_model(config.model))
+            if arm == "wide" and wide_params:
+                params = wide_params
+            loss = 0.5 if arm == "wide" else 0.6
+            tracker.finish(
+                run_id, "finished", {"val_loss": loss + 0.01 * seed, "test_loss": loss, "param_count": params}
+            )
+    return study, tracker
+
+
+def test_audit_flags_arms_trained_with_different_budgets(workdir):
+    study, tracker = hand_built_store(workdir, epochs_of_wide=5)
+    findings = audit(study, "quick", collect(study, "quick", tracker))
+    width = findings["width"]
+    assert "budget differs between arms: train.epochs = 2 (narrow), 5 (wide)" in width
+    assert any("trained from a definition other than the study file's" in f for f in width)
+    assert "incomplete: arm 'wide' has 2 of 2 seeds finished" not in width
+
+
+def test_audit_is_clean_for_a_fair_comparison_and_flags_a_wrong_param_count(workdir):
+    study, tracker = hand_built_store(workdir, epochs_of_wide=2)
+    width = audit(study, "quick", collect(study, "quick", tracker))["width"]
+    assert width == []
+    study, tracker = hand_built_store(workdir, epochs_of_wide=2, wide_params=999)
+    width = audit(study, "quick", collect(study, "quick", tracker))["width"]
+    assert any("logged 999 parameters but its config builds" in f for f in width)
+
+
+def test_audit_reports_missing_seeds(planted_store):
+    study, tracker, _ = planted_store
+    data = collect(study, "quick", tracker)
+    data["learning_matters", "frozen"].records.pop(2)
+    findings = audit(study, "quick", data)
+    assert "incomplete: arm 'frozen' has 2 of 3 seeds finished" in findings["learning_matters"]
+    assert findings["dropout_order"] == []
+
+
+def test_collect_ignores_other_presets_and_unfinished_runs(planted_store):
+    study, tracker, _ = planted_store
+    data = collect(study, "quick", tracker)
+    assert {len(arm.records) for arm in data.values()} == {3}
+    keys = {r.key for arm in data.values() for r in arm.records.values()}
+    assert keys == {t.key for t in plan(study, "quick")}
+    assert not math.isnan(data["learning_matters", "learns"].values("val_loss")[0])

@@ -1,0 +1,59 @@
+"""The HTML report in a real browser: every image loads and nothing logs an error."""
+
+import shutil
+
+import pytest
+
+from .test_report import STUDIES, planted_store  # noqa: F401  (module-scoped fixture)
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(
+            "headless Chromium not installed (Debian packages chromium and chromium-driver; "
+            "`make test` installs them where apt is available)"
+        )
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,2000",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+def test_report_renders_in_chromium(planted_store, browser, tmp_path):  # noqa: F811
+    from hypotune.report import build_report
+
+    study, tracker, _ = planted_store
+    report = build_report(study, "quick", tracker, tmp_path / "report")
+    browser.get(report.html_path.resolve().as_uri())
+    images = browser.execute_script(
+        "return Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0]);"
+    )
+    assert len(images) >= 5 and all(loaded for _, loaded in images), images
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+    verdict_cells = browser.execute_script(
+        "return Array.from(document.querySelectorAll('td.supported, td.inconclusive'))"
+        ".map(cell => cell.textContent);"
+    )
+    assert "supported" in verdict_cells and "inconclusive" in verdict_cells
+    screenshot = tmp_path / "report.png"
+    browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
