@@ -73,6 +73,8 @@ def test_seeds_needed_follows_the_power_of_a_paired_t_test():
     assert 9 <= stats.seeds_needed(1.0) <= 11  # dz = 1 needs about 10 pairs for 80% power
     assert stats.seeds_needed(0.3) > stats.seeds_needed(0.6)
     assert stats.seeds_needed(0.0) is None and stats.seeds_needed(math.nan) is None
+    assert stats.seeds_needed(50.0) == 2  # two seeds already have the power
+    assert stats.seeds_needed(0.001) is None  # millions of seeds: no practical advice
 
 
 def test_false_positive_rate_on_null_data_is_near_alpha():

@@ -133,6 +133,7 @@ def render_curves(curves: dict[str, dict[str, Band]], path: Path, title: str) ->
             axis.fill_between(band.x, band.low, band.high, color=line.get_color(), alpha=0.2)
         axis.set_title(metric.replace("_", " "))
         axis.set_xlabel("epoch")
+        axis.xaxis.get_major_locator().set_params(integer=True)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("cross-entropy")
     axes[1].legend(fontsize=7, loc="upper right")

@@ -19,6 +19,7 @@ from scipy import stats as scipy_stats
 ALPHA = 0.05
 POWER = 0.8
 
+MAX_SEEDS = 1000  # past this, "more seeds" is no practical advice
 EXACT_FLIPS = 14  # up to this many seeds the sign-flip test enumerates every flip
 
 PerSeed = Mapping[int, float]
@@ -168,13 +169,24 @@ def holm(p_values: Sequence[float]) -> list[float]:
 def seeds_needed(effect_size: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
     """Seeds a paired t-test needs to detect this standardized effect with the given power.
 
-    None when the observed effect is zero or undefined (no finite count would likely decide).
+    None when the effect is zero, undefined, or so small that over MAX_SEEDS would be needed.
     """
+    import warnings
+
     from statsmodels.stats.power import TTestPower
 
     if not math.isfinite(effect_size) or abs(effect_size) < 1e-6:
         return None
-    n = TTestPower().solve_power(
-        effect_size=abs(effect_size), alpha=alpha, power=power, alternative="two-sided"
-    )
-    return max(2, math.ceil(float(np.atleast_1d(n)[0])))
+    analysis = TTestPower()
+    size = abs(effect_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        at_two = analysis.power(effect_size=size, nobs=2, alpha=alpha, alternative="two-sided")
+        # The noncentral t overflows (nan) only for huge effects; power grows with the effect.
+        if math.isnan(at_two) or at_two >= power:
+            return 2  # the solver cannot go below the smallest sample
+        n = analysis.solve_power(effect_size=size, alpha=alpha, power=power, alternative="two-sided")
+    n = float(np.atleast_1d(n)[0])
+    if not math.isfinite(n) or n > MAX_SEEDS:
+        return None
+    return max(2, math.ceil(n))
