@@ -3,15 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.installed-test-stamp
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data browser run test lint bench clean
+.PHONY: setup data test-packages run test lint bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# The test tools, and the optional extras the tests exercise (Ray, the server's driver).
+$(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
@@ -32,25 +38,31 @@ run: data
 	$(BIN)/hypotune study run $(STUDY) --preset $(PRESET); status=$$?; \
 		$(BIN)/hypotune report $(STUDY) --preset $(PRESET) && exit $$status
 
-# Headless Chromium for the report's browser test, where apt works and we are root.
-browser:
-	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		echo "installing chromium and chromium-driver with apt-get"; \
-		apt-get update -qq >/dev/null && apt-get install -y -qq chromium chromium-driver >/dev/null \
-			|| echo "apt-get could not install chromium; the browser test will be skipped"; \
+# What some tests need from Debian, where apt works and we are root: headless Chromium for
+# the report's browser test, PostgreSQL for the tracking-server test, iproute2 for Ray's.
+TEST_PACKAGES := chromium chromium-driver postgresql iproute2
+test-packages:
+	@missing=""; for package in $(TEST_PACKAGES); do \
+		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing$$missing with apt-get"; \
+		apt-get update -qq >/dev/null && apt-get install -y -qq $$missing >/dev/null \
+			|| echo "apt-get could not install$$missing; the tests that need them will be skipped"; \
 	fi
 
-test: setup browser
+test: $(TEST_STAMP) test-packages
 	-@$(MAKE) --no-print-directory data || echo "no Fashion-MNIST: the real-data smoke tests will be skipped"
 	$(BIN)/python -m pytest -q
 	$(BIN)/ruff check src tests bench
 
-lint: setup
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
 bench: data
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/tracking_overhead.py
+	$(BIN)/python bench/workers.py
 
 clean:
 	rm -rf $(VENV) runs report build src/*.egg-info

@@ -52,3 +52,52 @@ def tiny_config(**train: object) -> RunConfig:
         model=ModelConfig(depth=2, width=8, pool_size=2, head="flatten", head_hidden=()),
         train=TrainConfig(**({"epochs": 2, "steps_per_epoch": 10, "batch_size": 32} | train)),
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_http(url: str, process, seconds: float = 120) -> None:
+    """Poll `url` until it answers; fail early if the server process has exited."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"server exited: {process.stderr.read() if process.stderr else ''}"
+                ) from None
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+def stop_process_group(process, seconds: float = 30) -> None:
+    """SIGTERM a process started with start_new_session=True, and wait for its whole group."""
+    import os
+    import signal
+    import time
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:  # the whole group has already exited
+        return
+    process.wait(timeout=seconds)
+    deadline = time.time() + seconds
+    while time.time() < deadline:  # helpers (MLflow's job consumers) shut down on their own
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)

@@ -1,10 +1,15 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import pytest
 
 from hypotune.cli import main
+
+from .helpers import free_port, stop_process_group, wait_for_http
+
+TINY_STUDY = Path(__file__).parent / "studies" / "tiny.toml"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -79,6 +84,10 @@ def test_layering_defaults_file_flags(workdir, synthetic_dir):
         (["train", "--config", "missing.toml"], "missing.toml: no such file"),
         (["train", "--data-dir", "/nonexistent"], "IDX files not found; searched: /nonexistent"),
         (["train", "--threads", "0"], "threads must be between 1 and 256"),
+        (
+            ["study", "status", str(TINY_STUDY), "--tracking-uri", "http://127.0.0.1:9"],
+            "cannot reach the tracking server http://127.0.0.1:9",
+        ),
         (["bogus"], "invalid choice: 'bogus'"),
     ],
 )
@@ -98,3 +107,26 @@ def test_help_explains_every_setting():
     for flag in ("--depth", "--steps-per-epoch", "--block-order", "--label-smoothing", "--val-size"):
         assert flag in result.stdout
     assert "order of operations inside a block" in result.stdout
+
+
+def test_data_command_reports_the_files(synthetic_dir, capsys):
+    assert main(["data", "--data-dir", str(synthetic_dir)]) == 0
+    assert "1,200 training and 300 test images" in capsys.readouterr().out
+
+
+def test_study_status_command(workdir, capsys):
+    assert main(["study", "status", str(TINY_STUDY)]) == 0
+    printed = capsys.readouterr().out
+    assert "dropout_x_norm" in printed and "pending" in printed
+
+
+def test_ui_serves_the_store_on_loopback(workdir):
+    port = free_port()
+    # its own process group: the MLflow UI starts helper processes that must end with it
+    server = subprocess.Popen([sys.executable, "-m", "hypotune.cli", "ui", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)  # fmt: skip
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", server, seconds=90)
+    finally:
+        stop_process_group(server)

@@ -147,7 +147,16 @@ def build_parser() -> Parser:
     study_run.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="parallel trials (default: one per core)"
     )
-    study_run.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    study_run.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1)")
+    study_run.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local worker processes (default), or Ray tasks (pip install 'hypotune[ray]')",
+    )
+    study_run.add_argument("--address", help="Ray cluster address ('auto' for a running cluster)")
+    study_run.add_argument("--cpus-per-trial", type=float, default=1.0, help="Ray: CPUs per trial")
+    study_run.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray: GPUs per trial")
     study_run.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     study_run.add_argument("--data-dir", default="", help="directory holding the IDX files")
     add_tracking_flags(study_run)
@@ -165,6 +174,21 @@ def build_parser() -> Parser:
     validate = commands.add_parser("validate", help="check a study or run-config file without training")
     validate.add_argument("file", type=Path, help="a study file, or a run config with [model] etc.")
 
+    server = commands.add_parser("server", help="run a shared MLflow tracking server (e.g. on PostgreSQL)")
+    server.add_argument(
+        "--backend-store-uri",
+        required=True,
+        help="database for runs, e.g. postgresql://USER@HOST:5432/mlflow (pip install 'hypotune[server]')",
+    )
+    server.add_argument(
+        "--artifacts",
+        type=Path,
+        default=Path("runs") / "server-artifacts",
+        help="folder the server keeps artifacts in (default ./runs/server-artifacts)",
+    )
+    server.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    server.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+
     ui = commands.add_parser("ui", help="open the MLflow UI on the tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
@@ -181,6 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HypotuneError as error:
         print(f"hypotune: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Exception as error:
+        if type(error).__module__.startswith("mlflow."):  # the store refused or failed a request
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            print(f"hypotune: error: tracking store: {first_line}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        raise
     except KeyboardInterrupt:
         print("hypotune: interrupted", file=sys.stderr)
         return 130

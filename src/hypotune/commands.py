@@ -29,6 +29,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "ui": run_ui,
         "validate": run_validate,
         "report": run_report,
+        "server": run_server,
     }[args.command]
     return handler(args)
 
@@ -172,7 +173,7 @@ def run_validate(args: argparse.Namespace) -> int:
 def run_study_command(args: argparse.Namespace) -> int:
     from hypotune.config import Runtime
     from hypotune.data import read_raw
-    from hypotune.executors import LocalExecutor
+    from hypotune.executors import LocalExecutor, RayExecutor
     from hypotune.runner import run_study
     from hypotune.study import load_study, plan
     from hypotune.tracking import Tracker
@@ -184,9 +185,14 @@ def run_study_command(args: argparse.Namespace) -> int:
     runtime = Runtime(threads=args.threads, device=args.device, data_dir=args.data_dir)
     read_raw(args.data_dir)  # fail on missing or corrupt data before starting anything
     tracker = Tracker(args.tracking_uri)
-    executor = LocalExecutor(args.workers, runtime)
+    if args.executor == "ray":
+        executor: Any = RayExecutor(runtime, args.address, args.cpus_per_trial, args.gpus_per_trial)
+        where = f"Ray ({args.address or 'local'})"
+    else:
+        executor = LocalExecutor(args.workers, runtime)
+        where = f"{args.workers} workers"
     total = len(plan(study, preset))
-    console.print(f"study '{study.name}', preset '{preset}': {total} trials, {args.workers} workers")
+    console.print(f"study '{study.name}', preset '{preset}': {total} trials, {where}")
     with progress_bar() as progress:
         overall = progress.add_task("trials", total=total, status="")
         bars: dict[str, Any] = {}
@@ -268,3 +274,27 @@ def verdict_table(verdicts: list[Any], findings: dict[str, list[str]]) -> Table:
             audit_note,
         )
     return table
+
+
+def run_server(args: argparse.Namespace) -> int:
+    """An MLflow tracking server whose runs live in a database and artifacts in a folder."""
+    uri = args.backend_store_uri
+    if uri.startswith("postgresql://"):  # SQLAlchemy's default PostgreSQL driver is psycopg 3
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise HypotuneError("a PostgreSQL store needs psycopg: pip install 'hypotune[server]'") from None
+    args.artifacts.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+        "--artifacts-destination", str(args.artifacts.resolve()), "--serve-artifacts",
+        "--host", args.host, "--port", str(args.port),
+    ]  # fmt: skip
+    shown = uri.split("@")[-1]  # never print a password
+    console.print(f"MLflow server on http://{args.host}:{args.port}, runs in ...@{shown}, "
+                  f"artifacts in {args.artifacts} (Ctrl-C to stop)")  # fmt: skip
+    console.print(f"point studies at it with --tracking-uri http://{args.host}:{args.port}")
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0

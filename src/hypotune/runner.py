@@ -101,18 +101,17 @@ def run_study(
         if on_start:
             on_start(summary)
         by_key = {t.key: t for t in pending}
-        run_ids: dict[str, str] = {}
+        recorder = Recorder(tracker, experiment_id, study, preset, parent, summary)
         try:
             for event in executor.run([(t.key, t.config) for t in pending]):
-                record(
-                    event, by_key[event[1]], run_ids, tracker, experiment_id, study, preset, parent, summary
-                )
+                recorder.record(event, by_key[event[1]])
                 if on_event:
                     on_event(event, by_key[event[1]])
         except BaseException:  # Ctrl-C or a crash: what is in flight did not finish
-            for run_id in run_ids.values():
-                tracker.fail(run_id, "the study run was interrupted", status="KILLED")
-            tracker.fail(parent, "interrupted", status="KILLED")
+            with contextlib.suppress(Exception):  # the store may be what failed; keep that error
+                for run_id in recorder.run_ids.values():
+                    tracker.fail(run_id, "the study run was interrupted", status="KILLED")
+                tracker.fail(parent, "interrupted", status="KILLED")
             raise
         tracker.log_metrics(
             parent,
@@ -127,36 +126,38 @@ def run_study(
     return summary
 
 
-def record(
-    event: Event,
-    trial: Trial,
-    run_ids: dict[str, str],
-    tracker: Tracker,
-    experiment_id: str,
-    study: Study,
-    preset: str,
-    parent: str,
-    summary: StudySummary,
-) -> None:
-    """Write one executor event to MLflow."""
-    kind, key, payload = event
-    if kind == "started":
-        name = f"{trial.arms[0][1]} s{trial.config.seed}"
-        run_ids[key] = tracker.start_run(experiment_id, name, trial_tags(study, preset, trial), parent)
-        tracker.log_config(run_ids[key], trial.config)
-    elif kind == "epoch":
-        tracker.log_metrics(run_ids[key], payload, step=int(payload["epoch"]))
-    elif kind == "finished":
-        result, weights = payload
-        tracker.finish(run_ids.pop(key), result.status, result.metrics, weights)
-        summary.finished += 1
-        summary.diverged += result.status == "diverged"
-    elif kind == "failed":
-        run_id = run_ids.pop(key, None) or tracker.start_run(
-            experiment_id, trial.arms[0][1], trial_tags(study, preset, trial), parent
-        )
-        tracker.fail(run_id, str(payload))
-        summary.failed.append(f"{key}: {str(payload).strip().splitlines()[-1]}")
+@dataclass
+class Recorder:
+    """Writes executor events to MLflow as child runs of the study's parent run."""
+
+    tracker: Tracker
+    experiment_id: str
+    study: Study
+    preset: str
+    parent: str
+    summary: StudySummary
+    run_ids: dict[str, str] = field(default_factory=dict)  # trial key -> its run, while in flight
+
+    def start(self, trial: Trial, name: str) -> str:
+        tags = trial_tags(self.study, self.preset, trial)
+        return self.tracker.start_run(self.experiment_id, name, tags, self.parent)
+
+    def record(self, event: Event, trial: Trial) -> None:
+        kind, key, payload = event
+        if kind == "started":
+            self.run_ids[key] = self.start(trial, f"{trial.arms[0][1]} s{trial.config.seed}")
+            self.tracker.log_config(self.run_ids[key], trial.config)
+        elif kind == "epoch":
+            self.tracker.log_metrics(self.run_ids[key], payload, step=int(payload["epoch"]))
+        elif kind == "finished":
+            result, weights = payload
+            self.tracker.finish(self.run_ids.pop(key), result.status, result.metrics, weights)
+            self.summary.finished += 1
+            self.summary.diverged += result.status == "diverged"
+        elif kind == "failed":
+            run_id = self.run_ids.pop(key, None) or self.start(trial, trial.arms[0][1])
+            self.tracker.fail(run_id, str(payload))
+            self.summary.failed.append(f"{key}: {str(payload).strip().splitlines()[-1]}")
 
 
 @dataclass

@@ -57,6 +57,21 @@ def flat_params(config: RunConfig, runtime: Runtime | None = None) -> dict[str, 
     return params
 
 
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when a server does not answer."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered, if not with a health page: reachable
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingError(f"cannot reach the tracking server {uri}: {reason}") from None
+
+
 def read_metric(value: float) -> float:
     return math.inf if value >= INF_THRESHOLD else value
 
@@ -77,6 +92,8 @@ class Tracker:
             uri = default_uri(store_dir)
         self.uri = uri
         self.artifact_root = (store_dir / "artifacts").resolve().as_uri() if self.local else None
+        if uri.startswith(("http://", "https://")):
+            check_reachable(uri)
         self.last_logged: dict[str, dict[str, float]] = {}  # per run: latest value of each metric
         try:
             self.client = MlflowClient(tracking_uri=uri)

@@ -1,0 +1,67 @@
+"""What MLflow tracking costs: the same training with and without hypotune's Tracker.
+
+Trains the course baseline on real Fashion-MNIST twice per round, once untracked and once
+with everything `hypotune train` records (run, params, config, per-epoch metrics, final
+metrics, weights) in a fresh SQLite store, interleaved over rounds. Prints the overhead as a
+fraction of training time; the target is under 5%.
+
+    .venv/bin/python bench/tracking_overhead.py [--epochs 3] [--steps 50] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from hypotune.config import DataConfig, RunConfig, Runtime, TrainConfig
+from hypotune.data import make_dataset
+from hypotune.tracking import TAG, Tracker
+from hypotune.train import serialize_weights, train
+
+
+def tracked(config: RunConfig, dataset, runtime: Runtime, tracker: Tracker, experiment_id: str) -> float:
+    start = time.perf_counter()
+    run_id = tracker.start_run(experiment_id, "bench", {f"{TAG}key": config.key()})
+    tracker.log_config(run_id, config, runtime)
+    result = train(config, dataset, runtime, lambda m: tracker.log_metrics(run_id, m, int(m["epoch"])))
+    tracker.finish(run_id, result.status, result.metrics, serialize_weights(result.state_dict))
+    return time.perf_counter() - start
+
+
+def untracked(config: RunConfig, dataset, runtime: Runtime) -> float:
+    start = time.perf_counter()
+    result = train(config, dataset, runtime)
+    serialize_weights(result.state_dict)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    config = RunConfig(
+        data=DataConfig(val_size=2000), train=TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps)
+    )
+    dataset = make_dataset(config.data)
+    runtime = Runtime(threads=args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        tracker = Tracker(store_dir=Path(folder) / "runs")  # store creation is a one-off, not timed
+        experiment_id = tracker.experiment("bench")
+        plain, with_tracking = [], []
+        for _ in range(args.rounds):
+            plain.append(untracked(config, dataset, runtime))
+            with_tracking.append(tracked(config, dataset, runtime, tracker, experiment_id))
+    base, total = statistics.median(plain), statistics.median(with_tracking)
+    print(f"course baseline, {args.epochs} epochs x {args.steps} steps, {args.rounds} rounds (median)")
+    overhead = (total - base) / base
+    print(f"untracked {base:.2f} s | tracked {total:.2f} s | overhead {overhead:+.1%} (target < 5%)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Scaling out: a real Ray cluster and an MLflow server on PostgreSQL, all on loopback.
+
+Ray listens on the machine's network interface even when told to use 127.0.0.1, so the
+cluster and its client run inside a network namespace with only loopback up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from hypotune.config import Runtime
+from hypotune.executors import LocalExecutor
+from hypotune.runner import run_study
+from hypotune.study import load_study
+from hypotune.tracking import TAG, Tracker
+
+from .helpers import free_port, stop_process_group, wait_for_http
+
+TINY = Path(__file__).parent / "studies" / "tiny.toml"
+BIN = Path(sys.executable).parent
+
+
+def namespace_or_skip() -> str:
+    if shutil.which("ip") is None or os.geteuid() != 0:
+        pytest.skip("a network namespace needs root and iproute2 (`ip`)")
+    name = f"hypotune-{uuid.uuid4().hex[:8]}"
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make a network namespace here: {made.stderr.strip()}")
+    subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+    return name
+
+
+@pytest.fixture
+def ray_cluster():
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'hypotune[ray]')")
+    namespace = namespace_or_skip()
+    inside = ["ip", "netns", "exec", namespace]
+    try:
+        subprocess.run([*inside, str(BIN / "ray"), "start", "--head", "--port=6399", "--num-cpus=2",
+                        "--include-dashboard=false", "--disable-usage-stats"],
+                       check=True, capture_output=True, timeout=120)  # fmt: skip
+        yield inside
+    finally:
+        subprocess.run([*inside, str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+
+
+def metrics_by_key(tracker: Tracker) -> dict[str, dict[str, float]]:
+    runs = tracker.runs(
+        tracker.experiment("tiny"), f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'trial'"
+    )
+    return {r.data.tags[f"{TAG}key"]: r.data.metrics for r in runs}
+
+
+def test_ray_cluster_gives_the_local_executor_numbers(
+    ray_cluster, workdir, synthetic_dir, store_template, tmp_path
+):
+    command = [*ray_cluster, sys.executable, "-m", "hypotune.cli", "study", "run", str(TINY),
+               "--executor", "ray", "--address", "auto", "--data-dir", str(synthetic_dir)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "10 trials trained" in result.stdout
+    on_ray = metrics_by_key(Tracker())
+
+    local_store = tmp_path / "local" / "runs"
+    local_store.mkdir(parents=True)
+    shutil.copy(store_template, local_store / "mlflow.db")
+    local_tracker = Tracker(store_dir=local_store)
+    run_study(
+        load_study(TINY), "quick", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), local_tracker
+    )
+    local = metrics_by_key(local_tracker)
+    assert set(on_ray) == set(local) and len(local) == 10
+    for key, metrics in local.items():
+        for name in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "param_count"):
+            assert on_ray[key][name] == metrics[name], (key, name)
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=workdir)
+    assert rerun.returncode == 0 and "0 trials trained, 10 already done" in rerun.stdout
+
+
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL cluster on a loopback port; yields a SQLAlchemy URI."""
+    import glob
+    import tempfile
+
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not binaries:
+        pytest.skip("PostgreSQL is not installed (Debian package postgresql; `make test` installs it)")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'hypotune[server]')")
+    if os.geteuid() != 0 or shutil.which("runuser") is None:
+        pytest.skip("starting a PostgreSQL cluster here needs root (to run it as the postgres user)")
+    bin_dir = Path(binaries[-1]).parent
+    folder = Path(tempfile.mkdtemp(prefix="hypotune-pg-"))
+    folder.chmod(0o755)
+    shutil.chown(folder, "postgres", "postgres")
+    port = free_port()
+
+    def as_postgres(*command: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120
+        )
+
+    try:
+        as_postgres(
+            str(bin_dir / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U", "postgres", "--no-sync"
+        )
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        # -l: the server's output goes to a file, not to pipes this process would wait on
+        start = [
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(folder / "data"),
+            "-l",
+            str(folder / "log"),
+            "-o",
+            options,
+        ]
+        subprocess.run(["runuser", "-u", "postgres", "--", *start, "-w", "start"], check=True, timeout=120,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        as_postgres(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow")
+        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        stop = [str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"]
+        subprocess.run(["runuser", "-u", "postgres", "--", *stop], capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def tracking_server(postgres, tmp_path):
+    port = free_port()
+    command = [sys.executable, "-m", "hypotune.cli", "server", "--backend-store-uri", postgres,
+               "--artifacts", str(tmp_path / "artifacts"), "--port", str(port)]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)  # fmt: skip
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process_group(server)
+
+
+def test_a_study_tracks_to_a_postgres_backed_server(tracking_server, synthetic_dir, tmp_path):
+    command = [sys.executable, "-m", "hypotune.cli", "study", "run", str(TINY), "--workers", "2",
+               "--data-dir", str(synthetic_dir), "--tracking-uri", tracking_server]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "runs").exists()  # nothing went to a local store
+
+    tracker = Tracker(tracking_server)
+    by_key = metrics_by_key(tracker)
+    assert len(by_key) == 10
+    for run in tracker.runs(tracker.experiment("tiny"), f"tags.`{TAG}kind` = 'trial'"):
+        assert run.info.status == "FINISHED"
+        assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
+        assert {a.path for a in tracker.client.list_artifacts(run.info.run_id)} >= {"config.toml", "model.pt"}
+
+    report = subprocess.run([sys.executable, "-m", "hypotune.cli", "report", str(TINY), "--tracking-uri",
+                             tracking_server, "--out", str(tmp_path / "report")],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert "| width | wide beats narrow |" in (tmp_path / "report" / "report.md").read_text()
