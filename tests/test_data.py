@@ -69,6 +69,13 @@ def test_corrupt_files_name_the_file_and_problem(tmp_path, part, transform, mess
         read_raw(str(folder))
 
 
+def test_a_corrupt_file_error_also_lists_the_search_path(tmp_path):
+    folder = make_synthetic_dir(tmp_path, 100, 50)
+    corrupt(folder, "train_images", lambda b: b[:-100])
+    with pytest.raises(DataError, match=rf"truncated .*\(searched: {tmp_path}\)$"):
+        read_raw(str(folder))
+
+
 def test_a_file_that_is_not_gzip_is_reported(tmp_path):
     folder = make_synthetic_dir(tmp_path, 100, 50)
     (folder / f"{PARTS['train_images']}.gz").write_bytes(b"not gzip at all")

@@ -33,6 +33,15 @@ def test_a_diverging_run_is_recorded_not_raised(synthetic_data):
     assert result.state_dict is None
 
 
+def test_a_non_finite_validation_loss_also_counts_as_divergence(synthetic_data, monkeypatch):
+    import hypotune.train as train_module
+
+    monkeypatch.setattr(train_module, "evaluate", lambda *args: (math.nan, 0.1))
+    result = train(tiny_config(), synthetic_data)
+    assert result.status == "diverged" and len(result.epochs) == 1
+    assert math.isinf(result.metrics["val_loss"])
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
 @pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle", "plateau"])
 def test_every_optimizer_and_schedule_trains(synthetic_data, optimizer, schedule):

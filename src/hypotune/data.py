@@ -210,6 +210,14 @@ class Dataset:
 def read_raw(data_dir: str = "") -> RawData:
     """The official train and test sets, checked; cached per process."""
     paths = locate(data_dir or None)
+    try:
+        return _read_checked(paths)
+    except DataError as error:
+        searched = search_path(data_dir or None)[: 1 if data_dir else None]
+        raise DataError(f"{error} (searched: {', '.join(map(str, searched))})") from None
+
+
+def _read_checked(paths: dict[str, Path]) -> RawData:
     splits = {}
     for split in ("train", "test"):
         images = read_idx(paths[f"{split}_images"], IMAGE_MAGIC)

@@ -141,11 +141,15 @@ def train(
             loss_sum += loss.detach()
         train_seconds = time.perf_counter() - epoch_start
         train_loss = float(loss_sum) / steps
-        if not math.isfinite(train_loss):
+        val_loss, val_acc = (
+            evaluate(model, val_split, config.data.normalize, device)
+            if math.isfinite(train_loss)
+            else (math.nan, 0.0)
+        )
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             result.status = "diverged"
             result.epochs.append({"epoch": epoch, "train_loss": math.inf})
             break
-        val_loss, val_acc = evaluate(model, val_split, config.data.normalize, device)
         if schedule_every == "epoch":
             schedule.step(val_loss)
         metrics = {
