@@ -122,7 +122,15 @@ def start_cli_study(workdir: Path, study: Path, data_dir: Path) -> subprocess.Po
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
+
+
+def default_sigint() -> None:
+    """SIGINT back to its default, as in a terminal. A background job of a shell without job
+    control (as CI may run the tests) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt, so a simulated Ctrl-C would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_finished_runs(database: Path, count: int, timeout: float = 120) -> None:

@@ -117,28 +117,8 @@ def resolve_runtime(args: argparse.Namespace, threads: int = 1) -> Runtime:
     return Runtime(**values)
 
 
-def build_parser() -> Parser:
-    parser = Parser(
-        prog="hypotune",
-        description="Hypothesis-driven experiments on CNNs: train, track in MLflow, test, report.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-
-    train = commands.add_parser("train", help="train one configuration and track it in MLflow")
-    train.add_argument("--config", type=Path, help="TOML file with [data], [model], [train] tables")
-    train.add_argument("--preset", choices=sorted(TRAIN_PRESETS), help="a named training budget")
-    train.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="any setting, e.g. --set model.depth=6"
-    )
-    train.add_argument("--experiment", default="train", help="MLflow experiment name")
-    train.add_argument("--no-weights", action="store_true", help="do not save the trained weights")
-    add_setting_flags(train)
-    add_runtime_flags(train)
-    add_tracking_flags(train)
-
-    data = commands.add_parser("data", help="find (or download) and check Fashion-MNIST")
-    data.add_argument("--data-dir", help="directory holding the IDX files")
-
+def add_study_parsers(commands: Any) -> None:
+    """`hypotune study run` and `hypotune study status`."""
     study = commands.add_parser("study", help="run a study file, or show how far it got")
     study_commands = study.add_subparsers(dest="study_command", required=True, parser_class=Parser)
     study_run = study_commands.add_parser("run", help="train every trial of a study (resumes)")
@@ -164,6 +144,31 @@ def build_parser() -> Parser:
     study_status.add_argument("study", type=Path, help="study file (TOML)")
     study_status.add_argument("--preset", help="budget preset (default: the study's first)")
     add_tracking_flags(study_status)
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="hypotune",
+        description="Hypothesis-driven experiments on CNNs: train, track in MLflow, test, report.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    train = commands.add_parser("train", help="train one configuration and track it in MLflow")
+    train.add_argument("--config", type=Path, help="TOML file with [data], [model], [train] tables")
+    train.add_argument("--preset", choices=sorted(TRAIN_PRESETS), help="a named training budget")
+    train.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="any setting, e.g. --set model.depth=6"
+    )
+    train.add_argument("--experiment", default="train", help="MLflow experiment name")
+    train.add_argument("--no-weights", action="store_true", help="do not save the trained weights")
+    add_setting_flags(train)
+    add_runtime_flags(train)
+    add_tracking_flags(train)
+
+    data = commands.add_parser("data", help="find (or download) and check Fashion-MNIST")
+    data.add_argument("--data-dir", help="directory holding the IDX files")
+
+    add_study_parsers(commands)
 
     report = commands.add_parser("report", help="write the study's report from the tracking store")
     report.add_argument("study", type=Path, help="study file (TOML)")

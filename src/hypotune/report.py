@@ -136,6 +136,14 @@ def hypothesis_section(
         blocks.append(
             ("p", "Audit: arms differ only in what the hypothesis declares; same budget, split and preset.")
         )
+    return blocks + hypothesis_figures(hypothesis, data, history, figure_dir)
+
+
+def hypothesis_figures(
+    hypothesis: Hypothesis, data: StudyData, history: figures.History, figure_dir: Path
+) -> list[Block]:
+    """Arms with CIs, the interaction plot of crossed factors, and the learning curves."""
+    blocks: list[Block] = []
     stem = hypothesis.id
     intervals = figures.interval_data(hypothesis, data, hypothesis.metric)
     blocks.append(

@@ -102,6 +102,30 @@ def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step_schedule: Any,
+    stream: BatchStream,
+    steps: int,
+    label_smoothing: float,
+    device: torch.device,
+) -> float:
+    """One epoch of `steps` batches; returns the mean training loss (inf or nan if it diverged)."""
+    loss_sum = torch.zeros((), device=device)
+    for images, labels in stream.batches(steps):
+        with autocast(device):
+            logits = model(to_device(images, device)).float()
+            loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step_schedule is not None:
+            step_schedule.step()
+        loss_sum += loss.detach()  # summed on the device: no sync per step
+    return float(loss_sum) / steps
+
+
 def train(
     config: RunConfig,
     dataset: Dataset,
@@ -125,22 +149,11 @@ def train(
     for epoch in range(1, config.train.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         epoch_start = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        for images, labels in stream.batches(steps):
-            with autocast(device):
-                loss = F.cross_entropy(
-                    model(to_device(images, device)).float(),
-                    labels,
-                    label_smoothing=config.train.label_smoothing,
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if schedule_every == "step":
-                schedule.step()
-            loss_sum += loss.detach()
+        step_schedule = schedule if schedule_every == "step" else None
+        train_loss = train_epoch(
+            model, optimizer, step_schedule, stream, steps, config.train.label_smoothing, device
+        )
         train_seconds = time.perf_counter() - epoch_start
-        train_loss = float(loss_sum) / steps
         val_loss, val_acc = (
             evaluate(model, val_split, config.data.normalize, device)
             if math.isfinite(train_loss)
