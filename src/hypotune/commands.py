@@ -256,23 +256,15 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def verdict_table(verdicts: list[Any], findings: dict[str, list[str]]) -> Table:
+    from hypotune.report import VERDICT_HEADERS, verdict_rows
+
     colours = {"supported": "green", "refuted": "red", "inconclusive": "yellow"}
     table = Table(title="verdicts")
-    for column in ("hypothesis", "prediction", "verdict", "effect [95% CI]", "seeds", "audit"):
+    for column in VERDICT_HEADERS:
         table.add_column(column)
-    for v in verdicts:
-        effect = format_number(v.effect)
-        if math.isfinite(v.ci_low) and math.isfinite(v.ci_high):
-            effect += f" [{format_number(v.ci_low)}, {format_number(v.ci_high)}]"
-        audit_note = f"{len(findings[v.hypothesis])} finding(s)" if findings[v.hypothesis] else "clean"
-        table.add_row(
-            v.hypothesis,
-            v.prediction,
-            f"[{colours[v.verdict]}]{v.verdict}[/]",
-            effect,
-            str(v.seeds),
-            audit_note,
-        )
+    for row in verdict_rows(verdicts, findings):
+        verdict = row[2]
+        table.add_row(*row[:2], f"[{colours[verdict]}]{verdict}[/]", *row[3:])
     return table
 
 

@@ -85,7 +85,11 @@ def _budget_line(study: Study, preset: str) -> str:
     return f"Budget: {', '.join(parts)}. {chosen.description}".strip()
 
 
-def verdict_table(verdicts: list[Verdict], findings: dict[str, list[str]]) -> Block:
+VERDICT_HEADERS = ["hypothesis", "prediction", "verdict", "effect [95% CI]", "seeds", "audit"]
+
+
+def verdict_rows(verdicts: list[Verdict], findings: dict[str, list[str]]) -> list[list[str]]:
+    """One row per prediction, as both the report and the terminal show it."""
     rows = []
     for v in verdicts:
         effect = _fmt(v.effect)
@@ -93,7 +97,11 @@ def verdict_table(verdicts: list[Verdict], findings: dict[str, list[str]]) -> Bl
             effect += f" [{_fmt(v.ci_low)}, {_fmt(v.ci_high)}]"
         audit_note = f"{len(findings[v.hypothesis])} finding(s)" if findings[v.hypothesis] else "clean"
         rows.append([v.hypothesis, v.prediction, v.verdict, effect, str(v.seeds), audit_note])
-    return ("table", ["hypothesis", "prediction", "verdict", "effect [95% CI]", "seeds", "audit"], rows)
+    return rows
+
+
+def verdict_table(verdicts: list[Verdict], findings: dict[str, list[str]]) -> Block:
+    return ("table", VERDICT_HEADERS, verdict_rows(verdicts, findings))
 
 
 def hypothesis_section(
