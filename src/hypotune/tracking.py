@@ -85,6 +85,9 @@ class Tracker:
         # MLflow configures its loggers on import; its schema-migration chatter is noise here.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # It logs a traceback for any exception inside a DB session (Ctrl-C included) and then
+        # re-raises it; what it re-raises reaches the CLI, which prints one line.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
         self.local = uri is None or uri.startswith("sqlite:")
         if uri is None:
