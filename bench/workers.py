@@ -19,7 +19,8 @@ from pathlib import Path
 from hypotune.config import Runtime
 from hypotune.executors import LocalExecutor, RayExecutor
 from hypotune.runner import run_study
-from hypotune.study import load_study, plan
+from hypotune.study import plan
+from hypotune.studyfile import load_study
 from hypotune.tracking import Tracker
 
 BUILT_IN = Path(__file__).parents[1] / "studies" / "fashion_mnist_synergy.toml"

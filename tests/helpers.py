@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import signal
+import sqlite3
 import struct
+import time
 from pathlib import Path
 
 import torch
@@ -101,3 +104,24 @@ def stop_process_group(process, seconds: float = 30) -> None:
             return
         time.sleep(0.5)
     os.killpg(process.pid, signal.SIGKILL)
+
+
+def default_sigint() -> None:
+    """SIGINT back to its default, as in a terminal. A background job of a shell without job
+    control (as CI may run the tests) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt, so a simulated Ctrl-C would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def wait_for_finished_runs(database: Path, count: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with sqlite3.connect(database, timeout=1) as connection:
+                (done,) = connection.execute("select count(*) from runs where status = 'FINISHED'").fetchone()
+            if done >= count:
+                return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} runs finished in {timeout} s")

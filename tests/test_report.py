@@ -13,7 +13,8 @@ from hypotune.figures import Band, curve_data, interaction_data, pareto_data
 from hypotune.model import build_model, param_count
 from hypotune.report import build_report
 from hypotune.runner import run_study
-from hypotune.study import load_study, plan
+from hypotune.study import plan
+from hypotune.studyfile import load_study
 from hypotune.tracking import TAG, Tracker
 
 STUDIES = Path(__file__).parent / "studies"

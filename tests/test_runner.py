@@ -1,9 +1,7 @@
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -12,8 +10,11 @@ import pytest
 from hypotune.config import Runtime
 from hypotune.executors import LocalExecutor
 from hypotune.runner import run_study, study_status
-from hypotune.study import load_study, plan
+from hypotune.study import plan
+from hypotune.studyfile import load_study
 from hypotune.tracking import TAG, Tracker
+
+from .helpers import default_sigint, wait_for_finished_runs
 
 TINY = Path(__file__).parent / "studies" / "tiny.toml"
 
@@ -124,27 +125,6 @@ def start_cli_study(workdir: Path, study: Path, data_dir: Path) -> subprocess.Po
         start_new_session=True,
         preexec_fn=default_sigint,
     )
-
-
-def default_sigint() -> None:
-    """SIGINT back to its default, as in a terminal. A background job of a shell without job
-    control (as CI may run the tests) inherits SIGINT ignored, and Python then never raises
-    KeyboardInterrupt, so a simulated Ctrl-C would do nothing."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def wait_for_finished_runs(database: Path, count: int, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with sqlite3.connect(database, timeout=1) as connection:
-                (done,) = connection.execute("select count(*) from runs where status = 'FINISHED'").fetchone()
-            if done >= count:
-                return
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"fewer than {count} runs finished in {timeout} s")
 
 
 def slow_study(workdir: Path) -> Path:

@@ -18,7 +18,7 @@ import pytest
 from hypotune.config import Runtime
 from hypotune.executors import LocalExecutor
 from hypotune.runner import run_study
-from hypotune.study import load_study
+from hypotune.studyfile import load_study
 from hypotune.tracking import TAG, Tracker
 
 from .helpers import free_port, stop_process_group, wait_for_http

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from hypotune import stats
+from hypotune.search import read_tuned
 from hypotune.study import Hypothesis, Prediction, Study, plan
 from hypotune.tracking import TAG, Tracker, read_metric
+from hypotune.tuning import Dimension
 
 
 @dataclass
@@ -46,12 +49,19 @@ def collect(study: Study, preset: str, tracker: Tracker) -> StudyData:
     experiment = tracker.client.get_experiment_by_name(study.name)
     if experiment is None:
         return data
-    planned = {t.key for t in plan(study, preset)}
-    query = (
-        f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'trial' and tags.`{TAG}preset` = '{preset}'"
-    )
+    tuned = read_tuned(tracker, experiment.experiment_id, preset)
+    # A run serves the arms its tags name under this preset, and every arm the study file now
+    # resolves to its key: a trial is shared by key, whichever preset or arm trained it first
+    # (two presets with the same budget; a tuned arm whose best setting another arm uses as is).
+    planned = {t.key: t.arms for t in plan(study, preset, tuned)}
+    query = f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'trial'"
     for run in tracker.runs(experiment.experiment_id, query):
         tags = run.data.tags
+        own = tags.get(f"{TAG}preset") == preset
+        arms = [tuple(a) for a in json.loads(tags.get(f"{TAG}arms", "[]"))] if own else []
+        arms += planned.get(tags.get(f"{TAG}key", ""), [])
+        if not arms:
+            continue
         record = TrialRecord(
             run_id=run.info.run_id,
             key=tags.get(f"{TAG}key", ""),
@@ -62,7 +72,7 @@ def collect(study: Study, preset: str, tracker: Tracker) -> StudyData:
             tags=dict(tags),
             start_time=run.info.start_time or 0,
         )
-        for hypothesis_id, arm in json.loads(tags.get(f"{TAG}arms", "[]")):
+        for hypothesis_id, arm in dict.fromkeys(arms):
             slot = data.get((hypothesis_id, arm))
             if slot is None:
                 continue
@@ -287,3 +297,80 @@ def arm_summaries(
         arm: stats.summarize(list(data[hypothesis.id, arm].values(metric).values()))
         for arm in hypothesis.arms
     }
+
+
+@dataclass
+class TuningTrialRecord:
+    number: int
+    params: dict[str, Any]  # dotted setting -> value, for the tuned settings
+    value: float  # the search metric: final, or at the epoch it was pruned
+    status: str  # "finished", "pruned" or "diverged"
+
+
+@dataclass
+class SearchRecord:
+    """One arm's search as the store holds it."""
+
+    key: str
+    arms: list[tuple[str, str]]
+    space: list[Dimension]
+    metric: str
+    budget: int
+    finished: bool
+    best: dict[str, Any]  # dotted setting -> value; empty until finished
+    edges: list[str]  # best values at an end of their range
+    trials: list[TuningTrialRecord] = field(default_factory=list)
+
+    def best_trial(self) -> TuningTrialRecord | None:
+        return next((t for t in self.trials if self.best and t.params == self.best), None)
+
+
+def collect_searches(study: Study, preset: str, tracker: Tracker) -> dict[tuple[str, str], SearchRecord]:
+    """The search behind every tuned arm, by (hypothesis id, arm)."""
+    experiment = tracker.client.get_experiment_by_name(study.name)
+    if experiment is None:
+        return {}
+    preset_filter = f"tags.`{TAG}preset` = '{preset}' and tags.`{TAG}study` = '{study.name}'"
+    searches: dict[str, SearchRecord] = {}
+    space_tag = f"{TAG}space"
+    for run in tracker.runs(experiment.experiment_id, f"tags.`{TAG}kind` = 'search' and {preset_filter}"):
+        tags = run.data.tags
+        searches[tags[f"{TAG}key"]] = SearchRecord(
+            key=tags[f"{TAG}key"],
+            arms=[tuple(a) for a in json.loads(tags.get(f"{TAG}arms", "[]"))],
+            space=[Dimension(**d | {"choices": tuple(d["choices"])}) for d in json.loads(tags[space_tag])],
+            metric=tags.get(f"{TAG}metric", "val_loss"),
+            budget=int(tags.get(f"{TAG}budget", 0)),
+            finished=run.info.status == "FINISHED",
+            best=json.loads(tags.get(f"{TAG}best", "{}")),
+            edges=[e for e in tags.get(f"{TAG}edge", "").split("; ") if e],
+        )
+    query = f"tags.`{TAG}kind` = 'tuning_trial' and {preset_filter} and attributes.status = 'FINISHED'"
+    for run in tracker.runs(experiment.experiment_id, query):
+        search = searches.get(run.data.tags.get(f"{TAG}tuning_key", ""))
+        if search is None:
+            continue
+        params = {d.name: _param_value(d, run.data.params.get(d.name, "")) for d in search.space}
+        search.trials.append(
+            TuningTrialRecord(
+                number=int(run.data.tags.get(f"{TAG}trial_number", 0)),
+                params=params,
+                value=read_metric(run.data.metrics.get(search.metric, math.nan)),
+                status=run.data.tags.get(f"{TAG}status", "finished"),
+            )
+        )
+    by_arm = {}
+    for search in searches.values():
+        search.trials.sort(key=lambda t: t.number)
+        for arm in search.arms:
+            by_arm[arm] = search
+    return by_arm
+
+
+def _param_value(dimension: Dimension, text: str) -> Any:
+    if dimension.choices:
+        return next((c for c in dimension.choices if str(c) == text), text)
+    try:
+        return int(text) if dimension.integer else float(text)
+    except ValueError:
+        return math.nan

@@ -19,23 +19,29 @@ BUDGET = ("train.epochs", "train.steps_per_epoch", "train.batch_size")
 SPLIT = ("data.val_size", "data.split_seed", "data.train_subset", "data.test_size", "data.validate_on_test")
 
 
-def declared_keys(hypothesis: Hypothesis) -> set[str]:
-    """Dotted settings the hypothesis's arms are allowed to differ in."""
+def declared_keys(hypothesis: Hypothesis, preset: str) -> set[str]:
+    """Dotted settings the hypothesis's arms are allowed to differ in: its own and tuned ones."""
     keys: set[str] = set()
+    if hypothesis.tuning is not None and hypothesis.tuned_in(preset):
+        keys.update(d.name for d in hypothesis.tuning.space)
     for overrides in hypothesis.arms.values():
         for section, values in overrides.items():
             keys.update(f"{section}.{name}" for name in values)
     return keys
 
 
-def audit(study: Study, preset: str, data: StudyData) -> dict[str, list[str]]:
+def audit(
+    study: Study, preset: str, data: StudyData, tuned: dict[str, dict[str, Any]] | None = None
+) -> dict[str, list[str]]:
     """Findings per hypothesis id; an empty list means the comparison is clean."""
-    planned = {t.key for t in plan(study, preset)}
+    planned = {t.key for t in plan(study, preset, tuned)}
     seeds = study.presets[preset].seeds
-    return {h.id: audit_hypothesis(h, data, planned, seeds) for h in study.hypotheses}
+    return {h.id: audit_hypothesis(h, preset, data, planned, seeds) for h in study.hypotheses}
 
 
-def audit_hypothesis(hypothesis: Hypothesis, data: StudyData, planned: set[str], seeds: int) -> list[str]:
+def audit_hypothesis(
+    hypothesis: Hypothesis, preset: str, data: StudyData, planned: set[str], seeds: int
+) -> list[str]:
     records = [(arm, r) for arm in hypothesis.arms for r in data[hypothesis.id, arm].records.values()]
     findings: list[str] = []
     for arm in hypothesis.arms:
@@ -50,10 +56,13 @@ def audit_hypothesis(hypothesis: Hypothesis, data: StudyData, planned: set[str],
             if len(set(values.values())) > 1:
                 findings.append(f"{group} differs between arms: {name} = {_show(values)}")
     for tag, what in ((f"{TAG}preset", "preset"), (f"{TAG}code_version", "code version")):
-        values = _values_by_arm(records, lambda r, t=tag: r.tags.get(t))
+        # A run of the planned config counts as this preset's, whichever preset trained it.
+        values = _values_by_arm(
+            records, lambda r, t=tag: preset if t == f"{TAG}preset" and r.key in planned else r.tags.get(t)
+        )
         if len(set(values.values())) > 1:
             findings.append(f"{what} differs between arms: {_show(values)}")
-    declared = declared_keys(hypothesis)
+    declared = declared_keys(hypothesis, preset)
     all_params = set().union(*(r.params for _, r in records)) - {"seed"}
     for name in sorted(all_params - declared - set(BUDGET) - set(SPLIT)):
         if name.startswith("runtime."):

@@ -117,6 +117,85 @@ def resolve_runtime(args: argparse.Namespace, threads: int = 1) -> Runtime:
     return Runtime(**values)
 
 
+DEFAULT_SPACE = {"train.lr": {"low": 1e-4, "high": 1e-2, "scale": "log"}}
+DEFAULT_SEARCH_TRIALS = 20
+
+
+def search_config(args: argparse.Namespace) -> Any:
+    """The one search `hypotune search` runs: the file's settings and [tuning], then flags."""
+    from hypotune.model import check_model
+    from hypotune.search import SearchGroup
+    from hypotune.tuning import TUNING_SEED_BASE, parse_tuning, tuning_key
+
+    raw = read_toml(args.config) if args.config else {}
+    tuning = raw.pop("tuning", {})
+    if not isinstance(tuning, dict):
+        raise ConfigError(f"{args.config}: tuning must be a table")
+    if args.space:
+        tuning["space"] = dict(parse_space_flag(text) for text in args.space)
+    tuning.setdefault("space", DEFAULT_SPACE)
+    trials = args.trials if args.trials is not None else tuning.get("trials", DEFAULT_SEARCH_TRIALS)
+    if isinstance(trials, int) and not isinstance(trials, bool) and trials < 1:
+        raise ConfigError(f"a search needs at least 1 trial, got {trials}")
+    tuning["trials"] = {"search": trials}
+    if args.metric:
+        tuning["metric"] = args.metric
+    if args.no_pruning:
+        tuning["pruning"] = False
+    spec = parse_tuning(tuning, "tuning", {"search"})
+    config = run_config_from_dict(merge(raw, flag_overrides(args)))
+    check_model(config.model)
+    for dimension in spec.space:  # each end of each range must be a valid setting
+        for value in dimension.choices or (dimension.low, dimension.high):
+            value = int(value) if dimension.integer else value
+            config.replace(dotted_to_nested(dimension.name, value))
+    label = args.config.stem if args.config else "config"
+    key = tuning_key(config.to_dict(), spec)
+    return SearchGroup(key, spec, spec.budget("search"), config.replace({"seed": TUNING_SEED_BASE}),
+                       [("search", label)])  # fmt: skip
+
+
+def parse_space_flag(text: str) -> tuple[str, dict[str, Any]]:
+    """'train.lr=1e-4:1e-2:log' -> ('train.lr', {'low': 1e-4, 'high': 1e-2, 'scale': 'log'})."""
+    name, sep, spec = text.partition("=")
+    parts = spec.split(":")
+    if not sep or len(parts) not in (2, 3):
+        raise ConfigError(f"--space expects KEY=LOW:HIGH or KEY=LOW:HIGH:log, got '{text}'")
+    if "." not in name:
+        name = f"{flag_owner(name)}.{name}"
+    hint = setting_type(name)
+    kind = int if hint is int else float
+    low, high = (parse_text(f"--space {name}", part, kind) for part in parts[:2])
+    return name, {"low": low, "high": high, "scale": parts[2] if len(parts) == 3 else "linear"}
+
+
+def add_search_parser(commands: Any) -> None:
+    search = commands.add_parser(
+        "search", help="tune one configuration's nuisance settings (e.g. the learning rate) with Optuna"
+    )
+    search.add_argument(
+        "--config", type=Path, help="TOML file with [data], [model], [train] and optionally [tuning]"
+    )
+    search.add_argument(
+        "--space", action="append", metavar="KEY=LOW:HIGH[:log]",
+        help="a setting to tune and its range, e.g. train.lr=1e-4:1e-2:log (default: that one)",
+    )  # fmt: skip
+    search.add_argument("--trials", type=int, help=f"tuning trials (default {DEFAULT_SEARCH_TRIALS})")
+    search.add_argument("--metric", help="val_loss (default), best_val_loss or val_acc; never a test metric")
+    search.add_argument("--no-pruning", action="store_true", help="train every trial to the end")
+    search.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="any setting, e.g. --set model.depth=6"
+    )
+    search.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="parallel trials (default: one per core)"
+    )
+    search.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1)")
+    search.add_argument("--data-dir", default="", help="directory holding the IDX files")
+    search.add_argument("--experiment", default="search", help="MLflow experiment name")
+    add_setting_flags(search)
+    add_tracking_flags(search)
+
+
 def add_study_parsers(commands: Any) -> None:
     """`hypotune study run` and `hypotune study status`."""
     study = commands.add_parser("study", help="run a study file, or show how far it got")
@@ -169,6 +248,7 @@ def build_parser() -> Parser:
     data.add_argument("--data-dir", help="directory holding the IDX files")
 
     add_study_parsers(commands)
+    add_search_parser(commands)
 
     report = commands.add_parser("report", help="write the study's report from the tracking store")
     report.add_argument("study", type=Path, help="study file (TOML)")

@@ -30,6 +30,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "validate": run_validate,
         "report": run_report,
         "server": run_server,
+        "search": run_search,
     }[args.command]
     return handler(args)
 
@@ -154,7 +155,9 @@ def run_ui(args: argparse.Namespace) -> int:
 def run_validate(args: argparse.Namespace) -> int:
     from hypotune.config import read_toml, run_config_from_dict
     from hypotune.model import build_model, check_model, param_count
-    from hypotune.study import load_study, plan
+    from hypotune.search import search_groups
+    from hypotune.study import plan
+    from hypotune.studyfile import load_study
 
     if "hypotheses" not in read_toml(args.file):
         config = run_config_from_dict(read_toml(args.file))
@@ -164,9 +167,14 @@ def run_validate(args: argparse.Namespace) -> int:
     study = load_study(args.file)
     out.print(f"{args.file}: study '{study.name}' is valid")
     for name, preset in study.presets.items():
-        trials = plan(study, name)
-        count = len(study.hypotheses)
-        out.print(f"  preset {name}: {len(trials)} trials ({preset.seeds} seeds), {count} hypotheses")
+        groups = search_groups(study, name)
+        # A tuned arm's trials are one config per search until its best setting is known.
+        trials = len(plan(study, name)) + len(groups) * preset.seeds
+        line = f"  preset {name}: {trials} trials ({preset.seeds} seeds), {len(study.hypotheses)} hypotheses"
+        if groups:
+            tuning = sum(g.budget for g in groups)
+            line += f"; first {tuning} tuning trials ({len(groups)} arms searched)"
+        out.print(line)
     return 0
 
 
@@ -175,7 +183,8 @@ def run_study_command(args: argparse.Namespace) -> int:
     from hypotune.data import read_raw
     from hypotune.executors import LocalExecutor, RayExecutor
     from hypotune.runner import run_study
-    from hypotune.study import load_study, plan
+    from hypotune.study import plan
+    from hypotune.studyfile import load_study
     from hypotune.tracking import Tracker
 
     study = load_study(args.study)
@@ -191,49 +200,137 @@ def run_study_command(args: argparse.Namespace) -> int:
     else:
         executor = LocalExecutor(args.workers, runtime)
         where = f"{args.workers} workers"
-    total = len(plan(study, preset))
-    console.print(f"study '{study.name}', preset '{preset}': {total} trials, {where}")
+    tuned = sum(h.tuned_in(preset) for h in study.hypotheses)
+    console.print(
+        f"study '{study.name}', preset '{preset}': {study.presets[preset].seeds} seeds per arm"
+        + (f", {tuned} hypotheses tune their arms first" if tuned else "")
+        + f"; {where}"
+    )
     with progress_bar() as progress:
-        overall = progress.add_task("trials", total=total, status="")
-        bars: dict[str, Any] = {}
-
-        def on_event(event: Any, trial: Any) -> None:
-            kind, key, payload = event
-            if kind == "started":
-                label = f"  {trial.arms[0][1]} s{trial.config.seed}"
-                bars[key] = progress.add_task(label, total=trial.config.train.epochs, status="")
-            elif kind == "epoch":
-                progress.update(bars[key], advance=1, status=f"val_loss {payload['val_loss']:.4f}")
-            else:
-                if key in bars:
-                    progress.remove_task(bars.pop(key))
-                progress.update(overall, advance=1, status="" if kind == "finished" else "a trial failed")
+        overall = progress.add_task("trials", total=len(plan(study, preset)), status="")
+        tuning = progress.add_task("tuning trials", total=0, status="", visible=False)
+        on_event = trial_progress(progress, overall, tuning)
 
         def on_start(summary: Any) -> None:
-            progress.update(overall, completed=summary.skipped, status=f"{summary.skipped} already done")
+            progress.update(overall, total=summary.planned, completed=summary.skipped,
+                            status=f"{summary.skipped} already done")  # fmt: skip
+            if summary.tuning_planned:
+                progress.update(tuning, total=summary.tuning_planned, visible=True)
 
         summary = run_study(study, preset, executor, tracker, on_event=on_event, on_start=on_start)
+    tuning_note = f"{summary.tuning_finished} tuning trials, " if summary.tuning_finished else ""
     out.print(
-        f"{summary.finished} trials trained, {summary.skipped} already done, {summary.diverged} diverged, "
-        f"{len(summary.failed)} failed; store {tracker.uri}, experiment '{study.name}'"
+        f"{tuning_note}{summary.finished} trials trained, {summary.skipped} already done, "
+        f"{summary.diverged} diverged, {len(summary.failed)} failed; store {tracker.uri}, "
+        f"experiment '{study.name}'"
     )
     for line in summary.failed:
         out.print(f"  failed {line}")
     return 1 if summary.failed else 0
 
 
+def trial_progress(progress: Progress, overall: Any, tuning: Any) -> Any:
+    """An event callback: a bar per running trial, and the overall and tuning counts."""
+    bars: dict[str, Any] = {}
+
+    def on_event(event: Any, trial: Any) -> None:
+        kind, key, payload = event
+        count = tuning if trial.tuning else overall
+        if kind == "started":
+            bars[key] = progress.add_task(f"  {trial.name}", total=trial.config.train.epochs, status="")
+        elif kind == "epoch":
+            progress.update(bars[key], advance=1, status=f"val_loss {payload['val_loss']:.4f}")
+        else:
+            if key in bars:
+                progress.remove_task(bars.pop(key))
+            if kind == "finished" and payload[0].status == "pruned":
+                status = "pruned one"
+            else:
+                status = "" if kind == "finished" else "a trial failed"
+            progress.update(count, advance=1, status=status)
+
+    return on_event
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """Tune one configuration's nuisance settings on its own and print the best setting."""
+    from hypotune.cli import search_config
+    from hypotune.config import Runtime
+    from hypotune.data import read_raw
+    from hypotune.executors import LocalExecutor
+    from hypotune.runner import study_lock
+    from hypotune.search import Search, SearchSource, edge_warnings
+    from hypotune.tracking import TAG, Tracker
+    from hypotune.tuning import overrides_from_params
+
+    if args.workers < 1:
+        raise HypotuneError("--workers must be at least 1")
+    group = search_config(args)
+    runtime = Runtime(threads=args.threads, data_dir=args.data_dir)
+    read_raw(args.data_dir)  # fail on missing or corrupt data before starting anything
+    tracker = Tracker(args.tracking_uri)
+    experiment_id = tracker.experiment(args.experiment)
+    executor = LocalExecutor(args.workers, runtime)
+    console.print(
+        f"searching {', '.join(d.describe() for d in group.spec.space)} for {args.config}: "
+        f"{group.budget} trials on validation {group.spec.metric}, {args.workers} workers"
+    )
+    with study_lock(tracker, f"search-{group.key}"):
+        tracker.reap_stale(experiment_id, also=f"tags.`{TAG}tuning_key` = '{group.key}'")
+        tags = {f"{TAG}source": "search"}
+        search = Search([group], tracker, experiment_id, "search", tags, decide=executor.decide,
+                        max_in_flight=args.workers)  # fmt: skip
+        source = SearchSource(search)
+        done = search.searches[0].counted()
+        if done:
+            console.print(f"resuming: {done} of {group.budget} trials already done")
+        with progress_bar() as progress:
+            tuning = progress.add_task("tuning trials", total=group.budget, completed=done, status="")
+            on_event = trial_progress(progress, tuning, tuning)
+            try:
+                for event in executor.run(source):
+                    trial = source.trials[event[1]]
+                    search.record(event, trial)
+                    on_event(event, trial)
+            except BaseException:
+                search.interrupt()
+                raise
+    opened = search.searches[0]
+    if opened.best is None:
+        raise HypotuneError(f"search found no setting: {opened.error}")
+    best = opened.study.best_trial
+    out.print(f"best of {opened.counted()} trials: {group.spec.metric} {best.value:.4f} with")
+    out.print(to_toml_tables(overrides_from_params(opened.best)), markup=False, highlight=False)
+    for line in edge_warnings(group.spec, opened.best):
+        out.print(f"[yellow]warning:[/] {line}")
+    out.print(f"search run {opened.run_id} in {tracker.uri} (experiment '{args.experiment}')")
+    return 0
+
+
+def to_toml_tables(overrides: dict[str, dict[str, Any]]) -> str:
+    from hypotune.config import toml_value
+
+    lines = []
+    for section, values in overrides.items():
+        lines.append(f"[{section}]")
+        lines += [f"{name} = {toml_value(value)}" for name, value in values.items()]
+    return "\n".join(lines)
+
+
 def run_status(args: argparse.Namespace) -> int:
     from hypotune.runner import study_status
-    from hypotune.study import load_study
+    from hypotune.studyfile import load_study
     from hypotune.tracking import Tracker
 
     study = load_study(args.study)
     preset = study.preset(args.preset).name
     table = Table(title=f"{study.name} ({preset})")
-    for column in ("hypothesis", "finished", "running", "failed", "pending"):
-        table.add_column(column, justify="left" if column == "hypothesis" else "right")
+    columns = ("finished", "running", "failed", "pending", "tuning")
+    table.add_column("hypothesis")
+    for column in columns:
+        table.add_column(column if column != "tuning" else "awaiting tuning", justify="right")
     for row in study_status(study, preset, Tracker(args.tracking_uri)):
-        table.add_row(row.id, str(row.finished), str(row.running), str(row.failed), str(row.pending))
+        table.add_row(row.id, *(str(getattr(row, column)) for column in columns))
     out.print(table)
     return 0
 
@@ -242,7 +339,7 @@ def run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hypotune.report import build_report
-    from hypotune.study import load_study
+    from hypotune.studyfile import load_study
     from hypotune.tracking import Tracker
 
     study = load_study(args.study)

@@ -1,23 +1,70 @@
 """Executors run trials somewhere and report events; they know nothing of MLflow.
 
-Every executor yields the same events for the same trials: ("started", key, worker),
+Every executor yields the same events for the same tasks: ("started", key, worker),
 ("epoch", key, metrics), ("finished", key, (TrialResult, weights bytes)), ("failed", key, text).
+Tasks are pulled from a source as capacity frees up, so a search can decide its next trial
+after seeing the last one. After each epoch of a tuning task the worker waits for
+`decide(key, epoch, stop)`: go on, or stop there (pruned). Waiting for the answer, rather than
+checking a flag later, makes a search's pruning independent of timing, so it reproduces.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import queue
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hypotune.config import RunConfig, Runtime
+from hypotune.errors import HypotuneError
 
 Event = tuple[str, str, Any]
+SLOT_BYTES = 96  # room for "<task key>|<epoch>|<0 or 1>" in a worker's decision slot
+
+
+@dataclass(frozen=True)
+class Task:
+    key: str  # unique among the tasks of one run; names its events
+    config: RunConfig
+    tuning: bool = False  # a tuning trial: validation only (no test set, no weights); may be stopped
+
+
+class TaskSource(Protocol):
+    def next_task(self) -> Task | None: ...  # a task to start now, or None: nothing now
+
+    def exhausted(self) -> bool: ...  # nothing more will ever come
+
+
+class TaskList:
+    """A fixed list of tasks as a source."""
+
+    def __init__(self, tasks: Iterable[Task]) -> None:
+        self.pending = list(tasks)[::-1]
+
+    def next_task(self) -> Task | None:
+        return self.pending.pop() if self.pending else None
+
+    def exhausted(self) -> bool:
+        return not self.pending
 
 
 class Executor(Protocol):
-    def run(self, trials: list[tuple[str, RunConfig]]) -> Iterator[Event]: ...
+    def run(self, source: TaskSource) -> Iterator[Event]: ...
+
+    def decide(self, key: str, epoch: int, stop: bool) -> None: ...
+
+
+def decision_text(key: str, epoch: int, stop: bool) -> str:
+    return f"{key}|{epoch}|{int(stop)}"
+
+
+class WorkerError(HypotuneError):
+    """Worker processes cannot run at all."""
+
+
+def stalled(source: TaskSource) -> RuntimeError:
+    return RuntimeError("the task source has nothing to start and nothing running, yet is not exhausted")
 
 
 class LocalExecutor:
@@ -31,56 +78,93 @@ class LocalExecutor:
         self.workers = workers
         self.runtime = runtime
         self.poll_seconds = poll_seconds
+        self.slots: dict[str, Any] = {}  # running task key -> its worker's decision slot
 
-    def run(self, trials: list[tuple[str, RunConfig]]) -> Iterator[Event]:
-        if not trials:
-            return
+    def decide(self, key: str, epoch: int, stop: bool) -> None:
+        slot = self.slots.get(key)
+        if slot is not None:
+            slot.value = decision_text(key, epoch, stop).encode()
+
+    def run(self, source: TaskSource) -> Iterator[Event]:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["hypotune.worker"])
         tasks, events = context.Queue(), context.Queue()
-        for key, config in trials:
-            tasks.put((key, config.to_dict()))
-        processes = []
+        workers: dict[int, tuple[Any, Any]] = {}  # pid -> (process, decision slot)
+        in_flight: dict[str, int] = {}  # task key -> worker pid (0 until it starts)
+        served: set[int] = set()  # workers that have taken a task
+        failed_starts = 0
 
         def start_worker() -> None:
             from hypotune.worker import worker_main
 
-            tasks.put(None)  # one stop sentinel per worker
-            process = context.Process(target=worker_main, args=(tasks, events, self.runtime), daemon=True)
+            slot = context.Array("c", SLOT_BYTES, lock=False)
+            process = context.Process(
+                target=worker_main, args=(tasks, events, self.runtime, slot), daemon=True
+            )
             process.start()
-            processes.append(process)
+            workers[process.pid] = (process, slot)
 
-        for _ in range(min(self.workers, len(trials))):
-            start_worker()
-        remaining = {key for key, _ in trials}
-        running: dict[int, str] = {}  # worker pid -> trial key
+        def feed() -> None:
+            while len(in_flight) < self.workers and (task := source.next_task()) is not None:
+                tasks.put((task.key, task.config.to_dict(), task.tuning))
+                in_flight[task.key] = 0
+                if len(workers) < len(in_flight):
+                    start_worker()
+
         try:
-            while remaining:
+            feed()
+            while in_flight:
                 try:
                     kind, key, payload = events.get(timeout=self.poll_seconds)
                 except queue.Empty:
-                    for process in [p for p in processes if not p.is_alive() and p.pid in running]:
-                        key = running.pop(process.pid)
-                        remaining.discard(key)
-                        processes.remove(process)
-                        yield ("failed", key, f"worker process died (exit code {process.exitcode})")
-                        if remaining:
-                            start_worker()
+                    lost, dead_on_start = dead_workers(workers, in_flight, served)
+                    failed_starts += dead_on_start
+                    if failed_starts >= 3:  # a broken environment, not a bad trial
+                        raise WorkerError("worker processes exit before taking a trial; run one "
+                                          "trial with `hypotune train` to see why") from None  # fmt: skip
+                    for key, exitcode in lost:
+                        del in_flight[key]
+                        self.slots.pop(key, None)
+                        yield ("failed", key, f"worker process died (exit code {exitcode})")
+                    feed()
+                    if len(workers) < len(in_flight):
+                        start_worker()
                     continue
                 if kind == "started":
-                    running[payload] = key
+                    in_flight[key] = payload
+                    served.add(payload)
+                    self.slots[key] = workers[payload][1]
                 elif kind in ("finished", "failed"):
-                    remaining.discard(key)
-                    running = {pid: k for pid, k in running.items() if k != key}
+                    in_flight.pop(key, None)
+                    self.slots.pop(key, None)
                 yield kind, key, payload
+                if kind in ("finished", "failed"):
+                    feed()
+            if not source.exhausted():
+                raise stalled(source)
         finally:
-            for process in processes:
+            for process, _ in workers.values():
                 if process.is_alive():
                     process.terminate()
-            for process in processes:
+            for process, _ in workers.values():
                 process.join(timeout=5)
+            self.slots.clear()
             tasks.cancel_join_thread()
             events.cancel_join_thread()
+
+
+def dead_workers(
+    workers: dict[int, tuple[Any, Any]], in_flight: dict[str, int], served: set[int]
+) -> tuple[list[tuple[str, int]], int]:
+    """Forget exited workers: the (task key, exit code) each was running, and how many never ran one."""
+    lost, dead_on_start = [], 0
+    for pid, (process, _) in list(workers.items()):
+        if process.is_alive():
+            continue
+        del workers[pid]
+        dead_on_start += pid not in served
+        lost += [(key, process.exitcode) for key, owner in in_flight.items() if owner == pid]
+    return lost, dead_on_start
 
 
 class RayExecutor:
@@ -99,32 +183,74 @@ class RayExecutor:
         self.cpus_per_trial = cpus_per_trial
         self.gpus_per_trial = gpus_per_trial
         self.poll_seconds = poll_seconds
+        self.board: Any = None  # the actor that holds the decisions on tuning tasks' epochs
 
-    def run(self, trials: list[tuple[str, RunConfig]]) -> Iterator[Event]:
-        if not trials:
-            return
+    def decide(self, key: str, epoch: int, stop: bool) -> None:
+        if self.board is not None:
+            self.board.decide.remote(decision_text(key, epoch, stop))
+
+    def capacity(self, ray: Any) -> int:
+        """How many trials the cluster can run at once; more would only queue in Ray."""
+        resources = ray.cluster_resources()
+        slots = resources.get("CPU", 1) / max(self.cpus_per_trial, 1e-9)
+        if self.gpus_per_trial:
+            slots = min(slots, resources.get("GPU", 0) / self.gpus_per_trial)
+        return max(1, int(slots))
+
+    def run(self, source: TaskSource) -> Iterator[Event]:
         ray = import_ray()
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         from ray.util.queue import Empty, Queue
 
-        from hypotune.worker import run_trial
+        from hypotune.worker import await_decision, run_trial
 
         events = Queue()
 
-        def remote_trial(key: str, config_dict: dict, runtime: Runtime, queue_handle: Any) -> str:
+        @ray.remote(num_cpus=0)
+        class DecisionBoard:
+            def __init__(self) -> None:
+                self.decisions: set[str] = set()
+
+            def decide(self, text: str) -> None:
+                self.decisions.add(text)
+
+            def decision(self, key: str, epoch: int) -> bool | None:
+                for stop in (False, True):
+                    if decision_text(key, epoch, stop) in self.decisions:
+                        return stop
+                return None
+
+        self.board = DecisionBoard.remote()
+
+        def remote_trial(key: str, config_dict: dict, tuning: bool, runtime: Runtime, handles: Any) -> str:
             import torch
 
+            queue_handle, board = handles
             torch.set_num_threads(runtime.threads)
-            run_trial(key, config_dict, runtime, queue_handle.put)
+
+            def should_stop(epoch: int) -> bool:
+                return await_decision(lambda: ray.get(board.decision.remote(key, epoch)))
+
+            run_trial(key, config_dict, runtime, queue_handle.put, tuning, should_stop)
             return key
 
         # max_retries=0: a lost task is reported as failed and retried by the next run, as locally
         resources = dict(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial, max_retries=0)
-        task = ray.remote(**resources)(remote_trial)
-        pending = {task.remote(key, config.to_dict(), self.runtime, events): key for key, config in trials}
-        remaining = {key for key, _ in trials}
+        remote = ray.remote(**resources)(remote_trial)
+        capacity = self.capacity(ray)
+        pending: dict[Any, str] = {}  # object ref -> task key
+        remaining: set[str] = set()
+
+        def feed() -> None:
+            while len(remaining) < capacity and (task := source.next_task()) is not None:
+                handles = (events, self.board)
+                ref = remote.remote(task.key, task.config.to_dict(), task.tuning, self.runtime, handles)
+                pending[ref] = task.key
+                remaining.add(task.key)
+
         try:
+            feed()
             while remaining:
                 try:
                     kind, key, payload = events.get(timeout=self.poll_seconds)
@@ -138,21 +264,25 @@ class RayExecutor:
                             if key in remaining:
                                 remaining.discard(key)
                                 yield ("failed", key, f"Ray task lost: {type(error).__name__}: {error}")
+                    feed()
                     continue
                 if kind in ("finished", "failed"):
                     remaining.discard(key)
                 yield kind, key, payload
+                if kind in ("finished", "failed"):
+                    feed()
+            if not source.exhausted():
+                raise stalled(source)
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
             events.shutdown()
+            self.board = None
 
 
 def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        from hypotune.errors import HypotuneError
-
         raise HypotuneError("the Ray executor needs Ray: pip install 'hypotune[ray]'") from None
     return ray

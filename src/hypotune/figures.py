@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hypotune import stats
-from hypotune.analysis import StudyData
+from hypotune.analysis import SearchRecord, StudyData
 from hypotune.study import Hypothesis, Study
 
 History = dict[str, dict[str, list[tuple[int, float]]]]  # run id -> metric -> [(epoch, value)]
@@ -112,6 +113,34 @@ def pareto_data(study: Study, data: StudyData) -> list[ParetoPoint]:
     )
 
 
+@dataclass(frozen=True)
+class NuisancePoint:
+    value: Any  # the tuned setting's value in this trial
+    metric: float  # the search metric it reached (at its last epoch when pruned)
+    pruned: bool
+    best: bool  # the arm's chosen setting
+
+
+def nuisance_data(
+    hypothesis: Hypothesis, searches: dict[tuple[str, str], SearchRecord]
+) -> dict[str, dict[str, list[NuisancePoint]]]:
+    """Per tuned setting, per arm: every tuning trial's value of that setting and its metric."""
+    plots: dict[str, dict[str, list[NuisancePoint]]] = {}
+    for arm in hypothesis.arms:
+        search = searches.get((hypothesis.id, arm))
+        if search is None:
+            continue
+        best = search.best_trial()
+        for dimension in search.space:
+            points = [
+                NuisancePoint(t.params[dimension.name], t.value, t.status == "pruned", t is best)
+                for t in search.trials
+                if math.isfinite(t.value)
+            ]
+            plots.setdefault(dimension.name, {})[arm] = sorted(points, key=lambda p: str(p.value))
+    return plots
+
+
 def _pyplot():
     import matplotlib
 
@@ -205,6 +234,38 @@ def render_pareto(points: list[ParetoPoint], path: Path, title: str) -> Path:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     axis.set_title(title, fontsize=10)
+    return _save(figure, path)
+
+
+def render_nuisance(
+    plots: dict[str, dict[str, list[NuisancePoint]]],
+    log_scale: dict[str, bool],
+    metric: str,
+    path: Path,
+    title: str,
+) -> Path:
+    """One panel per tuned setting: each arm's tuning trials, its best starred, pruned hollow."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(plots), figsize=(5.5 * len(plots), 3.8), squeeze=False)
+    for axis, (name, arms) in zip(axes[0], plots.items(), strict=True):
+        for index, (arm, points) in enumerate(arms.items()):
+            colour = f"C{index % 10}"
+            done = [p for p in points if not p.pruned]
+            pruned = [p for p in points if p.pruned]
+            axis.scatter([p.value for p in done], [p.metric for p in done], color=colour, s=22, label=arm)
+            axis.scatter(
+                [p.value for p in pruned], [p.metric for p in pruned], facecolors="none",
+                edgecolors=colour, s=22,
+            )  # fmt: skip
+            for point in (p for p in points if p.best):
+                axis.scatter([point.value], [point.metric], marker="*", s=180, color=colour, edgecolors="k")
+        if log_scale.get(name):
+            axis.set_xscale("log")
+        axis.set_xlabel(name)
+        axis.set_ylabel(f"{metric} (validation)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.suptitle(title + "  (star: chosen; hollow: pruned, at its last epoch)", fontsize=10)
     return _save(figure, path)
 
 

@@ -10,10 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hypotune import figures, stats
-from hypotune.analysis import StudyData, Verdict, arm_summaries, collect, evaluate
+from hypotune.analysis import (
+    SearchRecord,
+    StudyData,
+    Verdict,
+    arm_summaries,
+    collect,
+    collect_searches,
+    evaluate,
+)
 from hypotune.audit import audit
 from hypotune.study import Hypothesis, Study
 from hypotune.tracking import Tracker, read_metric
+from hypotune.tuning import TUNING_SEED_BASE, overrides_from_params
 
 Block = tuple  # ("h1"|"h2"|"h3"|"p", text) | ("table", headers, rows) | ("img", path, alt) | ("list", items)
 VERDICT_MARK = {"supported": "supported", "refuted": "refuted", "inconclusive": "inconclusive"}
@@ -43,8 +52,10 @@ def fetch_history(tracker: Tracker, data: StudyData) -> figures.History:
 
 def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> Report:
     data = collect(study, preset, tracker)
+    searches = collect_searches(study, preset, tracker)
+    tuned = {s.key: overrides_from_params(s.best) for s in searches.values() if s.finished}
     verdicts = evaluate(study, data)
-    findings = audit(study, preset, data)
+    findings = audit(study, preset, data, tuned)
     history = fetch_history(tracker, data)
     figure_dir = out_dir / "figures"
     blocks: list[Block] = [
@@ -63,6 +74,7 @@ def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> 
     for hypothesis in study.hypotheses:
         own = [v for v in verdicts if v.hypothesis == hypothesis.id]
         blocks += hypothesis_section(hypothesis, data, own, findings[hypothesis.id], history, figure_dir)
+        blocks += tuning_section(study, preset, hypothesis, searches, figure_dir)
     blocks += overview_section(study, data, figure_dir)
     blocks += reference_section(study, preset, tracker, data)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -160,7 +172,8 @@ def hypothesis_figures(
             figures.render_intervals(
                 intervals, hypothesis.metric, figure_dir / f"{stem}-arms.png", hypothesis.id
             ),
-            f"{hypothesis.metric} per arm",
+            f"{hypothesis.metric} per arm"
+            + (" at its own best tuned setting (isolation plot)" if hypothesis.tuning else ""),
         )
     )
     lines = figures.interaction_data(hypothesis, data)
@@ -175,6 +188,69 @@ def hypothesis_figures(
     )
     blocks.append(("img", path, "learning curves"))
     return blocks
+
+
+def tuning_section(
+    study: Study,
+    preset: str,
+    hypothesis: Hypothesis,
+    searches: dict[tuple[str, str], SearchRecord],
+    figure_dir: Path,
+) -> list[Block]:
+    """How each arm's nuisance settings were tuned, what won, and whether the range was wide enough."""
+    own = {arm: searches[hypothesis.id, arm] for arm in hypothesis.arms if (hypothesis.id, arm) in searches}
+    if not own or hypothesis.tuning is None:
+        return []
+    spec = hypothesis.tuning
+    blocks: list[Block] = [
+        ("h3", f"{hypothesis.id}: nuisance settings tuned per arm"),
+        (
+            "p",
+            f"Each arm searched {', '.join(d.describe() for d in spec.space)} on its own with "
+            f"{spec.budget(preset)} Optuna trials (TPE{', median pruning' if spec.pruning else ''}) on "
+            f"{spec.metric} of the validation split, training seed {TUNING_SEED_BASE}; the test set took "
+            "no part. Its seeds were then trained at its best setting: those runs decide the verdicts above, "
+            "so each arm is compared at its own best, not at one shared value that may suit only one.",
+        ),
+    ]
+    rows, warnings = [], []
+    for arm, search in own.items():
+        base = study.arm_config(hypothesis, arm, preset, 0).to_dict()
+        base_params = {d.name: base[d.name.split(".")[0]][d.name.split(".")[1]] for d in search.space}
+        at_base = next((t for t in search.trials if t.params == base_params), None)
+        best = search.best_trial()
+        counts = {state: sum(t.status == state for t in search.trials) for state in ("finished", "pruned")}
+        diverged = sum(t.status == "diverged" for t in search.trials)
+        rows.append(
+            [
+                arm,
+                _setting(search.best) if search.best else "searching",
+                _fmt(best.value) if best else "n/a",
+                f"{_setting(base_params)}: " + (_fmt(at_base.value) if at_base else "not tried"),
+                f"{counts['finished'] + counts['pruned'] + diverged} of {search.budget} "
+                f"({counts['pruned']} pruned, {diverged} diverged)",
+            ]
+        )
+        warnings += [f"**{arm}**: {edge}" for edge in search.edges]
+    headers = ["arm", "best setting", f"its tuning {spec.metric}", "at the study's own setting", "trials"]
+    blocks.append(("table", headers, rows))
+    if warnings:
+        blocks.append(("p", "**Range warnings**: a best value at the edge of its range may not be the best."))
+        blocks.append(("list", warnings))
+    plots = figures.nuisance_data(hypothesis, searches)
+    if any(points for arms in plots.values() for points in arms.values()):
+        log_scale = {d.name: d.log for d in spec.space}
+        path = figures.render_nuisance(
+            plots, log_scale, spec.metric, figure_dir / f"{hypothesis.id}-nuisance.png",
+            f"{hypothesis.id}: tuning trials per arm",
+        )  # fmt: skip
+        blocks.append(("img", path, "validation metric against each tuned setting, per arm"))
+    return blocks
+
+
+def _setting(params: dict) -> str:
+    return ", ".join(f"{name.split('.')[-1]}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+                     for name, value in params.items())  # fmt: skip
 
 
 def overview_section(study: Study, data: StudyData, figure_dir: Path) -> list[Block]:

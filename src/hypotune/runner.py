@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypotune.executors import Event, Executor
+from hypotune.executors import Event, Executor, Task
+from hypotune.search import Search, read_tuned, search_groups
 from hypotune.study import Study, Trial, plan
 from hypotune.tracking import TAG, Tracker
 
@@ -30,6 +31,8 @@ class StudySummary:
     diverged: int = 0
     failed: list[str] = field(default_factory=list)  # "key: message"
     parent_run_id: str = ""
+    tuning_planned: int = 0  # tuning trials the searches of this preset need in all
+    tuning_finished: int = 0  # tuning trials trained in this run (complete or pruned)
 
 
 def trial_tags(study: Study, preset: str, trial: Trial) -> dict[str, str]:
@@ -55,7 +58,7 @@ def study_lock(tracker: Tracker, name: str) -> Iterator[None]:
     if not tracker.local:
         yield
         return
-    path = Path(tracker.uri.removeprefix("sqlite:///")).parent / f".{name}.lock"
+    path = tracker.state_dir / f".{name}.lock"
     with path.open("w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -80,6 +83,59 @@ def parent_run(tracker: Tracker, experiment_id: str, study: Study, preset: str) 
     return tracker.start_run(experiment_id, f"{study.name} ({preset})", tags)
 
 
+class StudySource:
+    """The tasks of a study run: tuning trials first, then every final trial whose arm is ready.
+
+    An untuned arm is ready at once; a tuned arm once its search has found its best setting.
+    """
+
+    def __init__(self, study: Study, preset: str, search: Search, done: set[str]) -> None:
+        self.study, self.preset, self.search, self.done = study, preset, search, done
+        self.trials: dict[str, Trial] = {}  # every trial handed out or already done, by key
+        self.queue: list[Trial] = []
+        self.skipped = 0  # final trials finished in an earlier run
+        self.searches_seen = -1
+        self.refresh()
+
+    def refresh(self) -> None:
+        tuned = self.search.tuned()
+        if len(tuned) == self.searches_seen:
+            return
+        self.searches_seen = len(tuned)
+        for trial in plan(self.study, self.preset, tuned):
+            if trial.key in self.trials:
+                continue
+            self.trials[trial.key] = trial
+            if trial.key in self.done:
+                self.skipped += 1
+            else:
+                self.queue.append(trial)
+
+    def next_task(self) -> Task | None:
+        picked = self.search.next_task()
+        if picked is not None:
+            task, trial = picked
+            self.trials[task.key] = trial
+            return task
+        self.refresh()
+        if self.queue:
+            trial = self.queue.pop(0)
+            return Task(trial.key, trial.config)
+        return None
+
+    def exhausted(self) -> bool:
+        self.refresh()
+        return self.search.done() and not self.queue
+
+    def planned(self) -> int:
+        """Final trials: those known now, plus a seed set for each search still running."""
+        running = sum(s.best is None and not s.error for s in self.search.searches)
+        return (
+            len([t for t in self.trials.values() if not t.tuning])
+            + running * self.study.presets[self.preset].seeds
+        )
+
+
 def run_study(
     study: Study,
     preset: str,
@@ -88,31 +144,41 @@ def run_study(
     on_event: EventCallback | None = None,
     on_start: Callable[[StudySummary], None] | None = None,
 ) -> StudySummary:
-    """Train every trial of `study` under `preset` not already finished in the store."""
-    trials = plan(study, preset)
-    summary = StudySummary(planned=len(trials))
+    """Tune the arms that declare nuisance settings, then train every trial not yet finished."""
     experiment_id = tracker.experiment(study.name)
     with study_lock(tracker, study.name):
         tracker.reap_stale(experiment_id)
-        done = finished_keys(tracker, experiment_id)
-        pending = [t for t in trials if t.key not in done]
-        summary.skipped = len(trials) - len(pending)
-        summary.parent_run_id = parent = parent_run(tracker, experiment_id, study, preset)
+        parent = parent_run(tracker, experiment_id, study, preset)
+        tags = {f"{TAG}study": study.name, f"{TAG}preset": preset}
+        groups = search_groups(study, preset)
+        search = Search(
+            groups, tracker, experiment_id, f"{study.name}/{preset}", tags, parent, executor.decide
+        )
+        source = StudySource(study, preset, search, finished_keys(tracker, experiment_id))
+        summary = StudySummary(planned=source.planned(), skipped=source.skipped, parent_run_id=parent)
+        summary.tuning_planned = sum(g.budget for g in groups)
         if on_start:
             on_start(summary)
-        by_key = {t.key: t for t in pending}
         recorder = Recorder(tracker, experiment_id, study, preset, parent, summary)
         try:
-            for event in executor.run([(t.key, t.config) for t in pending]):
-                recorder.record(event, by_key[event[1]])
+            for event in executor.run(source):
+                trial = source.trials[event[1]]
+                if trial.tuning:
+                    search.record(event, trial)
+                    summary.tuning_finished += event[0] == "finished"
+                else:
+                    recorder.record(event, trial)
                 if on_event:
-                    on_event(event, by_key[event[1]])
+                    on_event(event, trial)
         except BaseException:  # Ctrl-C or a crash: what is in flight did not finish
             with contextlib.suppress(Exception):  # the store may be what failed; keep that error
+                search.interrupt()
                 for run_id in recorder.run_ids.values():
                     tracker.fail(run_id, "the study run was interrupted", status="KILLED")
                 tracker.fail(parent, "interrupted", status="KILLED")
             raise
+        summary.failed += search.errors()
+        summary.planned, summary.skipped = source.planned(), source.skipped
         tracker.log_metrics(
             parent,
             {
@@ -120,6 +186,7 @@ def run_study(
                 "trials_finished": summary.finished + summary.skipped,
                 "trials_diverged": summary.diverged,
                 "trials_failed": len(summary.failed),
+                "tuning_trials": summary.tuning_finished,
             },
         )
         tracker.client.set_terminated(parent, "FAILED" if summary.failed else "FINISHED")
@@ -145,7 +212,7 @@ class Recorder:
     def record(self, event: Event, trial: Trial) -> None:
         kind, key, payload = event
         if kind == "started":
-            self.run_ids[key] = self.start(trial, f"{trial.arms[0][1]} s{trial.config.seed}")
+            self.run_ids[key] = self.start(trial, trial.name)
             self.tracker.log_config(self.run_ids[key], trial.config)
         elif kind == "epoch":
             self.tracker.log_metrics(self.run_ids[key], payload, step=int(payload["epoch"]))
@@ -167,17 +234,25 @@ class HypothesisStatus:
     running: int = 0
     failed: int = 0
     pending: int = 0
+    tuning: int = 0  # arm x seed trials waiting for their arm's search to finish
 
 
 def study_status(study: Study, preset: str, tracker: Tracker) -> list[HypothesisStatus]:
     """Per hypothesis: how many of its arm x seed trials are finished, running, failed, pending."""
     experiment = tracker.client.get_experiment_by_name(study.name)
     states: dict[str, set[str]] = {}
+    tuned: dict[str, dict[str, Any]] = {}
     if experiment is not None:
         for run in tracker.runs(experiment.experiment_id, f"tags.`{TAG}kind` = 'trial'"):
             states.setdefault(run.data.tags.get(f"{TAG}key", ""), set()).add(run.info.status)
+        tuned = read_tuned(tracker, experiment.experiment_id, preset)
     table = {h.id: HypothesisStatus(h.id) for h in study.hypotheses}
-    for trial in plan(study, preset):
+    for hypothesis in study.hypotheses:
+        for arm in hypothesis.arms:
+            search = study.tuning_key(hypothesis, arm, preset)
+            if search and search not in tuned:
+                table[hypothesis.id].tuning += study.presets[preset].seeds
+    for trial in plan(study, preset, tuned):
         seen = states.get(trial.key, set())
         state = (
             "finished"

@@ -94,6 +94,9 @@ class Tracker:
             store_dir.mkdir(parents=True, exist_ok=True)
             uri = default_uri(store_dir)
         self.uri = uri
+        # The coordinator's own files (study locks, tuning journals) live beside a local store;
+        # with a server they stay on the coordinator's machine, under ./runs/.
+        self.state_dir = Path(uri.removeprefix("sqlite:///")).parent if self.local else store_dir
         self.artifact_root = (store_dir / "artifacts").resolve().as_uri() if self.local else None
         if uri.startswith(("http://", "https://")):
             check_reachable(uri)
@@ -174,14 +177,14 @@ class Tracker:
             if not token:
                 return found
 
-    def reap_stale(self, experiment_id: str, keep: Iterable[str] = ()) -> list[str]:
-        """Mark RUNNING runs not in `keep` (left by a killed process) as KILLED."""
+    def reap_stale(self, experiment_id: str, keep: Iterable[str] = (), also: str = "") -> list[str]:
+        """Mark RUNNING runs not in `keep` (left by a killed process) as KILLED.
+
+        `also` narrows the runs to those matching an extra filter (one search's runs).
+        """
         keep = set(keep)
-        stale = [
-            run.info.run_id
-            for run in self.runs(experiment_id, "attributes.status = 'RUNNING'")
-            if run.info.run_id not in keep
-        ]
+        query = "attributes.status = 'RUNNING'" + (f" and {also}" if also else "")
+        stale = [run.info.run_id for run in self.runs(experiment_id, query) if run.info.run_id not in keep]
         for run_id in stale:
             self.fail(run_id, "process ended before the run finished", status="KILLED")
         return stale

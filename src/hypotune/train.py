@@ -20,12 +20,13 @@ from hypotune.data import BatchStream, Dataset, Split, eval_batches
 from hypotune.errors import ConfigError
 from hypotune.model import build_model, flop_count, param_count
 
-EpochCallback = Callable[[dict[str, float]], None]
+# Called after every epoch with its metrics; returning False stops the run there ("pruned").
+EpochCallback = Callable[[dict[str, float]], bool | None]
 
 
 @dataclass
 class TrialResult:
-    status: str  # "finished" or "diverged"
+    status: str  # "finished", "diverged", or "pruned" (stopped early by its caller)
     epochs: list[dict[str, float]] = field(default_factory=list)  # per-epoch metrics
     metrics: dict[str, float] = field(default_factory=dict)  # final metrics
     state_dict: dict[str, torch.Tensor] | None = None  # trained weights, on the CPU
@@ -131,8 +132,12 @@ def train(
     dataset: Dataset,
     runtime: Runtime | None = None,
     on_epoch: EpochCallback | None = None,
+    evaluate_test: bool = True,
 ) -> TrialResult:
-    """Train `config` on `dataset`; a loss that stops being finite ends the run as diverged."""
+    """Train `config` on `dataset`; a loss that stops being finite ends the run as diverged.
+
+    With `evaluate_test` False the test split is never touched (tuning trials).
+    """
     runtime = runtime or Runtime()
     torch.set_num_threads(runtime.threads)
     device = resolve_device(runtime.device)
@@ -175,19 +180,20 @@ def train(
             "epoch_seconds": time.perf_counter() - epoch_start,
         }
         result.epochs.append(metrics)
-        if on_epoch:
-            on_epoch(metrics)
         if val_loss < best_val:
             best_val, stale = val_loss, 0
             if config.train.early_stopping:
                 best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
-            if config.train.early_stopping and stale >= config.train.early_stopping:
-                break
+        if on_epoch and on_epoch(metrics) is False:
+            result.status = "pruned"
+            break
+        if config.train.early_stopping and stale >= config.train.early_stopping:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
-    result.metrics = final_metrics(model, dataset, config, device, result, best_val)
+    result.metrics = final_metrics(model, dataset, config, device, result, best_val, evaluate_test)
     result.metrics["wall_seconds"] = time.perf_counter() - started
     if result.status == "finished":
         result.state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -201,6 +207,7 @@ def final_metrics(
     device: torch.device,
     result: TrialResult,
     best_val: float,
+    evaluate_test: bool = True,
 ) -> dict[str, float]:
     metrics: dict[str, float] = {
         "param_count": param_count(model),
@@ -209,25 +216,22 @@ def final_metrics(
     }
     if result.status == "diverged":
         # A diverged run still counts as a result: infinitely bad, never missing.
-        return (
-            metrics
-            | {k: math.inf for k in ("val_loss", "best_val_loss", "test_loss")}
-            | {
-                "val_acc": 0.0,
-                "test_acc": 0.0,
-                "train_loss": math.inf,
-            }
-        )
+        metrics |= {"val_loss": math.inf, "best_val_loss": math.inf, "val_acc": 0.0, "train_loss": math.inf}
+        if evaluate_test:
+            metrics |= {"test_loss": math.inf, "test_acc": 0.0}
+        return metrics
     # With early stopping the best epoch's weights were restored, so its numbers describe the model.
     trained = [e for e in result.epochs if "val_loss" in e]
     last = min(trained, key=lambda e: e["val_loss"]) if config.train.early_stopping else trained[-1]
-    test_loss, test_acc = evaluate(model, dataset.test.to(device), config.data.normalize, device)
-    return metrics | {
+    metrics |= {
         "train_loss": last["train_loss"],
         "val_loss": last["val_loss"],
         "val_acc": last["val_acc"],
         "best_val_loss": best_val,
-        "test_loss": test_loss,
-        "test_acc": test_acc,
         "images_per_s": sum(e["images_per_s"] for e in trained) / len(trained),
     }
+    if evaluate_test:
+        metrics["test_loss"], metrics["test_acc"] = evaluate(
+            model, dataset.test.to(device), config.data.normalize, device
+        )
+    return metrics

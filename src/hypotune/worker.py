@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,26 +23,63 @@ def cached_dataset(config: DataConfig, data_dir: str) -> Dataset:
     return make_dataset(config, data_dir)
 
 
-def run_trial(key: str, config_dict: dict[str, Any], runtime: Runtime, emit: Any) -> None:
-    """Train one trial, emitting ("started" | "epoch" | "finished" | "failed", key, payload)."""
+def run_trial(
+    key: str,
+    config_dict: dict[str, Any],
+    runtime: Runtime,
+    emit: Callable[[Any], None],
+    tuning: bool = False,
+    should_stop: Callable[[int], bool] | None = None,
+) -> None:
+    """Train one task, emitting ("started" | "epoch" | "finished" | "failed", key, payload).
+
+    A tuning trial never sees the test split and keeps no weights; after each of its epochs
+    `should_stop(epoch)` waits for the search's answer: go on, or stop there (pruned).
+    """
     emit(("started", key, os.getpid()))
+
+    def on_epoch(metrics: dict[str, float]) -> bool:
+        emit(("epoch", key, metrics))
+        return not (tuning and should_stop and should_stop(int(metrics["epoch"])))
+
     try:
         config = run_config_from_dict(config_dict)
         dataset = cached_dataset(config.data, runtime.data_dir)
-        result = train(config, dataset, runtime, on_epoch=lambda metrics: emit(("epoch", key, metrics)))
+        result = train(config, dataset, runtime, on_epoch=on_epoch, evaluate_test=not tuning)
         # Weights travel as bytes: tensors sent through a queue would share memory by file
         # descriptor, which the coordinator may read after the worker has moved on.
         payload = TrialResult(result.status, result.epochs, result.metrics, None)
-        emit(("finished", key, (payload, serialize_weights(result.state_dict))))
+        weights = None if tuning else serialize_weights(result.state_dict)
+        emit(("finished", key, (payload, weights)))
     except HypotuneError as error:
         emit(("failed", key, str(error)))
     except Exception:  # a bug or a resource problem: keep the traceback for the failed run
         emit(("failed", key, traceback.format_exc()))
 
 
-def worker_main(tasks: Any, events: Any, runtime: Runtime) -> None:
-    """Take (key, config) tasks until None; the coordinator handles Ctrl-C and ends workers."""
+def await_decision(read: Callable[[], bool | None], timeout: float = 120.0) -> bool:
+    """Poll `read` until the coordinator has decided (True: stop); go on if it never does."""
+    deadline = time.monotonic() + timeout
+    while (decision := read()) is None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return decision
+
+
+def worker_main(tasks: Any, events: Any, runtime: Runtime, slot: Any) -> None:
+    """Take (key, config, tuning) tasks until None; the coordinator handles Ctrl-C and ends workers.
+
+    The coordinator answers a tuning task's epochs in `slot`, as "<key>|<epoch>|<stop 0 or 1>".
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(runtime.threads)
+
+    def read(key: str, epoch: int) -> bool | None:
+        key_epoch, _, stop = slot.value.decode().rpartition("|")
+        return stop == "1" if key_epoch == f"{key}|{epoch}" else None
+
     while (task := tasks.get()) is not None:
-        run_trial(*task, runtime, events.put)
+        key, config_dict, tuning = task
+        should_stop = lambda epoch, k=key: await_decision(lambda: read(k, epoch))  # noqa: E731
+        run_trial(key, config_dict, runtime, events.put, tuning, should_stop)

@@ -1,0 +1,370 @@
+"""Each tuned arm's search over its nuisance settings, run with Optuna from the coordinator.
+
+Optuna decides (TPE, seeded per arm) and prunes (median rule on per-epoch validation
+metrics); the executor trains; the coordinator records every tuning trial as an MLflow run
+nested under its arm's search run. Optuna's journal lives beside the MLflow store, so an
+interrupted search resumes from its finished trials. Only validation data decides: tuning
+trials never evaluate the test split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypotune.config import RunConfig
+from hypotune.executors import Event, Task
+from hypotune.study import Study, Trial
+from hypotune.tracking import TAG, Tracker
+from hypotune.tuning import TUNING_SEED_BASE, TuningSpec, overrides_from_params
+
+JOURNAL = "optuna.journal"
+
+
+@dataclass
+class SearchGroup:
+    """One search: an arm's settings (shared by every hypothesis arm that resolves to them)."""
+
+    key: str  # the tuning key
+    spec: TuningSpec
+    budget: int  # tuning trials to finish (complete or pruned)
+    config: RunConfig  # the arm as written; the tuned settings at their base values
+    arms: list[tuple[str, str]] = field(default_factory=list)  # (hypothesis id, arm name)
+
+    @property
+    def label(self) -> str:
+        return self.arms[0][1] if self.arms else self.config.key()[:8]
+
+
+def search_groups(study: Study, preset: str) -> list[SearchGroup]:
+    """The searches a preset needs, one per distinct tuned arm, in file order."""
+    groups: dict[str, SearchGroup] = {}
+    for hypothesis in study.hypotheses:
+        if hypothesis.tuning is None or not hypothesis.tuned_in(preset):
+            continue
+        for arm in hypothesis.arms:
+            key = study.tuning_key(hypothesis, arm, preset)
+            config = study.arm_config(hypothesis, arm, preset, TUNING_SEED_BASE)
+            group = groups.setdefault(
+                key, SearchGroup(key, hypothesis.tuning, hypothesis.tuning.budget(preset), config)
+            )
+            group.arms.append((hypothesis.id, arm))
+    return list(groups.values())
+
+
+def read_tuned(tracker: Tracker, experiment_id: str, preset: str) -> dict[str, dict[str, Any]]:
+    """Best settings of the finished searches in the store: tuning key -> overrides."""
+    query = (
+        f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'search' and tags.`{TAG}preset` = '{preset}'"
+    )
+    tuned = {}
+    for run in tracker.runs(experiment_id, query):
+        best = run.data.tags.get(f"{TAG}best")
+        if best:
+            tuned[run.data.tags[f"{TAG}key"]] = overrides_from_params(json.loads(best))
+    return tuned
+
+
+def open_journal(tracker: Tracker) -> Any:
+    """Optuna's storage: a journal file beside the MLflow store (or under ./runs/ with a server)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    tracker.state_dir.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(tracker.state_dir / JOURNAL)))
+
+
+def sampler_seed(spec: TuningSpec, key: str) -> int:
+    """Each arm's sampler gets its own seed, fixed by the spec's seed and the arm."""
+    return int(hashlib.sha256(f"{spec.seed}:{key}".encode()).hexdigest()[:8], 16)
+
+
+@dataclass
+class _Open:
+    """A search in progress: its Optuna study and its trials in flight."""
+
+    group: SearchGroup
+    study: Any  # optuna.Study
+    run_id: str  # the arm's search run in MLflow
+    in_flight: dict[str, Any] = field(default_factory=dict)  # task key -> optuna.Trial
+    trial_runs: dict[str, str] = field(default_factory=dict)  # task key -> MLflow run
+    failures: int = 0
+    best: dict[str, Any] | None = None  # dotted setting -> value, once finished
+    error: str = ""
+
+    def counted(self) -> int:
+        from optuna.trial import TrialState
+
+        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        return sum(t.state in states for t in self.study.get_trials(deepcopy=False))
+
+    def needs_more(self) -> bool:
+        return (
+            not self.error and self.best is None and self.counted() + len(self.in_flight) < self.group.budget
+        )
+
+
+class Search:
+    """Every search of one run: hands out tuning trials, records what comes back."""
+
+    def __init__(
+        self,
+        groups: list[SearchGroup],
+        tracker: Tracker,
+        experiment_id: str,
+        namespace: str,
+        tags: dict[str, str],
+        parent_run_id: str | None = None,
+        decide: Callable[[str, int, bool], None] = lambda key, epoch, stop: None,
+        # Trials in flight per search. At 1 a search asks only after its last answer, so the same
+        # study gives the same search whatever the timing; parallelism comes from the other arms.
+        max_in_flight: int = 1,
+    ) -> None:
+        self.storage = open_journal(tracker) if groups else None  # created only when something is tuned
+        self.tracker = tracker
+        self.experiment_id = experiment_id
+        self.namespace = namespace  # Optuna study names are "<namespace>:<tuning key>"
+        self.tags = tags  # study, preset: set on every run this search writes
+        self.parent_run_id = parent_run_id
+        self.decide = decide  # answers a tuning trial's epoch: stop (pruned) or go on
+        self.max_in_flight = max_in_flight
+        self.searches = [self._open(group) for group in groups]
+        self.turn = 0  # round-robin position, so every search advances
+
+    def _open(self, group: SearchGroup) -> _Open:
+        import optuna
+        from optuna.trial import TrialState
+
+        spec = group.spec
+        sampler = optuna.samplers.TPESampler(
+            seed=sampler_seed(spec, group.key),
+            constant_liar=True,  # trials in flight count as mediocre, so parallel asks spread out
+            n_startup_trials=max(2, min(10, group.budget // 3)),
+        )
+        pruner = (
+            optuna.pruners.MedianPruner(n_startup_trials=max(2, group.budget // 4), n_warmup_steps=1)
+            if spec.pruning
+            else optuna.pruners.NopPruner()
+        )
+        study = optuna.create_study(
+            study_name=f"{self.namespace}:{group.key}",
+            storage=self.storage,
+            sampler=sampler,
+            pruner=pruner,
+            direction=spec.direction,
+            load_if_exists=True,
+        )
+        trials = study.get_trials(deepcopy=False)
+        for trial in trials:  # left RUNNING by a killed coordinator (one coordinator per store)
+            if trial.state == TrialState.RUNNING:
+                study.tell(trial.number, state=TrialState.FAIL)
+        if not trials:
+            base = self._base_params(group)
+            if base:  # the arm's own setting is always one of the trials: the untuned point
+                study.enqueue_trial(base)
+        opened = _Open(group, study, self._search_run(group))
+        if opened.counted() >= group.budget:
+            self._finish(opened)
+        return opened
+
+    def _base_params(self, group: SearchGroup) -> dict[str, Any]:
+        params = {}
+        values = group.config.to_dict()
+        for dimension in group.spec.space:
+            section, _, name = dimension.name.partition(".")
+            value = values[section][name]
+            inside = (
+                value in dimension.choices if dimension.choices else dimension.low <= value <= dimension.high
+            )
+            if not inside:
+                return {}
+            params[dimension.name] = value
+        return params
+
+    def _search_run(self, group: SearchGroup) -> str:
+        """The arm's search run, reopened when resuming."""
+        query = f"tags.`{TAG}kind` = 'search' and tags.`{TAG}key` = '{group.key}'"
+        query += "".join(f" and tags.`{k}` = '{v}'" for k, v in self.tags.items())
+        existing = self.tracker.runs(self.experiment_id, query)
+        if existing:
+            run_id = existing[0].info.run_id
+            self.tracker.client.update_run(run_id, status="RUNNING")
+            return run_id
+        tags = self.tags | {
+            f"{TAG}kind": "search",
+            f"{TAG}key": group.key,
+            f"{TAG}arms": json.dumps(group.arms),
+            f"{TAG}hypotheses": ",".join(sorted({h for h, _ in group.arms})),
+            f"{TAG}space": json.dumps([d.__dict__ for d in group.spec.space]),
+            f"{TAG}metric": group.spec.metric,
+            f"{TAG}budget": str(group.budget),
+        }
+        run_id = self.tracker.start_run(self.experiment_id, f"tune {group.label}", tags, self.parent_run_id)
+        self.tracker.log_config(run_id, group.config)
+        return run_id
+
+    # ---- the task source side -------------------------------------------------------
+    def next_task(self) -> tuple[Task, Trial] | None:
+        """The next tuning trial of some search that needs one, round-robin; None if none."""
+        for offset in range(len(self.searches)):
+            search = self.searches[(self.turn + offset) % len(self.searches)]
+            if search.needs_more() and len(search.in_flight) < self.max_in_flight:
+                self.turn = (self.turn + offset + 1) % len(self.searches)
+                return self._ask(search)
+        return None
+
+    def _ask(self, search: _Open) -> tuple[Task, Trial]:
+        space = {d.name: d.distribution() for d in search.group.spec.space}
+        trial = search.study.ask(space)
+        key = f"{search.group.key}-{trial.number}"
+        search.in_flight[key] = trial
+        config = search.group.config.replace(overrides_from_params(trial.params))
+        return Task(key, config, tuning=True), Trial(config, key, list(search.group.arms), tuning=True)
+
+    def done(self) -> bool:
+        return all(s.best is not None or s.error for s in self.searches)
+
+    def tuned(self) -> dict[str, dict[str, Any]]:
+        return {s.group.key: overrides_from_params(s.best) for s in self.searches if s.best is not None}
+
+    def errors(self) -> list[str]:
+        return [f"search of {s.group.label}: {s.error}" for s in self.searches if s.error]
+
+    def owns(self, key: str) -> bool:
+        return any(key in s.in_flight for s in self.searches)
+
+    # ---- the event side -------------------------------------------------------------
+    def record(self, event: Event, trial: Trial) -> None:
+        kind, key, payload = event
+        search = next(s for s in self.searches if key in s.in_flight)
+        optuna_trial = search.in_flight[key]
+        if kind == "started":
+            tags = self.tags | {
+                f"{TAG}kind": "tuning_trial",
+                f"{TAG}key": key,
+                f"{TAG}tuning_key": search.group.key,
+                f"{TAG}trial_number": str(optuna_trial.number),
+                f"{TAG}seed": str(trial.config.seed),
+                f"{TAG}arms": json.dumps(search.group.arms),
+            }
+            run_id = self.tracker.start_run(self.experiment_id, trial.name, tags, search.run_id)
+            search.trial_runs[key] = run_id
+            self.tracker.log_config(run_id, trial.config)
+        elif kind == "epoch":
+            self.tracker.log_metrics(search.trial_runs[key], payload, step=int(payload["epoch"]))
+            value = payload["val_acc" if search.group.spec.metric == "val_acc" else "val_loss"]
+            epoch = int(payload["epoch"])
+            optuna_trial.report(value, epoch)
+            last = epoch >= trial.config.train.epochs
+            self.decide(key, epoch, not last and optuna_trial.should_prune())
+        elif kind == "finished":
+            self._finished(search, key, payload[0])
+        elif kind == "failed":
+            self._failed(search, key, str(payload))
+
+    def _finished(self, search: _Open, key: str, result: Any) -> None:
+        from optuna.trial import TrialState
+
+        optuna_trial = search.in_flight.pop(key)
+        if result.status == "pruned":
+            search.study.tell(optuna_trial, state=TrialState.PRUNED)
+        else:  # a diverged trial is a real answer: infinitely bad
+            value = result.metrics.get(search.group.spec.metric, math.nan)
+            if math.isnan(value):
+                value = math.inf if search.group.spec.direction == "minimize" else -math.inf
+            search.study.tell(optuna_trial, value)
+        self.tracker.finish(search.trial_runs.pop(key), result.status, result.metrics)
+        self._finish_if_complete(search)
+
+    def _failed(self, search: _Open, key: str, message: str) -> None:
+        from optuna.trial import TrialState
+
+        optuna_trial = search.in_flight.pop(key)
+        search.study.tell(optuna_trial, state=TrialState.FAIL)
+        run_id = search.trial_runs.pop(key, None)
+        if run_id:
+            self.tracker.fail(run_id, message)
+        search.failures += 1
+        if search.failures > max(3, search.group.budget):  # failing for a reason no setting fixes
+            search.error = f"{search.failures} tuning trials failed; last: {message.strip().splitlines()[-1]}"
+            self.tracker.fail(search.run_id, search.error)
+        self._finish_if_complete(search)
+
+    def _finish_if_complete(self, search: _Open) -> None:
+        idle = search.best is None and not search.error and not search.in_flight
+        if idle and search.counted() >= search.group.budget:
+            self._finish(search)
+
+    def _finish(self, search: _Open) -> None:
+        """Record the best setting on the arm's search run; its seeds can now be trained."""
+        try:
+            best = search.study.best_trial
+        except ValueError:  # every trial was pruned or failed
+            search.error = "no tuning trial completed"
+            self.tracker.fail(search.run_id, search.error)
+            return
+        search.best = dict(best.params)
+        states = [t.state.name.lower() for t in search.study.get_trials(deepcopy=False)]
+        edges = edge_warnings(search.group.spec, search.best)
+        run_id = search.run_id
+        self.tracker.client.set_tag(run_id, f"{TAG}best", json.dumps(search.best))
+        if edges:
+            self.tracker.client.set_tag(run_id, f"{TAG}edge", "; ".join(edges))
+        metrics = {f"trials_{state}": float(states.count(state)) for state in ("complete", "pruned", "fail")}
+        self.tracker.log_metrics(run_id, metrics | {"best_value": float(best.value)})
+        params = {f"best.{name}": value for name, value in search.best.items()}
+        from mlflow.entities import Param
+
+        self.tracker.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        self.tracker.client.set_terminated(run_id, "FINISHED")
+
+    def interrupt(self) -> None:
+        """Ctrl-C or a crash: trials in flight did not finish; the next run retries them."""
+        for search in self.searches:
+            for key in list(search.in_flight):
+                run_id = search.trial_runs.pop(key, None)
+                if run_id:
+                    self.tracker.fail(run_id, "the search was interrupted", status="KILLED")
+            if search.best is None and not search.error:
+                self.tracker.fail(search.run_id, "interrupted", status="KILLED")
+
+
+def edge_warnings(spec: TuningSpec, best: dict[str, Any]) -> list[str]:
+    """One line per setting whose best value lies at an end of its range."""
+    lines = []
+    for dimension in spec.space:
+        side = dimension.edge(best[dimension.name]) if dimension.name in best else ""
+        if side:
+            end = dimension.low if side == "low" else dimension.high
+            lines.append(
+                f"best {dimension.name} = {best[dimension.name]:.3g} is at the {side} end of its range "
+                f"({dimension.describe()}); widen the range past {end:g}"
+            )
+    return lines
+
+
+class SearchSource:
+    """The tuning trials of a search run on its own (`hypotune search`), as an executor's source."""
+
+    def __init__(self, search: Search) -> None:
+        self.search = search
+        self.trials: dict[str, Trial] = {}
+
+    def next_task(self) -> Task | None:
+        picked = self.search.next_task()
+        if picked is None:
+            return None
+        task, trial = picked
+        self.trials[task.key] = trial
+        return task
+
+    def exhausted(self) -> bool:
+        return self.search.done()

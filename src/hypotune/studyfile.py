@@ -1,0 +1,347 @@
+"""Study files: read a TOML study, check every part of it, and build a `Study`.
+
+A study file is data. Nothing in it is executed or imported; every name in it resolves
+through hypotune's own config fields and registries. Every problem names its place in the file.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from hypotune.config import (
+    SECTIONS,
+    coerce,
+    dotted_to_nested,
+    field_types,
+    merge,
+    read_toml,
+    unknown_key_message,
+)
+from hypotune.errors import ConfigError, StudyError
+from hypotune.model import check_model
+from hypotune.study import (
+    DECIDING_METRICS,
+    METRICS,
+    Factor,
+    Hypothesis,
+    Prediction,
+    Preset,
+    Reference,
+    Study,
+)
+from hypotune.tuning import TuningSpec, parse_tuning
+
+PREDICTION_FIELDS: dict[str, dict[str, bool]] = {  # kind -> {field: required}
+    "better": {"arm": True, "than": True},
+    "best": {"arm": True, "among": False},
+    "synergy": {},
+    "diminishing": {},
+    "efficiency": {"arm": True, "reference": True, "performance": True, "params": True},
+    "trend": {"factor": True, "direction": True},
+}
+STUDY_KEYS = {"name", "description", "dataset", "base", "presets", "hypotheses", "reference", "tuning"}
+REFERENCE_KEYS = {"claim", "hypothesis", "arm", "metric", "value"}
+PRESET_KEYS = {"seeds", "description", *SECTIONS}
+HYPOTHESIS_KEYS = {
+    "id", "statement", "base", "arms", "factors", "metric", "prediction", "predictions", "tuning",
+}  # fmt: skip
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and fully validate a study file; every problem names its place in the file."""
+    path = Path(path)
+    raw = read_toml(path)
+    try:
+        return _parse_study(raw, str(path))
+    except ConfigError as error:
+        raise StudyError(f"{path}: {error}") from None
+
+
+def _parse_study(raw: dict[str, Any], path: str) -> Study:
+    _known_keys(raw, STUDY_KEYS, "")
+    name = _string(raw, "name", "", required=True)
+    dataset = raw.get("dataset", "fashion-mnist")
+    if dataset != "fashion-mnist":
+        raise ConfigError(f"dataset is '{dataset}'; valid: fashion-mnist")
+    base = _settings(raw.get("base", {}), "base")
+    presets = _parse_presets(raw.get("presets"))
+    hypotheses_raw = raw.get("hypotheses")
+    if not isinstance(hypotheses_raw, list) or not hypotheses_raw:
+        raise ConfigError("hypotheses: a study needs at least one [[hypotheses]] entry")
+    tuning = raw.get("tuning")
+    if tuning is not None and not isinstance(tuning, dict):
+        raise ConfigError("tuning must be a table ([tuning])")
+    hypotheses = tuple(
+        _parse_hypothesis(h, f"hypotheses[{i}]", tuning, set(presets)) for i, h in enumerate(hypotheses_raw)
+    )
+    ids = [h.id for h in hypotheses]
+    duplicate = next((i for i in ids if ids.count(i) > 1), None)
+    if duplicate:
+        raise ConfigError(f"hypotheses: id '{duplicate}' is used twice")
+    reference = _parse_reference(raw.get("reference", []), {h.id: h for h in hypotheses})
+    study = Study(name, raw.get("description", ""), base, presets, hypotheses, path, reference)
+    for index, hypothesis in enumerate(hypotheses):
+        for arm in hypothesis.arms:
+            for preset in presets:
+                where = f"hypotheses[{index}] ({hypothesis.id}).arms.{arm} under preset '{preset}'"
+                for tuned in _range_ends(hypothesis, preset):
+                    try:
+                        check_model(study.arm_config(hypothesis, arm, preset, 0, tuned).model)
+                    except ConfigError as error:
+                        at = f" with tuned {tuned}" if tuned else ""
+                        raise ConfigError(f"{where}{at}: {error}") from None
+    return study
+
+
+def _range_ends(hypothesis: Hypothesis, preset: str) -> list[dict[str, Any]]:
+    """The arm's settings to check: as written, and at each end of every tuned range."""
+    if hypothesis.tuning is None or not hypothesis.tuned_in(preset):
+        return [{}]
+    ends: list[dict[str, Any]] = [{}]
+    for dimension in hypothesis.tuning.space:
+        values = dimension.choices or (dimension.low, dimension.high)
+        for value in values:
+            value = int(value) if dimension.integer else value
+            ends.append(dotted_to_nested(dimension.name, value))
+    return ends
+
+
+def _parse_reference(raw: Any, hypotheses: dict[str, Hypothesis]) -> tuple[Reference, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("reference must be a list of tables ([[reference]])")
+    entries = []
+    for index, entry in enumerate(raw):
+        where = f"reference[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a table")
+        _known_keys(entry, REFERENCE_KEYS, where)
+        missing = sorted(REFERENCE_KEYS - set(entry))
+        if missing:
+            raise ConfigError(f"{where} needs {', '.join(missing)}")
+        hypothesis = hypotheses.get(entry["hypothesis"])
+        if hypothesis is None:
+            raise ConfigError(
+                f"{where}.hypothesis names '{entry['hypothesis']}', which is not a hypothesis here"
+            )
+        _known_arm(entry["arm"], hypothesis, f"{where}.arm")
+        if entry["metric"] not in METRICS:
+            raise ConfigError(f"{where}.metric is '{entry['metric']}'; valid: {', '.join(METRICS)}")
+        value = coerce(f"{where}.value", entry["value"], float)
+        entries.append(Reference(str(entry["claim"]), hypothesis.id, entry["arm"], entry["metric"], value))
+    return tuple(entries)
+
+
+def _parse_presets(raw: Any) -> dict[str, Preset]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("presets: a study needs at least one preset, e.g. [presets.quick]")
+    presets = {}
+    for name, values in raw.items():
+        where = f"presets.{name}"
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where} must be a table")
+        _known_keys(values, PRESET_KEYS, where)
+        seeds = values.get("seeds", 1)
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
+            raise ConfigError(f"{where}.seeds must be an integer from 1 to 1000, got {seeds!r}")
+        overrides = _settings({k: v for k, v in values.items() if k in SECTIONS}, where)
+        presets[name] = Preset(name, seeds, overrides, values.get("description", ""))
+    return presets
+
+
+def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: set[str]) -> Hypothesis:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    _known_keys(raw, HYPOTHESIS_KEYS, where)
+    hid = _string(raw, "id", where, required=True)
+    where = f"{where} ({hid})"
+    tuning = _hypothesis_tuning(raw.get("tuning"), study_tuning, where, presets)
+    shared = _settings(raw.get("base", {}), f"{where}.base")
+    if ("arms" in raw) == ("factors" in raw):
+        raise ConfigError(
+            f"{where}: give either arms or factors, not {'both' if 'arms' in raw else 'neither'}"
+        )
+    factors: tuple[Factor, ...] = ()
+    if "arms" in raw:
+        arms_raw = raw["arms"]
+        if not isinstance(arms_raw, dict) or len(arms_raw) < 2:
+            raise ConfigError(f"{where}.arms: a hypothesis compares at least two arms")
+        arms = {name: merge(shared, _settings(v, f"{where}.arms.{name}")) for name, v in arms_raw.items()}
+    else:
+        factors = _parse_factors(raw["factors"], f"{where}.factors")
+        arms = {}
+        for combination in itertools.product(*(f.levels for f in factors)):
+            label = ", ".join(
+                f"{f.name.rsplit('.', 1)[-1]}={lv[0]}" for f, lv in zip(factors, combination, strict=True)
+            )
+            overrides = shared
+            for _, level_overrides in combination:
+                overrides = merge(overrides, level_overrides)
+            arms[label] = overrides
+    metric = raw.get("metric", "val_loss")
+    if metric not in METRICS:
+        raise ConfigError(f"{where}.metric is '{metric}'; valid: {', '.join(METRICS)}")
+    if metric not in DECIDING_METRICS:
+        raise ConfigError(
+            f"{where}.metric '{metric}' may be reported, never decide: use one of "
+            f"{', '.join(DECIDING_METRICS)}"
+        )
+    if ("prediction" in raw) == ("predictions" in raw):
+        raise ConfigError(f"{where}: give prediction (one table) or predictions (a list), exactly one")
+    listed = raw.get("predictions") or [raw.get("prediction")]
+    if not isinstance(listed, list):
+        raise ConfigError(f"{where}.predictions must be a list of tables")
+    hypothesis = Hypothesis(hid, raw.get("statement", ""), arms, metric, (), factors)
+    predictions = tuple(
+        _parse_prediction(p, hypothesis, f"{where}.prediction" + (f"s[{i}]" if "predictions" in raw else ""))
+        for i, p in enumerate(listed)
+    )
+    if tuning is not None:
+        compared = _compared_settings(arms)
+        for dimension in tuning.space:
+            if dimension.name in compared:
+                raise ConfigError(
+                    f"{where}.tuning: {dimension.name} is what this hypothesis compares; "
+                    "a setting cannot be both an arm's and tuned"
+                )
+    return Hypothesis(hid, hypothesis.statement, arms, metric, predictions, factors, tuning)
+
+
+def _hypothesis_tuning(
+    raw: Any, study_tuning: dict | None, where: str, presets: set[str]
+) -> TuningSpec | None:
+    """The study's [tuning] with the hypothesis's own table merged over it; false opts out."""
+    if raw is False or (raw is None and study_tuning is None):
+        return None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{where}.tuning must be a table, or false to tune nothing here")
+    merged = merge(study_tuning or {}, raw or {})
+    return parse_tuning(merged, f"{where}.tuning" if raw else "tuning", presets)
+
+
+def _compared_settings(arms: dict[str, dict[str, Any]]) -> set[str]:
+    """Dotted settings whose value differs between arms (set in one, unset in another counts)."""
+    names = {f"{section}.{name}" for o in arms.values() for section, values in o.items() for name in values}
+
+    def value(overrides: dict[str, Any], name: str) -> str:
+        section, _, field_name = name.partition(".")
+        return repr(overrides.get(section, {}).get(field_name, "<unset>"))
+
+    return {name for name in names if len({value(o, name) for o in arms.values()}) > 1}
+
+
+def _parse_factors(raw: Any, where: str) -> tuple[Factor, ...]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{where} must be a table of factors")
+    factors = []
+    for name, values in raw.items():
+        if isinstance(values, list):  # a setting and its values: "model.dropout" = [0, 0.1]
+            if len(values) < 2:
+                raise ConfigError(f"{where}.{name} needs at least two values")
+            _setting_type(name, f"{where}.{name}")
+            levels = tuple(
+                (_label(v), _settings(dotted_to_nested(name, v), f"{where}.{name}")) for v in values
+            )
+        elif isinstance(values, dict):  # named levels, each a bundle of settings
+            if len(values) < 2:
+                raise ConfigError(f"{where}.{name} needs at least two levels")
+            levels = tuple((lv, _settings(v, f"{where}.{name}.{lv}")) for lv, v in values.items())
+        else:
+            raise ConfigError(f"{where}.{name} must be a list of values or a table of named levels")
+        factors.append(Factor(name, levels))
+    return tuple(factors)
+
+
+def _parse_prediction(raw: Any, hypothesis: Hypothesis, where: str) -> Prediction:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    kind = raw.get("kind")
+    if kind not in PREDICTION_FIELDS:
+        raise ConfigError(f"{where}.kind is {kind!r}; valid: {', '.join(PREDICTION_FIELDS)}")
+    fields = PREDICTION_FIELDS[kind]
+    _known_keys(raw, {"kind", *fields}, where)
+    missing = [name for name, required in fields.items() if required and name not in raw]
+    if missing:
+        raise ConfigError(f"{where}: a '{kind}' prediction needs {', '.join(missing)}")
+    values = dict(raw)
+    if "among" in values:
+        values["among"] = tuple(values["among"])
+    for name in ("performance", "params"):
+        if name in values and not (isinstance(values[name], (int, float)) and 0 < values[name] <= 1):
+            raise ConfigError(f"{where}.{name} must be a fraction in (0, 1], got {values[name]!r}")
+    prediction = Prediction(**values)
+    for name in ("arm", "than", "reference"):
+        _known_arm(getattr(prediction, name), hypothesis, f"{where}.{name}")
+    for arm in prediction.among:
+        _known_arm(arm, hypothesis, f"{where}.among")
+    if prediction.among and prediction.arm not in prediction.among:
+        raise ConfigError(f"{where}.among must include the arm '{prediction.arm}'")
+    if kind in ("synergy", "diminishing"):
+        shape = "x".join(str(len(f.levels)) for f in hypothesis.factors) or f"{len(hypothesis.arms)} arms"
+        if len(hypothesis.factors) != 2 or shape != "2x2":
+            raise ConfigError(
+                f"{where}: '{kind}' needs a 2x2 factorial (two factors of two levels), got {shape}"
+            )
+    if kind == "trend":
+        names = [f.name for f in hypothesis.factors]
+        if prediction.factor not in names:
+            raise ConfigError(f"{where}.factor '{prediction.factor}' is not a factor here; factors: {names}")
+        if len(hypothesis.factors) != 1:
+            raise ConfigError(f"{where}: 'trend' needs a one-factor sweep")
+        if prediction.direction not in ("increasing", "decreasing"):
+            raise ConfigError(f"{where}.direction is {prediction.direction!r}; valid: increasing, decreasing")
+    return prediction
+
+
+def _known_arm(arm: str, hypothesis: Hypothesis, where: str) -> None:
+    if arm and arm not in hypothesis.arms:
+        raise ConfigError(f"{where} names arm '{arm}', which is not one of: {', '.join(hypothesis.arms)}")
+
+
+def _known_keys(raw: dict[str, Any], valid: set[str], where: str) -> None:
+    for key in raw:
+        if key not in valid:
+            raise ConfigError(unknown_key_message(f"{where}.{key}".lstrip("."), valid))
+
+
+def _string(raw: dict[str, Any], key: str, where: str, required: bool = False) -> str:
+    value = raw.get(key, "")
+    if (required and not value) or not isinstance(value, str):
+        raise ConfigError(f"{where + '.' if where else ''}{key} must be a non-empty string")
+    return value
+
+
+def _setting_type(dotted: str, where: str) -> Any:
+    section, _, name = dotted.partition(".")
+    if section not in SECTIONS or name not in field_types(SECTIONS[section]):
+        valid = [f"{s}.{n}" for s, cls in SECTIONS.items() for n in field_types(cls)]
+        raise ConfigError(f"{where}: {unknown_key_message(dotted, valid)}")
+    return field_types(SECTIONS[section])[name]
+
+
+def _settings(raw: Any, where: str) -> dict[str, Any]:
+    """Check a table of data/model/train overrides: known keys and the right types."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table of [data], [model], [train] settings")
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(unknown_key_message(f"{where}.{section}", SECTIONS))
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}.{section} must be a table")
+        for name in values:
+            if name not in field_types(SECTIONS[section]):
+                raise ConfigError(
+                    unknown_key_message(f"{where}.{section}.{name}", field_types(SECTIONS[section]))
+                )
+            # Types are checked here; cross-field validity once layered over the base.
+            coerce(f"{where}.{section}.{name}", values[name], field_types(SECTIONS[section])[name])
+    return raw
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "-".join(map(str, value))
+    return str(value)
