@@ -168,6 +168,18 @@ def test_rerunning_a_tuned_study_trains_nothing_again(tuned_store, synthetic_dir
     assert (rows[0].finished, rows[0].tuning, rows[0].pending) == (6, 0, 0)
 
 
+def test_a_larger_budget_continues_each_search(tuned_store, synthetic_dir):
+    _, tracker, _, folder = tuned_store
+    os.chdir(folder)
+    study = load_study(variant(folder, "trials = { tuned = 10 }", "trials = { tuned = 12 }"))
+    more = run_study(study, "tuned", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
+    assert more.tuning_finished == 4 and more.failed == []  # 2 more per arm, not 12
+    searches = collect_searches(study, "tuned", tracker)
+    assert {len(s.trials) for s in searches.values()} == {12}
+    assert {s.budget for s in searches.values()} == {12} and all(s.finished for s in searches.values())
+    assert evaluate(study, collect(study, "tuned", tracker))[0].seeds == 3
+
+
 def search_command(workdir: Path, data_dir: Path, *extra: str) -> list[str]:
     config = workdir / "config.toml"
     config.write_text(

@@ -203,7 +203,11 @@ def run_study_command(args: argparse.Namespace) -> int:
     tuned = sum(h.tuned_in(preset) for h in study.hypotheses)
     console.print(
         f"study '{study.name}', preset '{preset}': {study.presets[preset].seeds} seeds per arm"
-        + (f", {tuned} hypotheses tune their arms first" if tuned else "")
+        + (
+            f", {tuned} {'hypothesis tunes its' if tuned == 1 else 'hypotheses tune their'} arms first"
+            if tuned
+            else ""
+        )
         + f"; {where}"
     )
     with progress_bar() as progress:

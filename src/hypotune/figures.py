@@ -11,6 +11,7 @@ from typing import Any
 from hypotune import stats
 from hypotune.analysis import SearchRecord, StudyData
 from hypotune.study import Hypothesis, Study
+from hypotune.tuning import Dimension
 
 History = dict[str, dict[str, list[tuple[int, float]]]]  # run id -> metric -> [(epoch, value)]
 
@@ -239,14 +240,17 @@ def render_pareto(points: list[ParetoPoint], path: Path, title: str) -> Path:
 
 def render_nuisance(
     plots: dict[str, dict[str, list[NuisancePoint]]],
-    log_scale: dict[str, bool],
+    space: dict[str, Dimension],
     metric: str,
     path: Path,
     title: str,
 ) -> Path:
-    """One panel per tuned setting: each arm's tuning trials, its best starred, pruned hollow."""
+    """One panel per tuned setting over its whole range: each arm's tuning trials, its best
+    starred, pruned ones hollow."""
     plt = _pyplot()
-    figure, axes = plt.subplots(1, len(plots), figsize=(5.5 * len(plots), 3.8), squeeze=False)
+    from matplotlib.ticker import NullFormatter
+
+    figure, axes = plt.subplots(1, len(plots), figsize=(max(7.0, 5.5 * len(plots)), 4.0), squeeze=False)
     for axis, (name, arms) in zip(axes[0], plots.items(), strict=True):
         for index, (arm, points) in enumerate(arms.items()):
             colour = f"C{index % 10}"
@@ -259,13 +263,20 @@ def render_nuisance(
             )  # fmt: skip
             for point in (p for p in points if p.best):
                 axis.scatter([point.value], [point.metric], marker="*", s=180, color=colour, edgecolors="k")
-        if log_scale.get(name):
+        dimension = space[name]  # the whole range is shown, so a best value at an edge looks it
+        if dimension.log:
             axis.set_xscale("log")
+            axis.xaxis.set_minor_formatter(NullFormatter())
+            pad = (dimension.high / dimension.low) ** 0.03
+            axis.set_xlim(dimension.low / pad, dimension.high * pad)
+        elif not dimension.choices:
+            pad = 0.03 * (dimension.high - dimension.low)
+            axis.set_xlim(dimension.low - pad, dimension.high + pad)
         axis.set_xlabel(name)
         axis.set_ylabel(f"{metric} (validation)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
-    figure.suptitle(title + "  (star: chosen; hollow: pruned, at its last epoch)", fontsize=10)
+    figure.suptitle(f"{title}\nstar: chosen; hollow: pruned, at its last epoch", fontsize=10)
     return _save(figure, path)
 
 

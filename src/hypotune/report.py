@@ -239,9 +239,8 @@ def tuning_section(
         blocks.append(("list", warnings))
     plots = figures.nuisance_data(hypothesis, searches)
     if any(points for arms in plots.values() for points in arms.values()):
-        log_scale = {d.name: d.log for d in spec.space}
         path = figures.render_nuisance(
-            plots, log_scale, spec.metric, figure_dir / f"{hypothesis.id}-nuisance.png",
+            plots, {d.name: d for d in spec.space}, spec.metric, figure_dir / f"{hypothesis.id}-nuisance.png",
             f"{hypothesis.id}: tuning trials per arm",
         )  # fmt: skip
         blocks.append(("img", path, "validation metric against each tuned setting, per arm"))

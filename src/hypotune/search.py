@@ -194,9 +194,10 @@ class Search:
         query = f"tags.`{TAG}kind` = 'search' and tags.`{TAG}key` = '{group.key}'"
         query += "".join(f" and tags.`{k}` = '{v}'" for k, v in self.tags.items())
         existing = self.tracker.runs(self.experiment_id, query)
-        if existing:
+        if existing:  # the budget may have grown since: the search goes on from where it was
             run_id = existing[0].info.run_id
             self.tracker.client.update_run(run_id, status="RUNNING")
+            self.tracker.client.set_tag(run_id, f"{TAG}budget", str(group.budget))
             return run_id
         tags = self.tags | {
             f"{TAG}kind": "search",
@@ -320,10 +321,8 @@ class Search:
             self.tracker.client.set_tag(run_id, f"{TAG}edge", "; ".join(edges))
         metrics = {f"trials_{state}": float(states.count(state)) for state in ("complete", "pruned", "fail")}
         self.tracker.log_metrics(run_id, metrics | {"best_value": float(best.value)})
-        params = {f"best.{name}": value for name, value in search.best.items()}
-        from mlflow.entities import Param
-
-        self.tracker.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        for name, value in search.best.items():  # tags, not params: a larger budget may change them
+            self.tracker.client.set_tag(run_id, f"best.{name}", str(value))
         self.tracker.client.set_terminated(run_id, "FINISHED")
 
     def interrupt(self) -> None:
