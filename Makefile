@@ -63,6 +63,7 @@ bench: data
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/tracking_overhead.py
 	$(BIN)/python bench/workers.py
+	$(BIN)/python bench/study_throughput.py
 
 clean:
 	rm -rf $(VENV) runs report build src/*.egg-info

@@ -110,3 +110,14 @@ def test_flop_count_of_one_conv_and_linear():
 def test_impossible_architectures_are_rejected_before_building(settings, message):
     with pytest.raises(ArchitectureError, match=message):
         check_model(ModelConfig(**settings))
+
+
+@pytest.mark.parametrize("norm", ["none", "batch", "instance", "layer", "group"])
+def test_memory_layout_is_contiguous_only_where_channels_last_is_slower(norm):
+    import torch
+
+    from hypotune.model import memory_layout
+
+    slower = norm in ("instance", "group")
+    expected = torch.contiguous_format if slower else torch.channels_last
+    assert memory_layout(ModelConfig(norm=norm, groups=8)) == expected

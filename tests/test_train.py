@@ -65,8 +65,8 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(synthetic_data, monkeypat
     real_evaluate = train_module.evaluate
     val_losses = iter([0.9, 0.5, 0.7, 0.8, 0.6, 0.4])
 
-    def scripted(model, split, mode, device):
-        loss, accuracy = real_evaluate(model, split, mode, device)
+    def scripted(model, split, mode, device, layout):
+        loss, accuracy = real_evaluate(model, split, mode, device, layout)
         return (next(val_losses), accuracy) if split is not synthetic_data.test else (loss, accuracy)
 
     monkeypatch.setattr(train_module, "evaluate", scripted)

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from hypotune.config import RunConfig, Runtime, TrainConfig
 from hypotune.data import BatchStream, Dataset, Split, eval_batches
 from hypotune.errors import ConfigError
-from hypotune.model import build_model, flop_count, param_count
+from hypotune.model import build_model, flop_count, memory_layout, param_count
 
 # Called after every epoch with its metrics; returning False stops the run there ("pruned").
 EpochCallback = Callable[[dict[str, float]], bool | None]
@@ -77,14 +77,16 @@ def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_s
     return None, "never"
 
 
-def evaluate(model: nn.Module, split: Split, mode: str, device: torch.device) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, split: Split, mode: str, device: torch.device, layout: torch.memory_format
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over a whole split."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     with torch.inference_mode(), autocast(device):
         for images, labels in eval_batches(split, mode):
-            logits = model(to_device(images, device)).float()
+            logits = model(to_device(images, device, layout)).float()
             loss_sum += F.cross_entropy(logits, labels, reduction="sum")
             correct += (logits.argmax(1) == labels).sum()
     model.train()
@@ -99,8 +101,8 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+def to_device(images: torch.Tensor, device: torch.device, layout: torch.memory_format) -> torch.Tensor:
+    return images.to(device, non_blocking=True).contiguous(memory_format=layout)
 
 
 def train_epoch(
@@ -111,12 +113,13 @@ def train_epoch(
     steps: int,
     label_smoothing: float,
     device: torch.device,
+    layout: torch.memory_format,
 ) -> float:
     """One epoch of `steps` batches; returns the mean training loss (inf or nan if it diverged)."""
     loss_sum = torch.zeros((), device=device)
     for images, labels in stream.batches(steps):
         with autocast(device):
-            logits = model(to_device(images, device)).float()
+            logits = model(to_device(images, device, layout)).float()
             loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -143,7 +146,8 @@ def train(
     device = resolve_device(runtime.device)
     started = time.perf_counter()
     torch.manual_seed(config.seed)  # initialisation and dropout masks
-    model = build_model(config.model).to(device, memory_format=torch.channels_last)
+    layout = memory_layout(config.model)
+    model = build_model(config.model).to(device, memory_format=layout)
     train_split, val_split = dataset.train.to(device), dataset.val.to(device)
     steps = steps_per_epoch(config.train, len(train_split))
     optimizer = make_optimizer(config.train, model)
@@ -156,11 +160,11 @@ def train(
         epoch_start = time.perf_counter()
         step_schedule = schedule if schedule_every == "step" else None
         train_loss = train_epoch(
-            model, optimizer, step_schedule, stream, steps, config.train.label_smoothing, device
+            model, optimizer, step_schedule, stream, steps, config.train.label_smoothing, device, layout
         )
         train_seconds = time.perf_counter() - epoch_start
         val_loss, val_acc = (
-            evaluate(model, val_split, config.data.normalize, device)
+            evaluate(model, val_split, config.data.normalize, device, layout)
             if math.isfinite(train_loss)
             else (math.nan, 0.0)
         )
@@ -232,6 +236,6 @@ def final_metrics(
     }
     if evaluate_test:
         metrics["test_loss"], metrics["test_acc"] = evaluate(
-            model, dataset.test.to(device), config.data.normalize, device
+            model, dataset.test.to(device), config.data.normalize, device, memory_layout(config.model)
         )
     return metrics
