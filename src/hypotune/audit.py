@@ -22,7 +22,7 @@ SPLIT = ("data.val_size", "data.split_seed", "data.train_subset", "data.test_siz
 def declared_keys(hypothesis: Hypothesis, preset: str) -> set[str]:
     """Dotted settings the hypothesis's arms are allowed to differ in: its own and tuned ones."""
     keys: set[str] = set()
-    if hypothesis.tuning is not None and hypothesis.tuned_in(preset):
+    if hypothesis.tuned_in(preset):
         keys.update(d.name for d in hypothesis.tuning.space)
     for overrides in hypothesis.arms.values():
         for section, values in overrides.items():

@@ -145,10 +145,8 @@ def search_config(args: argparse.Namespace) -> Any:
     spec = parse_tuning(tuning, "tuning", {"search"})
     config = run_config_from_dict(merge(raw, flag_overrides(args)))
     check_model(config.model)
-    for dimension in spec.space:  # each end of each range must be a valid setting
-        for value in dimension.choices or (dimension.low, dimension.high):
-            value = int(value) if dimension.integer else value
-            config.replace(dotted_to_nested(dimension.name, value))
+    for end in spec.range_ends():  # each end of each range must be a valid setting
+        config.replace(end)
     label = args.config.stem if args.config else "config"
     key = tuning_key(config.to_dict(), spec)
     return SearchGroup(key, spec, spec.budget("search"), config.replace({"seed": TUNING_SEED_BASE}),

@@ -259,7 +259,7 @@ def trial_progress(progress: Progress, overall: Any, tuning: Any) -> Any:
 def run_search(args: argparse.Namespace) -> int:
     """Tune one configuration's nuisance settings on its own and print the best setting."""
     from hypotune.cli import search_config
-    from hypotune.config import Runtime
+    from hypotune.config import Runtime, toml_tables
     from hypotune.data import read_raw
     from hypotune.executors import LocalExecutor
     from hypotune.runner import study_lock
@@ -304,21 +304,11 @@ def run_search(args: argparse.Namespace) -> int:
         raise HypotuneError(f"search found no setting: {opened.error}")
     best = opened.study.best_trial
     out.print(f"best of {opened.counted()} trials: {group.spec.metric} {best.value:.4f} with")
-    out.print(to_toml_tables(overrides_from_params(opened.best)), markup=False, highlight=False)
+    out.print(toml_tables(overrides_from_params(opened.best)), markup=False, highlight=False)
     for line in edge_warnings(group.spec, opened.best):
         out.print(f"[yellow]warning:[/] {line}")
     out.print(f"search run {opened.run_id} in {tracker.uri} (experiment '{args.experiment}')")
     return 0
-
-
-def to_toml_tables(overrides: dict[str, dict[str, Any]]) -> str:
-    from hypotune.config import toml_value
-
-    lines = []
-    for section, values in overrides.items():
-        lines.append(f"[{section}]")
-        lines += [f"{name} = {toml_value(value)}" for name, value in values.items()]
-    return "\n".join(lines)
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -323,14 +323,16 @@ def all_setting_names() -> list[str]:
 
 def to_toml(config: RunConfig) -> str:
     """The resolved config as TOML, loadable again with `--config`."""
-    lines = [f"seed = {config.seed}"]
-    for section, values in config.to_dict().items():
-        if section == "seed":
-            continue
-        lines.append(f"\n[{section}]")
-        for key, value in values.items():
-            lines.append(f"{key} = {toml_value(value)}")
-    return "\n".join(lines) + "\n"
+    sections = {name: values for name, values in config.to_dict().items() if name != "seed"}
+    return f"seed = {config.seed}\n\n{toml_tables(sections)}\n"
+
+
+def toml_tables(tables: dict[str, dict[str, Any]]) -> str:
+    """Nested settings as TOML tables: {"train": {"lr": 0.003}} -> '[train]\\nlr = 0.003'."""
+    return "\n\n".join(
+        f"[{section}]\n" + "\n".join(f"{key} = {toml_value(value)}" for key, value in values.items())
+        for section, values in tables.items()
+    )
 
 
 def toml_value(value: Any) -> str:

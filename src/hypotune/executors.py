@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -34,19 +34,6 @@ class TaskSource(Protocol):
     def next_task(self) -> Task | None: ...  # a task to start now, or None: nothing now
 
     def exhausted(self) -> bool: ...  # nothing more will ever come
-
-
-class TaskList:
-    """A fixed list of tasks as a source."""
-
-    def __init__(self, tasks: Iterable[Task]) -> None:
-        self.pending = list(tasks)[::-1]
-
-    def next_task(self) -> Task | None:
-        return self.pending.pop() if self.pending else None
-
-    def exhausted(self) -> bool:
-        return not self.pending
 
 
 class Executor(Protocol):
@@ -108,8 +95,8 @@ class LocalExecutor:
             while len(in_flight) < self.workers and (task := source.next_task()) is not None:
                 tasks.put((task.key, task.config.to_dict(), task.tuning))
                 in_flight[task.key] = 0
-                if len(workers) < len(in_flight):
-                    start_worker()
+            while len(workers) < len(in_flight):  # also replaces workers that died
+                start_worker()
 
         try:
             feed()
@@ -127,8 +114,6 @@ class LocalExecutor:
                         self.slots.pop(key, None)
                         yield ("failed", key, f"worker process died (exit code {exitcode})")
                     feed()
-                    if len(workers) < len(in_flight):
-                        start_worker()
                     continue
                 if kind == "started":
                     in_flight[key] = payload

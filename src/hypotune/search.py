@@ -45,7 +45,7 @@ def search_groups(study: Study, preset: str) -> list[SearchGroup]:
     """The searches a preset needs, one per distinct tuned arm, in file order."""
     groups: dict[str, SearchGroup] = {}
     for hypothesis in study.hypotheses:
-        if hypothesis.tuning is None or not hypothesis.tuned_in(preset):
+        if not hypothesis.tuned_in(preset):
             continue
         for arm in hypothesis.arms:
             key = study.tuning_key(hypothesis, arm, preset)

@@ -119,7 +119,7 @@ class Study:
 
     def tuning_key(self, hypothesis: Hypothesis, arm: str, preset: str) -> str:
         """The key of the arm's search under `preset`, or '' when it is not tuned there."""
-        if hypothesis.tuning is None or not hypothesis.tuned_in(preset):
+        if not hypothesis.tuned_in(preset):
             return ""
         return tuning_key(self.arm_config(hypothesis, arm, preset, 0).to_dict(), hypothesis.tuning)
 

@@ -97,15 +97,7 @@ def _parse_study(raw: dict[str, Any], path: str) -> Study:
 
 def _range_ends(hypothesis: Hypothesis, preset: str) -> list[dict[str, Any]]:
     """The arm's settings to check: as written, and at each end of every tuned range."""
-    if hypothesis.tuning is None or not hypothesis.tuned_in(preset):
-        return [{}]
-    ends: list[dict[str, Any]] = [{}]
-    for dimension in hypothesis.tuning.space:
-        values = dimension.choices or (dimension.low, dimension.high)
-        for value in values:
-            value = int(value) if dimension.integer else value
-            ends.append(dotted_to_nested(dimension.name, value))
-    return ends
+    return [{}] + (hypothesis.tuning.range_ends() if hypothesis.tuned_in(preset) else [])
 
 
 def _parse_reference(raw: Any, hypotheses: dict[str, Hypothesis]) -> tuple[Reference, ...]:

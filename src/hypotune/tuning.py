@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from hypotune.config import SECTIONS, coerce, field_types, unknown_key_message
+from hypotune.config import SECTIONS, coerce, dotted_to_nested, field_types, unknown_key_message
 from hypotune.errors import ConfigError
 
 TUNING_KEYS = {"space", "trials", "metric", "pruning", "seed"}
@@ -82,6 +82,14 @@ class TuningSpec:
     @property
     def direction(self) -> str:
         return TUNING_METRICS[self.metric]
+
+    def range_ends(self) -> list[dict[str, Any]]:
+        """Nested overrides at each end of every range (each choice), to check an arm builds there."""
+        ends = []
+        for dimension in self.space:
+            for value in dimension.choices or (dimension.low, dimension.high):
+                ends.append(dotted_to_nested(dimension.name, int(value) if dimension.integer else value))
+        return ends
 
     def identity(self) -> dict[str, Any]:
         """What makes two searches the same search (the trial budget may grow between runs)."""
