@@ -121,3 +121,19 @@ def test_memory_layout_is_contiguous_only_where_channels_last_is_slower(norm):
     slower = norm in ("instance", "group")
     expected = torch.contiguous_format if slower else torch.channels_last
     assert memory_layout(ModelConfig(norm=norm, groups=8)) == expected
+
+
+def test_instance_norm_computes_what_instance_norm_2d_computes():
+    torch.manual_seed(0)
+    ours = NORMS["instance"](6, 8)
+    reference = torch.nn.InstanceNorm2d(6, affine=True)
+    with torch.no_grad():
+        for module in (ours, reference):
+            module.weight.copy_(torch.linspace(0.5, 2.0, 6))
+            module.bias.copy_(torch.linspace(-1.0, 1.0, 6))
+    x = torch.randn(4, 6, 7, 7) * 3 + 1
+    assert set(ours.state_dict()) == set(reference.state_dict())
+    for training in (True, False):
+        ours.train(training)
+        reference.train(training)
+        torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-5)

@@ -325,7 +325,7 @@ class BatchStream:
 
 
 def eval_batches(
-    split: Split, mode: str, batch_size: int = 256
+    split: Split, mode: str, batch_size: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for start in range(0, len(split), batch_size):
         stop = start + batch_size
