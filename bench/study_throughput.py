@@ -138,6 +138,9 @@ def main() -> None:
         start = time.perf_counter()
         summary = run_study(study, args.preset, LocalExecutor(workers, Runtime()), tracker)
         ours_seconds = time.perf_counter() - start
+        experiment_id = tracker.experiment(study.name)
+        trial_runs = tracker.runs(experiment_id, "tags.`hypotune.kind` = 'trial'")
+        peak = max(run.data.metrics.get("peak_rss_mb", 0.0) for run in trial_runs)
     assert summary.finished == len(trials), summary
     plain_rate, our_rate = (len(trials) / s * 3600 for s in (plain_seconds, ours_seconds))
     print(
@@ -147,6 +150,7 @@ def main() -> None:
         f"  hypotune, {workers} workers x 1 thread:        {ours_seconds:6.1f} s, {our_rate:5.0f} trials/hour"
     )
     print(f"ratio {our_rate / plain_rate:.2f}x (target >= 2)")
+    print(f"peak resident memory of a training worker: {peak:.0f} MB (target < 1,500)")
 
 
 if __name__ == "__main__":

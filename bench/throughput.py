@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from hypotune.config import DataConfig, ModelConfig, RunConfig, Runtime, TrainConfig
 from hypotune.data import make_dataset
 from hypotune.model import build_model, flop_count
-from hypotune.train import train
+from hypotune.train import peak_rss_mb, train
 
 WARMUP_STEPS = 10  # excluded from the clock on both sides: first steps build oneDNN kernels
 
@@ -83,13 +83,7 @@ def main() -> None:
             f"{name:24s} plain DataLoader {plain_rate:7.0f} img/s | hypotune {our_rate:7.0f} img/s | "
             f"ratio {our_rate / plain_rate:.2f} | {gflops:.0f} GFLOP/s of ~{peak / 1e9:.0f} peak"
         )
-    print(f"peak resident memory {peak_rss_mb():.0f} MB")
-
-
-def peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory {peak_rss_mb():.0f} MB (target < 1,500)")
 
 
 if __name__ == "__main__":

@@ -166,3 +166,72 @@ def test_collect_ignores_other_presets_and_unfinished_runs(planted_store):
     keys = {r.key for arm in data.values() for r in arm.records.values()}
     assert keys == {t.key for t in plan(study, "quick")}
     assert not math.isnan(data["learning_matters", "learns"].values("val_loss")[0])
+
+
+REACH = """
+name = "reach"
+[base.model]
+depth = 2
+width = 8
+pool_size = 2
+head_hidden = []
+[base.data]
+val_size = 200
+[presets.quick]
+seeds = 2
+train = { epochs = 2, steps_per_epoch = 8, batch_size = 32 }
+[presets.target]
+seeds = 3
+hypotheses = ["target"]
+train = { epochs = 2, steps_per_epoch = 8, batch_size = 32 }
+[[hypotheses]]
+id = "width"
+statement = "Wider is better"
+arms.narrow = {}
+arms.wide = { model = { width = 16 } }
+prediction = { kind = "better", arm = "wide", than = "narrow" }
+[[hypotheses]]
+id = "target"
+statement = "The small network reaches a validation METRIC of VALUE"
+metric = "METRIC"
+arms.small = { train = { lr = 0.003 } }
+prediction = { kind = "reaches", arm = "small", value = VALUE }
+"""
+
+
+def reach_study(tmp_path: Path, metric: str = "val_acc", value: float = 0.8):
+    path = tmp_path / "reach.toml"
+    path.write_text(REACH.replace("METRIC", metric).replace("VALUE", str(value)))
+    return load_study(path)
+
+
+@pytest.mark.parametrize(
+    "metric, value, values, verdict",
+    [
+        ("val_acc", 0.8, [0.85, 0.86, 0.87], "supported"),
+        ("val_acc", 0.8, [0.70, 0.71, 0.72], "refuted"),
+        ("val_acc", 0.8, [0.75, 0.85, 0.80], "inconclusive"),
+        ("val_loss", 0.3, [0.25, 0.26, 0.27], "supported"),
+        ("val_loss", 0.3, [0.35, 0.36, 0.37], "refuted"),
+    ],
+)
+def test_reaches_tests_the_arm_mean_against_the_value(tmp_path, metric, value, values, verdict):
+    from hypotune.analysis import ArmData, TrialRecord
+
+    study = reach_study(tmp_path, metric, value).under("target")
+    records = {s: TrialRecord(str(s), "key", s, "finished", {metric: v}, {}, {}) for s, v in enumerate(values)}
+    [result] = evaluate(study, {("target", "small"): ArmData("target", "small", records)})
+    assert result.verdict == verdict and result.seeds == 3
+    margin = sum(values) / 3 - value
+    assert math.isclose(result.effect, margin if metric == "val_acc" else -margin, abs_tol=1e-12)
+    assert f"small against {value:g}: margin in {metric}" in result.evidence
+
+
+def test_a_preset_that_names_one_hypothesis_trains_and_reports_only_it(workdir, synthetic_dir):
+    study = reach_study(workdir)
+    tracker = Tracker()
+    summary = run_study(study, "target", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
+    assert summary.planned == summary.finished == 3
+    report = build_report(study, "target", tracker, workdir / "report")
+    assert [v.hypothesis for v in report.verdicts] == ["target"]
+    assert report.verdicts[0].seeds == 3 and "small reaches 0.8" in report.markdown_path.read_text()

@@ -108,6 +108,26 @@ BAD = [
         "metric 'test_loss' may be reported, never decide",
     ),
     ("[presets.quick]", "[presets.quick]\nepochs = 3", "unknown setting 'presets.quick.epochs'"),
+    (
+        "seeds = 2",
+        'seeds = 2\nhypotheses = ["widht"]',
+        "presets.quick.hypotheses names 'widht', which is not a hypothesis; hypotheses: width, dropout_x_norm",
+    ),
+    (
+        'prediction = { kind = "better", arm = "wide", than = "narrow" }',
+        'metric = "val_acc"\nprediction = { kind = "reaches", arm = "wide", value = 93 }',
+        "prediction.value: val_acc is a fraction (0.93 for 93%), got 93",
+    ),
+    (
+        'prediction = { kind = "better", arm = "wide", than = "narrow" }',
+        'prediction = { kind = "reaches", arm = "wide" }',
+        "a 'reaches' prediction needs value",
+    ),
+    (
+        'arms.narrow = {}\narms.wide = { model = { width = 16 } }\nprediction = { kind = "better", arm = "wide", than = "narrow" }',
+        'arms.wide = { model = { width = 16 } }\nprediction = { kind = "best", arm = "wide" }',
+        "compares at least two arms (one only to test a 'reaches')",
+    ),
 ]
 
 
@@ -147,3 +167,26 @@ def test_a_study_file_is_never_executed(tmp_path):
     with pytest.raises(StudyError, match="prediction.kind is"):
         load_study(path)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_preset_runs_only_the_hypotheses_it_names(tmp_path):
+    path = write_variant(tmp_path, "seeds = 2", 'seeds = 2\nhypotheses = ["width"]')
+    study = load_study(path)
+    narrowed = study.under("quick")
+    assert [h.id for h in narrowed.hypotheses] == ["width"]
+    assert len(plan(narrowed, "quick")) == 2 * 2
+    assert [h.id for h in study.under(None).hypotheses] == ["width"]  # None: the first preset
+    result = subprocess.run(
+        [sys.executable, "-m", "hypotune.cli", "validate", str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "preset quick: 4 trials (2 seeds), 1 hypotheses" in result.stdout
+
+
+def test_one_arm_is_enough_for_a_reaches_prediction(tmp_path):
+    path = write_variant(
+        tmp_path,
+        'arms.narrow = {}\narms.wide = { model = { width = 16 } }\nprediction = { kind = "better", arm = "wide", than = "narrow" }',
+        'metric = "val_acc"\narms.wide = { model = { width = 16 } }\nprediction = { kind = "reaches", arm = "wide", value = 0.8 }',
+    )
+    prediction = load_study(path).hypotheses[0].predictions[0]
+    assert (prediction.kind, prediction.value, prediction.describe()) == ("reaches", 0.8, "wide reaches 0.8")

@@ -14,13 +14,14 @@ def test_training_learns_the_synthetic_task(synthetic_data):
     assert [e["epoch"] for e in result.epochs] == [1, 2, 3]
     assert result.metrics["test_acc"] > 0.5  # chance is 0.1
     assert result.metrics["param_count"] > 0 and result.state_dict
+    assert 50 < result.metrics["peak_rss_mb"] < 1500  # torch alone takes more than 50 MB
 
 
 def test_same_seed_same_numbers_and_other_seed_other_numbers(synthetic_data):
     first = train(tiny_config(), synthetic_data)
     again = train(tiny_config(), synthetic_data)
     other = train(tiny_config().replace({"seed": 1}), synthetic_data)
-    strip = ("images_per_s", "epoch_seconds", "wall_seconds")
+    strip = ("images_per_s", "epoch_seconds", "wall_seconds", "peak_rss_mb")
     values = [{k: v for k, v in r.metrics.items() if k not in strip} for r in (first, again, other)]
     assert values[0] == values[1]
     assert values[0]["val_loss"] != values[2]["val_loss"]

@@ -163,6 +163,14 @@ def raw_evidence(hypothesis: Hypothesis, prediction: Prediction, data: StudyData
         )
     if kind == "efficiency":
         return efficiency_evidence(hypothesis, prediction, data)
+    if kind == "reaches":
+        values = data[hypothesis.id, prediction.arm].values(hypothesis.metric)
+        margins = [v - prediction.value for v in values.values()]
+        return _Raw(
+            stats.estimate(margins),
+            f"{prediction.arm} against {prediction.value:g}",
+            scale=-1.0 if lower else 1.0,
+        )
     return trend_evidence(hypothesis, prediction, data)
 
 
@@ -264,7 +272,9 @@ def _evidence_line(
     estimate = raw.estimate
     if estimate.n == 0:
         return "no finished trials yet"
-    what = "mean" if prediction.kind == "efficiency" else f"improvement in {hypothesis.metric}"
+    what = {"efficiency": "mean", "reaches": f"margin in {hypothesis.metric}"}.get(
+        prediction.kind, f"improvement in {hypothesis.metric}"
+    )
     ci = f" (95% CI {_num(low)} to {_num(high)})" if math.isfinite(low) and math.isfinite(high) else ""
     text = f"{raw.label}: {what} {_num(effect)}{ci}, {estimate.test} over {estimate.n} seeds"
     if not math.isnan(estimate.p_value):

@@ -105,6 +105,7 @@ def result_table(status: str, metrics: dict[str, float]) -> Table:
         "param_count",
         "images_per_s",
         "wall_seconds",
+        "peak_rss_mb",
     ):
         if name in metrics:
             table.add_row(name, format_number(metrics[name]))
@@ -167,10 +168,11 @@ def run_validate(args: argparse.Namespace) -> int:
     study = load_study(args.file)
     out.print(f"{args.file}: study '{study.name}' is valid")
     for name, preset in study.presets.items():
-        groups = search_groups(study, name)
+        narrowed = study.under(name)
+        groups = search_groups(narrowed, name)
         # A tuned arm's trials are one config per search until its best setting is known.
-        trials = len(plan(study, name)) + len(groups) * preset.seeds
-        line = f"  preset {name}: {trials} trials ({preset.seeds} seeds), {len(study.hypotheses)} hypotheses"
+        trials = len(plan(narrowed, name)) + len(groups) * preset.seeds
+        line = f"  preset {name}: {trials} trials ({preset.seeds} seeds), {len(narrowed.hypotheses)} hypotheses"
         if groups:
             tuning = sum(g.budget for g in groups)
             line += f"; first {tuning} tuning trials ({len(groups)} arms searched)"
@@ -189,6 +191,7 @@ def run_study_command(args: argparse.Namespace) -> int:
 
     study = load_study(args.study)
     preset = study.preset(args.preset).name
+    study = study.under(preset)
     if args.workers < 1:
         raise HypotuneError("--workers must be at least 1")
     runtime = Runtime(threads=args.threads, device=args.device, data_dir=args.data_dir)
@@ -318,6 +321,7 @@ def run_status(args: argparse.Namespace) -> int:
 
     study = load_study(args.study)
     preset = study.preset(args.preset).name
+    study = study.under(preset)
     table = Table(title=f"{study.name} ({preset})")
     columns = ("finished", "running", "failed", "pending", "tuning")
     table.add_column("hypothesis")
@@ -338,6 +342,7 @@ def run_report(args: argparse.Namespace) -> int:
 
     study = load_study(args.study)
     preset = study.preset(args.preset).name
+    study = study.under(preset)
     out_dir = args.out or Path("report") / f"{study.name}-{preset}"
     with console.status("reading the store and drawing figures"):
         report = build_report(study, preset, Tracker(args.tracking_uri), out_dir)

@@ -171,9 +171,18 @@ def render_curves(curves: dict[str, dict[str, Band]], path: Path, title: str) ->
     return _save(figure, path)
 
 
-def render_intervals(intervals: list[tuple[str, stats.Summary]], metric: str, path: Path, title: str) -> Path:
+def render_intervals(
+    intervals: list[tuple[str, stats.Summary]],
+    metric: str,
+    path: Path,
+    title: str,
+    targets: tuple[float, ...] = (),
+) -> Path:
+    """One row per arm: its mean and CI; `targets` (values a prediction names) as dashed lines."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6.5, 0.5 + 0.42 * len(intervals)))
+    figure, axis = plt.subplots(figsize=(6.5, 1.3 + 0.42 * len(intervals)))
+    for target in targets:
+        axis.axvline(target, color="0.4", linestyle="--", linewidth=1)
     for row, (arm, summary) in enumerate(intervals):
         if not math.isfinite(summary.mean):
             axis.annotate(

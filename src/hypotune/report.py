@@ -51,6 +51,7 @@ def fetch_history(tracker: Tracker, data: StudyData) -> figures.History:
 
 
 def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> Report:
+    study = study.under(preset)
     data = collect(study, preset, tracker)
     searches = collect_searches(study, preset, tracker)
     tuned = {s.key: overrides_from_params(s.best) for s in searches.values() if s.finished}
@@ -170,7 +171,11 @@ def hypothesis_figures(
         (
             "img",
             figures.render_intervals(
-                intervals, hypothesis.metric, figure_dir / f"{stem}-arms.png", hypothesis.id
+                intervals,
+                hypothesis.metric,
+                figure_dir / f"{stem}-arms.png",
+                hypothesis.id,
+                tuple(p.value for p in hypothesis.predictions if p.kind == "reaches"),
             ),
             f"{hypothesis.metric} per arm"
             + (" at its own best tuned setting (isolation plot)" if hypothesis.tuning else ""),

@@ -145,6 +145,7 @@ def run_study(
     on_start: Callable[[StudySummary], None] | None = None,
 ) -> StudySummary:
     """Tune the arms that declare nuisance settings, then train every trial not yet finished."""
+    study = study.under(preset)
     experiment_id = tracker.experiment(study.name)
     with study_lock(tracker, study.name):
         tracker.reap_stale(experiment_id)
@@ -239,6 +240,7 @@ class HypothesisStatus:
 
 def study_status(study: Study, preset: str, tracker: Tracker) -> list[HypothesisStatus]:
     """Per hypothesis: how many of its arm x seed trials are finished, running, failed, pending."""
+    study = study.under(preset)
     experiment = tracker.client.get_experiment_by_name(study.name)
     states: dict[str, set[str]] = {}
     tuned: dict[str, dict[str, Any]] = {}

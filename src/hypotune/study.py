@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +32,7 @@ DECIDING_METRICS = ("val_loss", "best_val_loss", "val_acc")  # the test set neve
 @dataclass(frozen=True)
 class Prediction:
     kind: str  # one of PREDICTION_FIELDS
-    arm: str = ""  # better/best/efficiency: the arm predicted to win
+    arm: str = ""  # better/best/efficiency/reaches: the arm predicted to win (or to reach)
     than: str = ""  # better: the arm it beats
     among: tuple[str, ...] = ()  # best: the arms it is best of (empty = all)
     reference: str = ""  # efficiency: the arm it is compared with
@@ -38,6 +40,7 @@ class Prediction:
     params: float = 0.0  # efficiency: fraction of the reference's parameters used, at most
     factor: str = ""  # trend: the factor the metric moves with
     direction: str = ""  # trend: "increasing" or "decreasing" (of the metric's value)
+    value: float = 0.0  # reaches: the metric value the arm's mean gets to (at or above; at or below for losses)
 
     def describe(self) -> str:
         if self.kind == "better":
@@ -54,6 +57,8 @@ class Prediction:
                 f"{self.arm} reaches {self.performance:.0%} of {self.reference} "
                 f"with <= {self.params:.0%} of its parameters"
             )
+        if self.kind == "reaches":
+            return f"{self.arm} reaches {self.value:g}"
         return f"{self.direction} with {self.factor}"
 
 
@@ -87,6 +92,7 @@ class Preset:
     seeds: int
     overrides: dict[str, Any]  # data/model/train settings applied over the base
     description: str = ""
+    hypotheses: tuple[str, ...] = ()  # the hypotheses it runs (empty = all)
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,17 @@ class Study:
         if not hypothesis.tuned_in(preset):
             return ""
         return tuning_key(self.arm_config(hypothesis, arm, preset, 0).to_dict(), hypothesis.tuning)
+
+    def under(self, preset: str | None) -> Study:
+        """The study as `preset` runs it: only the hypotheses the preset names (all when it names none)."""
+        chosen = self.preset(preset).hypotheses
+        if not chosen:
+            return self
+        return dataclasses.replace(
+            self,
+            hypotheses=tuple(h for h in self.hypotheses if h.id in chosen),
+            reference=tuple(r for r in self.reference if r.hypothesis in chosen),
+        )
 
     def preset(self, name: str | None) -> Preset:
         name = name or next(iter(self.presets))

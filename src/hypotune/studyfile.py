@@ -40,10 +40,11 @@ PREDICTION_FIELDS: dict[str, dict[str, bool]] = {  # kind -> {field: required}
     "diminishing": {},
     "efficiency": {"arm": True, "reference": True, "performance": True, "params": True},
     "trend": {"factor": True, "direction": True},
+    "reaches": {"arm": True, "value": True},
 }
 STUDY_KEYS = {"name", "description", "dataset", "base", "presets", "hypotheses", "reference", "tuning"}
 REFERENCE_KEYS = {"claim", "hypothesis", "arm", "metric", "value"}
-PRESET_KEYS = {"seeds", "description", *SECTIONS}
+PRESET_KEYS = {"seeds", "description", "hypotheses", *SECTIONS}
 HYPOTHESIS_KEYS = {
     "id", "statement", "base", "arms", "factors", "metric", "prediction", "predictions", "tuning",
 }  # fmt: skip
@@ -80,11 +81,20 @@ def _parse_study(raw: dict[str, Any], path: str) -> Study:
     duplicate = next((i for i in ids if ids.count(i) > 1), None)
     if duplicate:
         raise ConfigError(f"hypotheses: id '{duplicate}' is used twice")
+    for preset in presets.values():
+        unknown = [h for h in preset.hypotheses if h not in ids]
+        if unknown:
+            raise ConfigError(
+                f"presets.{preset.name}.hypotheses names '{unknown[0]}', which is not a hypothesis; "
+                f"hypotheses: {', '.join(ids)}"
+            )
     reference = _parse_reference(raw.get("reference", []), {h.id: h for h in hypotheses})
     study = Study(name, raw.get("description", ""), base, presets, hypotheses, path, reference)
     for index, hypothesis in enumerate(hypotheses):
         for arm in hypothesis.arms:
             for preset in presets:
+                if presets[preset].hypotheses and hypothesis.id not in presets[preset].hypotheses:
+                    continue
                 where = f"hypotheses[{index}] ({hypothesis.id}).arms.{arm} under preset '{preset}'"
                 for tuned in _range_ends(hypothesis, preset):
                     try:
@@ -138,7 +148,10 @@ def _parse_presets(raw: Any) -> dict[str, Preset]:
         if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
             raise ConfigError(f"{where}.seeds must be an integer from 1 to 1000, got {seeds!r}")
         overrides = _settings({k: v for k, v in values.items() if k in SECTIONS}, where)
-        presets[name] = Preset(name, seeds, overrides, values.get("description", ""))
+        chosen = values.get("hypotheses", [])
+        if not isinstance(chosen, list) or not all(isinstance(h, str) for h in chosen):
+            raise ConfigError(f"{where}.hypotheses must be a list of hypothesis ids")
+        presets[name] = Preset(name, seeds, overrides, values.get("description", ""), tuple(chosen))
     return presets
 
 
@@ -157,8 +170,8 @@ def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: 
     factors: tuple[Factor, ...] = ()
     if "arms" in raw:
         arms_raw = raw["arms"]
-        if not isinstance(arms_raw, dict) or len(arms_raw) < 2:
-            raise ConfigError(f"{where}.arms: a hypothesis compares at least two arms")
+        if not isinstance(arms_raw, dict) or not arms_raw:
+            raise ConfigError(f"{where}.arms must be a table of named arms")
         arms = {name: merge(shared, _settings(v, f"{where}.arms.{name}")) for name, v in arms_raw.items()}
     else:
         factors = _parse_factors(raw["factors"], f"{where}.factors")
@@ -189,6 +202,8 @@ def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: 
         _parse_prediction(p, hypothesis, f"{where}.prediction" + (f"s[{i}]" if "predictions" in raw else ""))
         for i, p in enumerate(listed)
     )
+    if len(arms) < 2 and any(p.kind != "reaches" for p in predictions):
+        raise ConfigError(f"{where}.arms: a hypothesis compares at least two arms (one only to test a 'reaches')")
     if tuning is not None:
         compared = _compared_settings(arms)
         for dimension in tuning.space:
@@ -262,6 +277,12 @@ def _parse_prediction(raw: Any, hypothesis: Hypothesis, where: str) -> Predictio
     for name in ("performance", "params"):
         if name in values and not (isinstance(values[name], (int, float)) and 0 < values[name] <= 1):
             raise ConfigError(f"{where}.{name} must be a fraction in (0, 1], got {values[name]!r}")
+    if "value" in values:
+        value = values["value"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}.value must be a number, got {value!r}")
+        if hypothesis.metric.endswith("_acc") and not 0 < value < 1:
+            raise ConfigError(f"{where}.value: {hypothesis.metric} is a fraction (0.93 for 93%), got {value!r}")
     prediction = Prediction(**values)
     for name in ("arm", "than", "reference"):
         _known_arm(getattr(prediction, name), hypothesis, f"{where}.{name}")

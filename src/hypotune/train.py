@@ -6,6 +6,7 @@ import contextlib
 import copy
 import io
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -204,9 +205,21 @@ def train(
         model.load_state_dict(best_state)
     result.metrics = final_metrics(model, dataset, config, device, result, best_val, evaluate_test)
     result.metrics["wall_seconds"] = time.perf_counter() - started
+    if (peak := peak_rss_mb()) is not None:
+        result.metrics["peak_rss_mb"] = peak
     if result.status == "finished":
         result.state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return result
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far, in MB; None where the OS does not say."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on macOS
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def final_metrics(
