@@ -84,3 +84,26 @@ def test_full_pass_epochs_use_every_training_image(synthetic_data):
 def test_augmentation_trains(synthetic_data):
     config = tiny_config().replace({"data": {"flip": True, "translate": 2}})
     assert train(config, synthetic_data, Runtime(threads=1)).status == "finished"
+
+
+def test_eval_flip_averages_the_probabilities_of_each_image_and_its_mirror(synthetic_data):
+    import torch
+    from torch.nn import functional as F
+
+    from hypotune.config import DataConfig
+    from hypotune.data import normalize
+    from hypotune.model import build_model
+    from hypotune.train import evaluate
+
+    model = build_model(tiny_config().model)
+    model.load_state_dict(train(tiny_config(), synthetic_data).state_dict)
+    split = synthetic_data.test
+    cpu = torch.device("cpu")
+    loss, acc = evaluate(model, split, DataConfig(eval_flip=True), cpu, torch.contiguous_format)
+    plain_loss, _ = evaluate(model, split, DataConfig(), cpu, torch.contiguous_format)
+    with torch.no_grad():
+        images = normalize(split.images, "scale")
+        probs = (F.softmax(model(images), 1) + F.softmax(model(images.flip(-1)), 1)) / 2
+    expected_loss = -probs[torch.arange(len(split)), split.labels].log().mean().item()
+    assert math.isclose(loss, expected_loss, rel_tol=1e-4) and loss != plain_loss
+    assert math.isclose(acc, (probs.argmax(1) == split.labels).float().mean().item()) and acc > 0.3

@@ -39,6 +39,9 @@ class DataConfig:
     normalize: str = setting("scale", "pixel scaling: 'scale' (x/255) or 'standardize'")
     flip: bool = setting(False, "augment with random horizontal flips")
     translate: int = setting(0, "augment with random shifts of up to this many pixels")
+    eval_flip: bool = setting(
+        False, "evaluate each image and its mirror image, averaging the predicted probabilities"
+    )
 
     def __post_init__(self) -> None:
         _check(self.val_size >= 0, "data.val_size", "must be >= 0")

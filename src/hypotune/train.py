@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hypotune.config import RunConfig, Runtime, TrainConfig
+from hypotune.config import DataConfig, RunConfig, Runtime, TrainConfig
 from hypotune.data import BatchStream, Dataset, Split, eval_batches
 from hypotune.errors import ConfigError
 from hypotune.model import build_model, flop_count, memory_layout, param_count
@@ -84,17 +84,26 @@ EVAL_BATCH = {"cpu": 64, "cuda": 1024}
 
 
 def evaluate(
-    model: nn.Module, split: Split, mode: str, device: torch.device, layout: torch.memory_format
+    model: nn.Module,
+    split: Split,
+    config: DataConfig,
+    device: torch.device,
+    layout: torch.memory_format,
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split."""
+    """Mean cross-entropy and accuracy over a whole split (of mirror-averaged predictions with
+    `config.eval_flip`)."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     with torch.inference_mode(), autocast(device):
-        for images, labels in eval_batches(split, mode, EVAL_BATCH.get(device.type, 256)):
-            logits = model(to_device(images, device, layout)).float()
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
-            correct += (logits.argmax(1) == labels).sum()
+        for images, labels in eval_batches(split, config.normalize, EVAL_BATCH.get(device.type, 256)):
+            images = to_device(images, device, layout)
+            log_probs = F.log_softmax(model(images).float(), dim=1)
+            if config.eval_flip:
+                mirrored = F.log_softmax(model(images.flip(-1).contiguous(memory_format=layout)).float(), dim=1)
+                log_probs = torch.logsumexp(torch.stack((log_probs, mirrored)), dim=0) - math.log(2)
+            loss_sum += F.nll_loss(log_probs, labels, reduction="sum")
+            correct += (log_probs.argmax(1) == labels).sum()
     model.train()
     count = max(len(split), 1)
     return float(loss_sum) / count, float(correct) / count
@@ -170,7 +179,7 @@ def train(
         )
         train_seconds = time.perf_counter() - epoch_start
         val_loss, val_acc = (
-            evaluate(model, val_split, config.data.normalize, device, layout)
+            evaluate(model, val_split, config.data, device, layout)
             if math.isfinite(train_loss)
             else (math.nan, 0.0)
         )
@@ -254,6 +263,6 @@ def final_metrics(
     }
     if evaluate_test:
         metrics["test_loss"], metrics["test_acc"] = evaluate(
-            model, dataset.test.to(device), config.data.normalize, device, memory_layout(config.model)
+            model, dataset.test.to(device), config.data, device, memory_layout(config.model)
         )
     return metrics
