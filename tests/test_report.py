@@ -219,7 +219,9 @@ def test_reaches_tests_the_arm_mean_against_the_value(tmp_path, metric, value, v
     from hypotune.analysis import ArmData, TrialRecord
 
     study = reach_study(tmp_path, metric, value).under("target")
-    records = {s: TrialRecord(str(s), "key", s, "finished", {metric: v}, {}, {}) for s, v in enumerate(values)}
+    records = {
+        s: TrialRecord(str(s), "key", s, "finished", {metric: v}, {}, {}) for s, v in enumerate(values)
+    }
     [result] = evaluate(study, {("target", "small"): ArmData("target", "small", records)})
     assert result.verdict == verdict and result.seeds == 3
     margin = sum(values) / 3 - value
@@ -234,4 +236,6 @@ def test_a_preset_that_names_one_hypothesis_trains_and_reports_only_it(workdir, 
     assert summary.planned == summary.finished == 3
     report = build_report(study, "target", tracker, workdir / "report")
     assert [v.hypothesis for v in report.verdicts] == ["target"]
-    assert report.verdicts[0].seeds == 3 and "small reaches 0.8" in report.markdown_path.read_text()
+    text = report.markdown_path.read_text()
+    assert report.verdicts[0].seeds == 3 and "small reaches 0.8" in text
+    assert "test_acc (reported)" in text  # an accuracy claim reports test accuracy

@@ -74,7 +74,9 @@ def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> 
     ]
     for hypothesis in study.hypotheses:
         own = [v for v in verdicts if v.hypothesis == hypothesis.id]
-        blocks += hypothesis_section(hypothesis, data, own, findings[hypothesis.id], history, figure_dir)
+        blocks += hypothesis_section(
+            hypothesis, data, own, findings[hypothesis.id], history, figure_dir, hypothesis.tuned_in(preset)
+        )
         blocks += tuning_section(study, preset, hypothesis, searches, figure_dir)
     blocks += overview_section(study, data, figure_dir)
     blocks += reference_section(study, preset, tracker, data)
@@ -124,10 +126,13 @@ def hypothesis_section(
     findings: list[str],
     history: figures.History,
     figure_dir: Path,
+    tuned: bool = False,
 ) -> list[Block]:
     blocks: list[Block] = [("h2", hypothesis.id), ("p", hypothesis.statement)]
     summaries = arm_summaries(hypothesis, data)
-    tests = arm_summaries(hypothesis, data, "test_loss")
+    # Test figures are reported in the deciding metric's kind: accuracy for accuracy, else loss.
+    reported = "test_acc" if hypothesis.metric.endswith("_acc") else "test_loss"
+    tests = arm_summaries(hypothesis, data, reported)
     rows = []
     for arm in hypothesis.arms:
         records = data[hypothesis.id, arm].records.values()
@@ -145,7 +150,7 @@ def hypothesis_section(
     blocks.append(
         (
             "table",
-            ["arm", f"{hypothesis.metric} (deciding)", "test_loss (reported)", "parameters", "seeds"],
+            ["arm", f"{hypothesis.metric} (deciding)", f"{reported} (reported)", "parameters", "seeds"],
             rows,
         )
     )
@@ -157,11 +162,11 @@ def hypothesis_section(
         blocks.append(
             ("p", "Audit: arms differ only in what the hypothesis declares; same budget, split and preset.")
         )
-    return blocks + hypothesis_figures(hypothesis, data, history, figure_dir)
+    return blocks + hypothesis_figures(hypothesis, data, history, figure_dir, tuned)
 
 
 def hypothesis_figures(
-    hypothesis: Hypothesis, data: StudyData, history: figures.History, figure_dir: Path
+    hypothesis: Hypothesis, data: StudyData, history: figures.History, figure_dir: Path, tuned: bool = False
 ) -> list[Block]:
     """Arms with CIs, the interaction plot of crossed factors, and the learning curves."""
     blocks: list[Block] = []
@@ -178,7 +183,7 @@ def hypothesis_figures(
                 tuple(p.value for p in hypothesis.predictions if p.kind == "reaches"),
             ),
             f"{hypothesis.metric} per arm"
-            + (" at its own best tuned setting (isolation plot)" if hypothesis.tuning else ""),
+            + (" at its own best tuned setting (isolation plot)" if tuned else ""),
         )
     )
     lines = figures.interaction_data(hypothesis, data)
