@@ -64,6 +64,7 @@ bench: data
 	$(BIN)/python bench/tracking_overhead.py
 	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/study_throughput.py
+	$(BIN)/python bench/kernels.py
 
 clean:
 	rm -rf $(VENV) runs report build src/*.egg-info

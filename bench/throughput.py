@@ -27,6 +27,7 @@ WARMUP_STEPS = 10  # excluded from the clock on both sides: first steps build on
 MODELS = {
     "course baseline (93K)": ModelConfig(),
     "6 layers x 64 filters": ModelConfig(depth=6, width=64),
+    "6x64 BatchNorm": ModelConfig(depth=6, width=64, norm="batch"),
 }
 
 

@@ -59,6 +59,11 @@ def write_variant(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
+TWO_ARMS = "arms.narrow = {}\narms.wide = { model = { width = 16 } }\n" + (
+    'prediction = { kind = "better", arm = "wide", than = "narrow" }'
+)
+
+
 BAD = [
     ('name = "tiny"', 'name = "tiny"\nowner = "me"', "unknown setting 'owner'"),
     ("[base.model]\ndepth", "[base.modle]\ndepth", "base.modle' (did you mean 'model'?)"),
@@ -111,7 +116,7 @@ BAD = [
     (
         "seeds = 2",
         'seeds = 2\nhypotheses = ["widht"]',
-        "presets.quick.hypotheses names 'widht', which is not a hypothesis; hypotheses: width, dropout_x_norm",
+        "presets.quick.hypotheses names 'widht', which is not a hypothesis; hypotheses: width, dropout_x",
     ),
     (
         'prediction = { kind = "better", arm = "wide", than = "narrow" }',
@@ -124,7 +129,7 @@ BAD = [
         "a 'reaches' prediction needs value",
     ),
     (
-        'arms.narrow = {}\narms.wide = { model = { width = 16 } }\nprediction = { kind = "better", arm = "wide", than = "narrow" }',
+        TWO_ARMS,
         'arms.wide = { model = { width = 16 } }\nprediction = { kind = "best", arm = "wide" }',
         "compares at least two arms (one only to test a 'reaches')",
     ),
@@ -185,8 +190,9 @@ def test_a_preset_runs_only_the_hypotheses_it_names(tmp_path):
 def test_one_arm_is_enough_for_a_reaches_prediction(tmp_path):
     path = write_variant(
         tmp_path,
-        'arms.narrow = {}\narms.wide = { model = { width = 16 } }\nprediction = { kind = "better", arm = "wide", than = "narrow" }',
-        'metric = "val_acc"\narms.wide = { model = { width = 16 } }\nprediction = { kind = "reaches", arm = "wide", value = 0.8 }',
+        TWO_ARMS,
+        'metric = "val_acc"\narms.wide = { model = { width = 16 } }\n'
+        'prediction = { kind = "reaches", arm = "wide", value = 0.8 }',
     )
     prediction = load_study(path).hypotheses[0].predictions[0]
     assert (prediction.kind, prediction.value, prediction.describe()) == ("reaches", 0.8, "wide reaches 0.8")

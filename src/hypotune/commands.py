@@ -172,7 +172,8 @@ def run_validate(args: argparse.Namespace) -> int:
         groups = search_groups(narrowed, name)
         # A tuned arm's trials are one config per search until its best setting is known.
         trials = len(plan(narrowed, name)) + len(groups) * preset.seeds
-        line = f"  preset {name}: {trials} trials ({preset.seeds} seeds), {len(narrowed.hypotheses)} hypotheses"
+        count = len(narrowed.hypotheses)
+        line = f"  preset {name}: {trials} trials ({preset.seeds} seeds), {count} hypotheses"
         if groups:
             tuning = sum(g.budget for g in groups)
             line += f"; first {tuning} tuning trials ({len(groups)} arms searched)"

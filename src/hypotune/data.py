@@ -324,9 +324,7 @@ class BatchStream:
             yield images, self.split.labels[index]
 
 
-def eval_batches(
-    split: Split, mode: str, batch_size: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(split: Split, mode: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for start in range(0, len(split), batch_size):
         stop = start + batch_size
         yield normalize(split.images[start:stop], mode), split.labels[start:stop]

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +39,7 @@ class Prediction:
     params: float = 0.0  # efficiency: fraction of the reference's parameters used, at most
     factor: str = ""  # trend: the factor the metric moves with
     direction: str = ""  # trend: "increasing" or "decreasing" (of the metric's value)
-    value: float = 0.0  # reaches: the metric value the arm's mean gets to (at or above; at or below for losses)
+    value: float = 0.0  # reaches: the value the arm's mean gets to (at or above; at or below for a loss)
 
     def describe(self) -> str:
         if self.kind == "better":

@@ -203,7 +203,9 @@ def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: 
         for i, p in enumerate(listed)
     )
     if len(arms) < 2 and any(p.kind != "reaches" for p in predictions):
-        raise ConfigError(f"{where}.arms: a hypothesis compares at least two arms (one only to test a 'reaches')")
+        raise ConfigError(
+            f"{where}.arms: a hypothesis compares at least two arms (one only to test a 'reaches')"
+        )
     if tuning is not None:
         compared = _compared_settings(arms)
         for dimension in tuning.space:
@@ -282,7 +284,9 @@ def _parse_prediction(raw: Any, hypothesis: Hypothesis, where: str) -> Predictio
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}.value must be a number, got {value!r}")
         if hypothesis.metric.endswith("_acc") and not 0 < value < 1:
-            raise ConfigError(f"{where}.value: {hypothesis.metric} is a fraction (0.93 for 93%), got {value!r}")
+            raise ConfigError(
+                f"{where}.value: {hypothesis.metric} is a fraction (0.93 for 93%), got {value!r}"
+            )
     prediction = Prediction(**values)
     for name in ("arm", "than", "reference"):
         _known_arm(getattr(prediction, name), hypothesis, f"{where}.{name}")

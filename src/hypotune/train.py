@@ -100,7 +100,8 @@ def evaluate(
             images = to_device(images, device, layout)
             log_probs = F.log_softmax(model(images).float(), dim=1)
             if config.eval_flip:
-                mirrored = F.log_softmax(model(images.flip(-1).contiguous(memory_format=layout)).float(), dim=1)
+                mirror = images.flip(-1).contiguous(memory_format=layout)
+                mirrored = F.log_softmax(model(mirror).float(), dim=1)
                 log_probs = torch.logsumexp(torch.stack((log_probs, mirrored)), dim=0) - math.log(2)
             loss_sum += F.nll_loss(log_probs, labels, reduction="sum")
             correct += (log_probs.argmax(1) == labels).sum()
