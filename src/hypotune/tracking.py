@@ -88,6 +88,9 @@ class Tracker:
         # It logs a traceback for any exception inside a DB session (Ctrl-C included) and then
         # re-raises it; what it re-raises reaches the CLI, which prints one line.
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+        # SQLAlchemy likewise logs "Error closing cursor" with a traceback when Ctrl-C lands
+        # while a query's rows are being read; the interrupt itself still propagates.
+        logging.getLogger("sqlalchemy").setLevel(logging.CRITICAL)
 
         self.local = uri is None or uri.startswith("sqlite:")
         if uri is None:
