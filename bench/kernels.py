@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -37,12 +38,16 @@ class VarMeanInstanceNorm(nn.Module):
         return (x - mean) * torch.rsqrt(var + 1e-5) * self.weight + self.bias
 
 
-def with_norm(model: nn.Module, make: type | None) -> nn.Module:
-    """`model` with every GroupNorm(C, C) replaced by make(C) (None: leave it)."""
+def torch_instance_norm(channels: int) -> nn.Module:
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+def with_norm(model: nn.Module, make: Callable[[int], nn.Module] | None) -> nn.Module:
+    """`model` with every instance norm (GroupNorm(C, C)) replaced by make(C) (None: leave it)."""
     if make is not None:
         for block in model.features:
             norm = block.body._modules.get("norm")
-            if isinstance(norm, nn.GroupNorm):
+            if isinstance(norm, nn.GroupNorm) and norm.num_groups == norm.num_channels:
                 block.body.norm = make(norm.num_channels)
     return model
 
@@ -81,7 +86,7 @@ def main() -> None:
     print(f"{args.threads} thread(s); images/s; eval at batch " + ", ".join(map(str, EVAL_BATCHES)))
     instance = ModelConfig(depth=4, width=32, pool_size=2, pools=3, norm="instance", dropout=0.1)
     cases = [
-        ("4x32 InstanceNorm2d", instance, lambda c: nn.InstanceNorm2d(c, affine=True)),
+        ("4x32 InstanceNorm2d", instance, torch_instance_norm),
         ("4x32 GroupNorm(C, C)", instance, None),
         ("4x32 var_mean", instance, VarMeanInstanceNorm),
         ("4x32 no norm", ModelConfig(depth=4, width=32, pool_size=2, pools=3), None),

@@ -33,6 +33,7 @@ from hypotune.runner import run_study
 from hypotune.study import plan
 from hypotune.studyfile import load_study
 from hypotune.tracking import Tracker, flat_params
+from kernels import torch_instance_norm, with_norm  # bench/, the script's own folder
 
 BUILT_IN = Path(__file__).parents[1] / "studies" / "fashion_mnist_synergy.toml"
 
@@ -86,12 +87,7 @@ def plain_trial(config: RunConfig, mlflow) -> None:
 def notebook_model(config: RunConfig) -> torch.nn.Module:
     """The arm's network as a notebook writes it: torch's InstanceNorm2d where hypotune uses the
     equivalent, faster GroupNorm(C, C); contiguous memory."""
-    model = build_model(config.model)
-    if config.model.norm == "instance":
-        for block in model.features:
-            if "norm" in block.body._modules:
-                block.body.norm = torch.nn.InstanceNorm2d(block.body.norm.num_channels, affine=True)
-    return model
+    return with_norm(build_model(config.model), torch_instance_norm)
 
 
 def evaluate(model: torch.nn.Module, loader: DataLoader) -> tuple[float, float]:

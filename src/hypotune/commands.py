@@ -322,7 +322,6 @@ def run_status(args: argparse.Namespace) -> int:
 
     study = load_study(args.study)
     preset = study.preset(args.preset).name
-    study = study.under(preset)
     table = Table(title=f"{study.name} ({preset})")
     columns = ("finished", "running", "failed", "pending", "tuning")
     table.add_column("hypothesis")
@@ -343,7 +342,6 @@ def run_report(args: argparse.Namespace) -> int:
 
     study = load_study(args.study)
     preset = study.preset(args.preset).name
-    study = study.under(preset)
     out_dir = args.out or Path("report") / f"{study.name}-{preset}"
     with console.status("reading the store and drawing figures"):
         report = build_report(study, preset, Tracker(args.tracking_uri), out_dir)

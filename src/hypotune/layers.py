@@ -13,8 +13,8 @@ from hypotune.errors import ArchitectureError
 # Each norm takes (channels, groups). "layer" normalises over (C, H, W) like LayerNorm, via
 # GroupNorm(1, C), so it needs no fixed spatial size; its affine is per channel. "instance" is
 # GroupNorm(C, C): the same function as InstanceNorm2d(C, affine=True) (per image and channel
-# over H x W, then a per-channel affine), with the same weights, but its CPU kernels train 1.35x
-# faster (docs/performance.md).
+# over H x W, then a per-channel affine), with the same weights, but its CPU kernels train
+# 1.1-1.35x and evaluate 1.25-1.5x faster (docs/performance.md).
 NORMS: dict[str, Callable[[int, int], nn.Module] | None] = dict(
     none=None,
     batch=lambda channels, groups: nn.BatchNorm2d(channels),

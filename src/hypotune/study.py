@@ -93,6 +93,9 @@ class Preset:
     description: str = ""
     hypotheses: tuple[str, ...] = ()  # the hypotheses it runs (empty = all)
 
+    def runs(self, hypothesis_id: str) -> bool:
+        return not self.hypotheses or hypothesis_id in self.hypotheses
+
 
 @dataclass(frozen=True)
 class Reference:
@@ -130,13 +133,13 @@ class Study:
 
     def under(self, preset: str | None) -> Study:
         """The study as `preset` runs it: only the hypotheses the preset names (all when it names none)."""
-        chosen = self.preset(preset).hypotheses
-        if not chosen:
+        chosen = self.preset(preset)
+        if not chosen.hypotheses:
             return self
         return dataclasses.replace(
             self,
-            hypotheses=tuple(h for h in self.hypotheses if h.id in chosen),
-            reference=tuple(r for r in self.reference if r.hypothesis in chosen),
+            hypotheses=tuple(h for h in self.hypotheses if chosen.runs(h.id)),
+            reference=tuple(r for r in self.reference if chosen.runs(r.hypothesis)),
         )
 
     def preset(self, name: str | None) -> Preset:

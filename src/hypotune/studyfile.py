@@ -92,9 +92,7 @@ def _parse_study(raw: dict[str, Any], path: str) -> Study:
     study = Study(name, raw.get("description", ""), base, presets, hypotheses, path, reference)
     for index, hypothesis in enumerate(hypotheses):
         for arm in hypothesis.arms:
-            for preset in presets:
-                if presets[preset].hypotheses and hypothesis.id not in presets[preset].hypotheses:
-                    continue
+            for preset in (name for name, p in presets.items() if p.runs(hypothesis.id)):
                 where = f"hypotheses[{index}] ({hypothesis.id}).arms.{arm} under preset '{preset}'"
                 for tuned in _range_ends(hypothesis, preset):
                     try:
