@@ -61,12 +61,12 @@ def plain_loop(model_config: ModelConfig, steps: int, threads: int) -> float:
 
 def hypotune_loop(model_config: ModelConfig, steps: int, threads: int) -> float:
     """images/s of hypotune's second epoch, in steady state: the first absorbs the warm-up."""
-    dataset = make_dataset(DataConfig(val_size=1000))
     config = RunConfig(
         data=DataConfig(val_size=1000),
         model=model_config,
         train=TrainConfig(epochs=2, steps_per_epoch=steps, batch_size=64, schedule="constant"),
     )
+    dataset = make_dataset(config.data)
     result = train(config, dataset, Runtime(threads=threads))
     return result.epochs[1]["images_per_s"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import functools
 import io
 import math
 import platform
@@ -236,6 +237,7 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # the most glibc accepts on 64-bit
 
 
+@functools.cache  # once per process: libc_ver() reads the interpreter's binary
 def reuse_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse instead of returning it to the kernel.
 
