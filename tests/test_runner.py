@@ -171,6 +171,31 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(workdir, synthetic_dir):
     assert set(finished_trial_keys(tracker, "tiny").values()) == {1}
 
 
+@pytest.mark.parametrize("method", ["start_run", "finish"])
+def test_ctrl_c_while_recording_a_run_leaves_nothing_running(workdir, synthetic_dir, monkeypatch, method):
+    # start_run: a trial's run is created but not yet known as in flight; finish: not yet recorded
+    original = getattr(Tracker, method)
+
+    def interrupted(self, *args):
+        if method == "start_run":
+            run_id = original(self, *args)
+            if args[2][f"{TAG}kind"] == "study":
+                return run_id
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Tracker, method, interrupted)
+    tracker = Tracker()
+    executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)))
+    with pytest.raises(KeyboardInterrupt):
+        run_study(load_study(TINY), "quick", executor, tracker)
+    runs = tracker.runs(tracker.experiment("tiny"))
+    assert {r.data.tags[f"{TAG}kind"] for r in runs} == {"study", "trial"}
+    assert {r.info.status for r in runs} == {"KILLED"}
+    monkeypatch.setattr(Tracker, method, original)
+    summary = run_study(load_study(TINY), "quick", executor, tracker)
+    assert summary.finished == summary.planned == 10 and summary.failed == []
+
+
 def test_a_second_runner_on_the_same_study_is_refused(workdir, synthetic_dir):
     path = slow_study(workdir)
     process = start_cli_study(workdir, path, synthetic_dir)

@@ -1,9 +1,11 @@
 import math
+import signal
 
 import mlflow
+import pytest
 
 from hypotune.config import Runtime
-from hypotune.tracking import TAG, Tracker, flat_params, read_metric
+from hypotune.tracking import TAG, Tracker, flat_params, interrupts_held, read_metric
 from hypotune.train import serialize_weights, train
 
 from .helpers import tiny_config
@@ -70,3 +72,17 @@ def test_params_cover_every_setting():
     params = flat_params(tiny_config())
     assert params["model.width"] == "8" and params["seed"] == "0"
     assert len(params) == 1 + sum(len(v) for v in tiny_config().to_dict().values() if isinstance(v, dict))
+
+
+def test_ctrl_c_inside_held_store_writes_takes_effect_when_they_end(workdir):
+    tracker = Tracker()
+    run_id = tracker.start_run(tracker.experiment("demo"), "one", {})
+    with pytest.raises(KeyboardInterrupt), interrupts_held():
+        signal.raise_signal(signal.SIGINT)
+        tracker.log_metrics(run_id, {"loss": 1.0}, step=1)  # still runs, whole
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    tracker.fail(run_id, "interrupted", status="KILLED")  # the store is not left locked
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.metrics == {"loss": 1.0}
+    with interrupts_held():  # nothing arrives: nothing is raised
+        tracker.log_metrics(run_id, {"loss": 0.5}, step=2)

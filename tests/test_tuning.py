@@ -220,6 +220,21 @@ def test_a_killed_search_resumes_from_its_finished_trials(workdir, synthetic_dir
     assert not tracker.runs(tracker.experiment("search"), "attributes.status = 'RUNNING'")
 
 
+def test_ctrl_c_while_a_search_records_a_trial_leaves_nothing_running(workdir, synthetic_dir, monkeypatch):
+    from hypotune.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Tracker, "finish", interrupted)  # a trial finished but is not yet recorded
+    argv = search_command(workdir, synthetic_dir, "--trials", "4")[3:]
+    assert main(argv) == 130
+    tracker = Tracker()
+    runs = tracker.runs(tracker.experiment("search"))
+    assert {r.data.tags[f"{TAG}kind"] for r in runs} == {"search", "tuning_trial"}
+    assert {r.info.status for r in runs} == {"KILLED"}
+
+
 def test_search_warns_when_the_best_value_is_at_the_edge_of_its_range(workdir, synthetic_dir):
     # Adam with rates of at most 1e-4 learns little in 120 steps: the best is the highest rate
     command = search_command(workdir, synthetic_dir, "--trials", "4", "--space", "train.lr=1e-6:1e-4:log")

@@ -51,7 +51,7 @@ def run_train(args: argparse.Namespace) -> int:
     from hypotune.cli import resolve_run_config, resolve_runtime
     from hypotune.data import make_dataset
     from hypotune.model import build_model, param_count
-    from hypotune.tracking import TAG, Tracker
+    from hypotune.tracking import TAG, Tracker, interrupts_held
     from hypotune.train import serialize_weights, train
 
     config = resolve_run_config(args)
@@ -74,7 +74,8 @@ def run_train(args: argparse.Namespace) -> int:
             task = progress.add_task("epochs", total=config.train.epochs, status="")
 
             def on_epoch(metrics: dict[str, float]) -> None:
-                tracker.log_metrics(run_id, metrics, step=int(metrics["epoch"]))
+                with interrupts_held():
+                    tracker.log_metrics(run_id, metrics, step=int(metrics["epoch"]))
                 status = f"val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.3f}"
                 progress.update(task, advance=1, status=status)
 
@@ -86,7 +87,8 @@ def run_train(args: argparse.Namespace) -> int:
         tracker.fail(run_id, f"{type(error).__name__}: {error}")
         raise
     weights = None if args.no_weights else serialize_weights(result.state_dict)
-    tracker.finish(run_id, result.status, result.metrics, weights)
+    with interrupts_held():
+        tracker.finish(run_id, result.status, result.metrics, weights)
     out.print(result_table(result.status, result.metrics))
     out.print(f"run {run_id} in {tracker.uri} (experiment '{args.experiment}')")
     return 0 if result.status == "finished" else 1
@@ -268,7 +270,7 @@ def run_search(args: argparse.Namespace) -> int:
     from hypotune.executors import LocalExecutor
     from hypotune.runner import study_lock
     from hypotune.search import Search, SearchSource, edge_warnings
-    from hypotune.tracking import TAG, Tracker
+    from hypotune.tracking import TAG, Tracker, interrupts_held
     from hypotune.tuning import overrides_from_params
 
     if args.workers < 1:
@@ -298,7 +300,8 @@ def run_search(args: argparse.Namespace) -> int:
             try:
                 for event in executor.run(source):
                     trial = source.trials[event[1]]
-                    search.record(event, trial)
+                    with interrupts_held():
+                        search.record(event, trial)
                     on_event(event, trial)
             except BaseException:
                 search.interrupt()

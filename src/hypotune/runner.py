@@ -18,7 +18,7 @@ from typing import Any
 from hypotune.executors import Event, Executor, Task
 from hypotune.search import Search, read_tuned, search_groups
 from hypotune.study import Study, Trial, plan
-from hypotune.tracking import TAG, Tracker
+from hypotune.tracking import TAG, Tracker, interrupts_held
 
 EventCallback = Callable[[Event, Trial], None]
 
@@ -164,11 +164,12 @@ def run_study(
         try:
             for event in executor.run(source):
                 trial = source.trials[event[1]]
-                if trial.tuning:
-                    search.record(event, trial)
-                    summary.tuning_finished += event[0] == "finished"
-                else:
-                    recorder.record(event, trial)
+                with interrupts_held():
+                    if trial.tuning:
+                        search.record(event, trial)
+                        summary.tuning_finished += event[0] == "finished"
+                    else:
+                        recorder.record(event, trial)
                 if on_event:
                     on_event(event, trial)
         except BaseException:  # Ctrl-C or a crash: what is in flight did not finish
@@ -177,6 +178,11 @@ def run_study(
                 for run_id in recorder.run_ids.values():
                     tracker.fail(run_id, "the study run was interrupted", status="KILLED")
                 tracker.fail(parent, "interrupted", status="KILLED")
+            with contextlib.suppress(Exception):
+                # A run created, or finished, when a crash struck is not among those in flight;
+                # the lock makes every RUNNING run of this study and preset one of ours.
+                ours = f"tags.`{TAG}study` = '{study.name}' and tags.`{TAG}preset` = '{preset}'"
+                tracker.reap_stale(experiment_id, also=ours, message="the study run was interrupted")
             raise
         summary.failed += search.errors()
         summary.planned, summary.skipped = source.planned(), source.skipped
@@ -219,7 +225,8 @@ class Recorder:
             self.tracker.log_metrics(self.run_ids[key], payload, step=int(payload["epoch"]))
         elif kind == "finished":
             result, weights = payload
-            self.tracker.finish(self.run_ids.pop(key), result.status, result.metrics, weights)
+            self.tracker.finish(self.run_ids[key], result.status, result.metrics, weights)
+            del self.run_ids[key]  # only now recorded: a crash in between marks it KILLED
             self.summary.finished += 1
             self.summary.diverged += result.status == "diverged"
         elif kind == "failed":

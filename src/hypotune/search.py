@@ -334,6 +334,10 @@ class Search:
                     self.tracker.fail(run_id, "the search was interrupted", status="KILLED")
             if search.best is None and not search.error:
                 self.tracker.fail(search.run_id, "interrupted", status="KILLED")
+            # a trial run created, or finishing, at the moment of the interrupt is not in flight
+            ours = f"tags.`{TAG}tuning_key` = '{search.group.key}'"
+            ours += "".join(f" and tags.`{k}` = '{v}'" for k, v in self.tags.items())
+            self.tracker.reap_stale(self.experiment_id, also=ours, message="the search was interrupted")
 
 
 def edge_warnings(spec: TuningSpec, best: dict[str, Any]) -> list[str]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
+import signal
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,26 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise TrackingError(f"cannot reach the tracking server {uri}: {reason}") from None
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Run a block of store writes whole: a Ctrl-C that arrives inside takes effect at its end.
+
+    Ctrl-C raised inside a SQLite write can leave the transaction open and the database locked
+    for the rest of the process; then not even the interrupted runs could be marked KILLED.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        signal.raise_signal(signal.SIGINT)  # now handled as it would have been
 
 
 def read_metric(value: float) -> float:
@@ -180,7 +203,13 @@ class Tracker:
             if not token:
                 return found
 
-    def reap_stale(self, experiment_id: str, keep: Iterable[str] = (), also: str = "") -> list[str]:
+    def reap_stale(
+        self,
+        experiment_id: str,
+        keep: Iterable[str] = (),
+        also: str = "",
+        message: str = "process ended before the run finished",
+    ) -> list[str]:
         """Mark RUNNING runs not in `keep` (left by a killed process) as KILLED.
 
         `also` narrows the runs to those matching an extra filter (one search's runs).
@@ -189,5 +218,5 @@ class Tracker:
         query = "attributes.status = 'RUNNING'" + (f" and {also}" if also else "")
         stale = [run.info.run_id for run in self.runs(experiment_id, query) if run.info.run_id not in keep]
         for run_id in stale:
-            self.fail(run_id, "process ended before the run finished", status="KILLED")
+            self.fail(run_id, message, status="KILLED")
         return stale
