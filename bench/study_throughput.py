@@ -147,6 +147,11 @@ def main() -> None:
         ours_seconds = time.perf_counter() - start
         experiment_id = tracker.experiment(study.name)
         trial_runs = tracker.runs(experiment_id, "tags.`hypotune.kind` = 'trial'")
+        first = min(run.info.start_time for run in trial_runs)
+        for run in sorted(trial_runs, key=lambda run: run.info.start_time):
+            start = (run.info.start_time - first) / 1000
+            seconds = (run.info.end_time - run.info.start_time) / 1000
+            print(f"  {run.info.run_name:<40} starts at {start:5.1f} s, takes {seconds:5.1f} s")
         peak = max(run.data.metrics.get("peak_rss_mb", 0.0) for run in trial_runs)
     assert summary.finished == len(trials), summary
     plain_rate, our_rate = (len(trials) / s * 3600 for s in (plain_seconds, ours_seconds))

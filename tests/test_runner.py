@@ -9,7 +9,7 @@ import pytest
 
 from hypotune.config import Runtime
 from hypotune.executors import LocalExecutor
-from hypotune.runner import run_study, study_status
+from hypotune.runner import StudySource, run_study, study_status, trial_cost
 from hypotune.study import plan
 from hypotune.studyfile import load_study
 from hypotune.tracking import TAG, Tracker
@@ -53,6 +53,33 @@ def test_run_records_every_trial_and_resume_skips_them(workdir, synthetic_dir):
     assert run.data.tags[f"{TAG}preset"] == "quick" and f"{TAG}arms" in run.data.tags
     rows = {row.id: row for row in study_status(study, "quick", tracker)}
     assert (rows["width"].finished, rows["dropout_x_norm"].finished, rows["width"].pending) == (4, 8, 0)
+
+
+class NoSearch:
+    def tuned(self) -> dict:
+        return {}
+
+    def next_task(self) -> None:
+        return None
+
+    def done(self) -> bool:
+        return True
+
+
+def test_final_trials_start_longest_first():
+    source = StudySource(load_study(TINY), "quick", NoSearch(), done=set())
+    handed_out = []
+    while (task := source.next_task()) is not None:
+        handed_out.append(source.trials[task.key])
+    costs = [trial_cost(trial.config) for trial in handed_out]
+    assert len(handed_out) == 10 and costs == sorted(costs, reverse=True)
+    assert {trial.arms[0][1] for trial in handed_out[:2]} == {"wide"}  # twice the width's FLOPs
+    order = [(trial.arms[0][1], trial.config.seed) for trial in handed_out]
+    assert order.index(("wide", 0)) < order.index(("wide", 1))  # ties keep the plan's order
+    config = handed_out[-1].config
+    assert config.model.norm == "none"  # the norms kept contiguous run slower per FLOP
+    impossible = config.replace({"model": {"depth": 9, "pools": 9}})
+    assert trial_cost(impossible) == 0.0  # left to fail in its worker, with its own message
 
 
 def test_parallel_workers_lose_no_tracking_data(workdir, synthetic_dir):

@@ -134,6 +134,19 @@ def flop_count(model: nn.Module) -> int:
     return total
 
 
+# Per multiply-add, the models kept in contiguous layout (InstanceNorm, GroupNorm) run about
+# 1.5x slower than the others: a `course` trial of the 4x32 family took 44-49 s with
+# InstanceNorm against 28-35 s without (bench/study_throughput.py).
+CONTIGUOUS_COST = 1.5
+
+
+@functools.cache
+def forward_cost(config: ModelConfig) -> float:
+    """One image's forward pass in multiply-adds, weighted by how fast its kernels run here."""
+    weight = CONTIGUOUS_COST if memory_layout(config) == torch.contiguous_format else 1.0
+    return flop_count(build_model(config)) * weight
+
+
 def memory_layout(config: ModelConfig) -> torch.memory_format:
     """channels_last, except where PyTorch's CPU kernels are slower with it.
 

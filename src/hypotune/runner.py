@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hypotune.config import RunConfig
+from hypotune.errors import HypotuneError
 from hypotune.executors import Event, Executor, Task
+from hypotune.model import forward_cost
 from hypotune.search import Search, read_tuned, search_groups
 from hypotune.study import Study, Trial, plan
 from hypotune.tracking import TAG, Tracker, interrupts_held
@@ -83,10 +86,28 @@ def parent_run(tracker: Tracker, experiment_id: str, study: Study, preset: str) 
     return tracker.start_run(experiment_id, f"{study.name} ({preset})", tags)
 
 
+FASHION_MNIST_TRAIN, FASHION_MNIST_TEST = 60_000, 10_000
+
+
+def trial_cost(config: RunConfig) -> float:
+    """A trial's compute, to start the longest first: a training image counts three forward
+    passes (forward and backward), an evaluated image one. Early stopping is not foreseen."""
+    data, train = config.data, config.train
+    val = FASHION_MNIST_TEST if data.validate_on_test else data.val_size
+    per_epoch = train.steps_per_epoch * train.batch_size or (data.train_subset or FASHION_MNIST_TRAIN - val)
+    evaluated = (val * train.epochs + (data.test_size or FASHION_MNIST_TEST)) * (2 if data.eval_flip else 1)
+    try:
+        return forward_cost(config.model) * (3 * per_epoch * train.epochs + evaluated)
+    except HypotuneError:  # an impossible model fails fast in its worker
+        return 0.0
+
+
 class StudySource:
     """The tasks of a study run: tuning trials first, then every final trial whose arm is ready.
 
     An untuned arm is ready at once; a tuned arm once its search has found its best setting.
+    Final trials start longest first, so that no worker is left with a long trial at the end
+    while the others idle.
     """
 
     def __init__(self, study: Study, preset: str, search: Search, done: set[str]) -> None:
@@ -110,6 +131,7 @@ class StudySource:
                 self.skipped += 1
             else:
                 self.queue.append(trial)
+        self.queue.sort(key=lambda trial: trial_cost(trial.config), reverse=True)  # stable for ties
 
     def next_task(self) -> Task | None:
         picked = self.search.next_task()
