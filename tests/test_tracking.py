@@ -86,3 +86,21 @@ def test_ctrl_c_inside_held_store_writes_takes_effect_when_they_end(workdir):
     assert run.info.status == "KILLED" and run.data.metrics == {"loss": 1.0}
     with interrupts_held():  # nothing arrives: nothing is raised
         tracker.log_metrics(run_id, {"loss": 0.5}, step=2)
+
+
+def test_held_store_writes_outside_the_main_thread_hold_nothing():
+    import threading
+
+    errors = []
+
+    def write() -> None:
+        try:
+            with interrupts_held():  # signal.signal would raise here: only the main thread may
+                pass
+        except Exception as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    thread.join()
+    assert errors == [] and signal.getsignal(signal.SIGINT) is signal.default_int_handler

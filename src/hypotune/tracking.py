@@ -82,7 +82,8 @@ def interrupts_held() -> Iterator[None]:
     Ctrl-C raised inside a SQLite write can leave the transaction open and the database locked
     for the rest of the process; then not even the interrupted runs could be marked KILLED.
     """
-    if threading.current_thread() is not threading.main_thread():
+    # Only the main thread may set handlers; one not set from Python reads as None: leave it be.
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
         yield
         return
     received: list[int] = []
