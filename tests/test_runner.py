@@ -78,6 +78,8 @@ def test_final_trials_start_longest_first():
     assert order.index(("wide", 0)) < order.index(("wide", 1))  # ties keep the plan's order
     config = handed_out[-1].config
     assert config.model.norm == "none"  # the norms kept contiguous run slower per FLOP
+    whole_epochs = config.replace({"train": {"steps_per_epoch": 0}})  # 59,800 images, not 8 x 32
+    assert trial_cost(whole_epochs) > 10 * trial_cost(config)  # the 10,000 test images weigh in too
     impossible = config.replace({"model": {"depth": 9, "pools": 9}})
     assert trial_cost(impossible) == 0.0  # left to fail in its worker, with its own message
 

@@ -93,8 +93,11 @@ def trial_cost(config: RunConfig) -> float:
     """A trial's compute, to start the longest first: a training image counts three forward
     passes (forward and backward), an evaluated image one. Early stopping is not foreseen."""
     data, train = config.data, config.train
-    val = FASHION_MNIST_TEST if data.validate_on_test else data.val_size
-    per_epoch = train.steps_per_epoch * train.batch_size or (data.train_subset or FASHION_MNIST_TRAIN - val)
+    if data.validate_on_test:
+        val, training = FASHION_MNIST_TEST, FASHION_MNIST_TRAIN
+    else:  # the validation images are carved from the training split
+        val, training = data.val_size, FASHION_MNIST_TRAIN - data.val_size
+    per_epoch = train.steps_per_epoch * train.batch_size or data.train_subset or training
     evaluated = (val * train.epochs + (data.test_size or FASHION_MNIST_TEST)) * (2 if data.eval_flip else 1)
     try:
         return forward_cost(config.model) * (3 * per_epoch * train.epochs + evaluated)
