@@ -102,6 +102,7 @@ BAD = [
         "factors.model.dropuot: unknown setting 'model.dropuot' (did you mean 'model.dropout'?)",
     ),
     ('id = "width"', 'id = "dropout_x_norm"', "id 'dropout_x_norm' is used twice"),
+    ('name = "tiny"', 'name = "Bob\'s study"', "name 'Bob's study' may hold only letters, digits"),
     (
         "arms.wide = { model = { width = 16 } }",
         "arms.wide = { model = { depth = 9, pools = 5 } }",

@@ -7,6 +7,7 @@ through hypotune's own config fields and registries. Every problem names its pla
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ PREDICTION_FIELDS: dict[str, dict[str, bool]] = {  # kind -> {field: required}
     "trend": {"factor": True, "direction": True},
     "reaches": {"arm": True, "value": True},
 }
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 STUDY_KEYS = {"name", "description", "dataset", "base", "presets", "hypotheses", "reference", "tuning"}
 REFERENCE_KEYS = {"claim", "hypothesis", "arm", "metric", "value"}
 PRESET_KEYS = {"seeds", "description", "hypotheses", *SECTIONS}
@@ -63,6 +65,8 @@ def load_study(path: str | Path) -> Study:
 def _parse_study(raw: dict[str, Any], path: str) -> Study:
     _known_keys(raw, STUDY_KEYS, "")
     name = _string(raw, "name", "", required=True)
+    if not STUDY_NAME.fullmatch(name):  # it names a lock file and is quoted in store filters
+        raise ConfigError(f"name '{name}' may hold only letters, digits, '_', '-' and '.'")
     dataset = raw.get("dataset", "fashion-mnist")
     if dataset != "fashion-mnist":
         raise ConfigError(f"dataset is '{dataset}'; valid: fashion-mnist")
