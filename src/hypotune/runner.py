@@ -21,7 +21,7 @@ from hypotune.executors import Event, Executor, Task
 from hypotune.model import forward_cost
 from hypotune.search import Search, read_tuned, search_groups
 from hypotune.study import Study, Trial, plan
-from hypotune.tracking import TAG, Tracker, interrupts_held
+from hypotune.tracking import TAG, Tracker, interrupts_held, tag_filter
 
 EventCallback = Callable[[Event, Trial], None]
 
@@ -200,14 +200,12 @@ def run_study(
         except BaseException:  # Ctrl-C or a crash: what is in flight did not finish
             with contextlib.suppress(Exception):  # the store may be what failed; keep that error
                 search.interrupt()
-                for run_id in recorder.run_ids.values():
-                    tracker.fail(run_id, "the study run was interrupted", status="KILLED")
                 tracker.fail(parent, "interrupted", status="KILLED")
             with contextlib.suppress(Exception):
-                # A run created, or finished, when a crash struck is not among those in flight;
-                # the lock makes every RUNNING run of this study and preset one of ours.
-                ours = f"tags.`{TAG}study` = '{study.name}' and tags.`{TAG}preset` = '{preset}'"
-                tracker.reap_stale(experiment_id, also=ours, message="the study run was interrupted")
+                # Every trial run still RUNNING, including one created or finishing when the crash
+                # struck; the lock makes every RUNNING run of this study and preset one of ours.
+                message = "the study run was interrupted"
+                tracker.reap_stale(experiment_id, also=tag_filter(tags), message=message)
             raise
         summary.failed += search.errors()
         summary.planned, summary.skipped = source.planned(), source.skipped

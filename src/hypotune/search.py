@@ -20,7 +20,7 @@ from typing import Any
 from hypotune.config import RunConfig
 from hypotune.executors import Event, Task
 from hypotune.study import Study, Trial
-from hypotune.tracking import TAG, Tracker
+from hypotune.tracking import TAG, Tracker, tag_filter
 from hypotune.tuning import TUNING_SEED_BASE, TuningSpec, overrides_from_params
 
 JOURNAL = "optuna.journal"
@@ -191,8 +191,7 @@ class Search:
 
     def _search_run(self, group: SearchGroup) -> str:
         """The arm's search run, reopened when resuming."""
-        query = f"tags.`{TAG}kind` = 'search' and tags.`{TAG}key` = '{group.key}'"
-        query += "".join(f" and tags.`{k}` = '{v}'" for k, v in self.tags.items())
+        query = tag_filter({f"{TAG}kind": "search", f"{TAG}key": group.key} | self.tags)
         existing = self.tracker.runs(self.experiment_id, query)
         if existing:  # the budget may have grown since: the search goes on from where it was
             run_id = existing[0].info.run_id
@@ -328,15 +327,11 @@ class Search:
     def interrupt(self) -> None:
         """Ctrl-C or a crash: trials in flight did not finish; the next run retries them."""
         for search in self.searches:
-            for key in list(search.in_flight):
-                run_id = search.trial_runs.pop(key, None)
-                if run_id:
-                    self.tracker.fail(run_id, "the search was interrupted", status="KILLED")
             if search.best is None and not search.error:
                 self.tracker.fail(search.run_id, "interrupted", status="KILLED")
-            # a trial run created, or finishing, at the moment of the interrupt is not in flight
-            ours = f"tags.`{TAG}tuning_key` = '{search.group.key}'"
-            ours += "".join(f" and tags.`{k}` = '{v}'" for k, v in self.tags.items())
+            # every trial run of this search still RUNNING, including one created or finishing
+            # at the moment of the interrupt, which the in-flight table does not hold
+            ours = tag_filter({f"{TAG}tuning_key": search.group.key} | self.tags)
             self.tracker.reap_stale(self.experiment_id, also=ours, message="the search was interrupted")
 
 

@@ -96,6 +96,11 @@ def interrupts_held() -> Iterator[None]:
         signal.raise_signal(signal.SIGINT)  # now handled as it would have been
 
 
+def tag_filter(tags: dict[str, str]) -> str:
+    """An MLflow filter matching runs that carry every one of `tags`."""
+    return " and ".join(f"tags.`{name}` = '{value}'" for name, value in tags.items())
+
+
 def read_metric(value: float) -> float:
     return math.inf if value >= INF_THRESHOLD else value
 
