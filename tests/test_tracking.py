@@ -74,7 +74,15 @@ def test_params_cover_every_setting():
     assert len(params) == 1 + sum(len(v) for v in tiny_config().to_dict().values() if isinstance(v, dict))
 
 
-def test_ctrl_c_inside_held_store_writes_takes_effect_when_they_end(workdir):
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler, which a test run as a background job (SIGINT ignored) lacks."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_inside_held_store_writes_takes_effect_when_they_end(workdir, python_sigint):
     tracker = Tracker()
     run_id = tracker.start_run(tracker.experiment("demo"), "one", {})
     with pytest.raises(KeyboardInterrupt), interrupts_held():
@@ -88,7 +96,7 @@ def test_ctrl_c_inside_held_store_writes_takes_effect_when_they_end(workdir):
         tracker.log_metrics(run_id, {"loss": 0.5}, step=2)
 
 
-def test_held_store_writes_outside_the_main_thread_hold_nothing():
+def test_held_store_writes_outside_the_main_thread_hold_nothing(python_sigint):
     import threading
 
     errors = []
