@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hypotune.config import Runtime
+from hypotune.config import RunConfig, Runtime
 from hypotune.executors import LocalExecutor
-from hypotune.runner import StudySource, run_study, study_status, trial_cost
+from hypotune.runner import StudySource, forward_passes, run_study, study_status, trial_cost
 from hypotune.study import plan
 from hypotune.studyfile import load_study
 from hypotune.tracking import TAG, Tracker
@@ -64,6 +64,17 @@ class NoSearch:
 
     def done(self) -> bool:
         return True
+
+
+def test_forward_passes_count_training_thrice_and_every_evaluation():
+    course = RunConfig().replace(
+        {"train": {"epochs": 3, "steps_per_epoch": 100, "batch_size": 64}, "data": {"val_size": 10000}}
+    )
+    assert forward_passes(course) == 3 * 3 * 100 * 64 + 3 * 10000 + 10000
+    on_test = course.replace({"train": {"steps_per_epoch": 0}, "data": {"validate_on_test": True}})
+    assert forward_passes(on_test) == 3 * 3 * 60000 + 4 * 10000  # all 60,000 train; test every epoch
+    mirrored = course.replace({"data": {"eval_flip": True, "test_size": 2000}})
+    assert forward_passes(mirrored) == 3 * 3 * 100 * 64 + 2 * (3 * 10000 + 2000)
 
 
 def test_final_trials_start_longest_first():

@@ -89,9 +89,9 @@ def parent_run(tracker: Tracker, experiment_id: str, study: Study, preset: str) 
 FASHION_MNIST_TRAIN, FASHION_MNIST_TEST = 60_000, 10_000
 
 
-def trial_cost(config: RunConfig) -> float:
-    """A trial's compute, to start the longest first: a training image counts three forward
-    passes (forward and backward), an evaluated image one. Early stopping is not foreseen."""
+def forward_passes(config: RunConfig) -> int:
+    """The images a trial pushes through its model, in forward passes: a training image counts
+    three (forward and backward), an evaluated image one. Early stopping is not foreseen."""
     data, train = config.data, config.train
     if data.validate_on_test:
         val, training = FASHION_MNIST_TEST, FASHION_MNIST_TRAIN
@@ -99,8 +99,14 @@ def trial_cost(config: RunConfig) -> float:
         val, training = data.val_size, FASHION_MNIST_TRAIN - data.val_size
     per_epoch = train.steps_per_epoch * train.batch_size or data.train_subset or training
     evaluated = (val * train.epochs + (data.test_size or FASHION_MNIST_TEST)) * (2 if data.eval_flip else 1)
+    return 3 * per_epoch * train.epochs + evaluated
+
+
+def trial_cost(config: RunConfig) -> float:
+    """A trial's compute, to start the longest first: its forward passes times the multiply-adds
+    of one, weighted by how fast the model's kernels run here."""
     try:
-        return forward_cost(config.model) * (3 * per_epoch * train.epochs + evaluated)
+        return forward_cost(config.model) * forward_passes(config)
     except HypotuneError:  # an impossible model fails fast in its worker
         return 0.0
 
