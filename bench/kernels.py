@@ -3,14 +3,18 @@
 Prints training images/s (batch 64) and evaluation images/s at several batch sizes, in both
 memory layouts, for InstanceNorm written three ways: torch's InstanceNorm2d(affine=True),
 GroupNorm(C, C) (what hypotune builds; the same function) and a var_mean expression; and for
-the plain, BatchNorm and 6x64 models. Everything runs in this one process, one after another.
+the plain, BatchNorm and 6x64 models. Then max-pooling without gradients: torch's kernel
+against hypotune's `MaxPool2d` (a maximum of strided views on contiguous inputs), per call and
+inside the InstanceNorm model's evaluation, in interleaved rounds. Everything runs in this one
+process, one after another.
 
-    .venv/bin/python bench/kernels.py [--threads 1]
+    .venv/bin/python bench/kernels.py [--threads 1] [--part all|layers|pooling]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 
@@ -19,7 +23,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from hypotune.config import ModelConfig
-from hypotune.model import build_model
+from hypotune.layers import MaxPool2d
+from hypotune.model import build_model, memory_layout
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 EVAL_BATCHES = (32, 64, 128, 256, 1024)
@@ -78,11 +83,66 @@ def eval_rate(model: nn.Module, layout: torch.memory_format, batch: int, images:
     return images / (time.perf_counter() - start)
 
 
+def milliseconds(run: Callable[[], object], calls: int = 100) -> float:
+    for _ in range(5):
+        run()
+    start = time.perf_counter()
+    for _ in range(calls):
+        run()
+    return (time.perf_counter() - start) / calls * 1e3
+
+
+def with_torch_pooling(model: nn.Module) -> nn.Module:
+    for module in model.modules():
+        for name, child in module.named_children():
+            if isinstance(child, MaxPool2d):
+                setattr(module, name, nn.MaxPool2d(child.kernel_size))
+    return model
+
+
+def pooling(rounds: int = 3) -> None:
+    print("max-pooling without gradients, ms per call (torch / hypotune), rounds side by side")
+    with torch.inference_mode():
+        for shape in ((64, 32, 28, 28), (64, 32, 14, 14), (64, 32, 7, 7), (64, 64, 28, 28)):
+            for window in (2, 3):
+                x = torch.randn(shape)
+                for layout_name, layout in LAYOUTS.items():
+                    data = x.contiguous(memory_format=layout)
+                    theirs = functools.partial(F.max_pool2d, data, window)
+                    ours = functools.partial(MaxPool2d(window), data)
+                    assert torch.equal(ours(), theirs())
+                    times = [
+                        f"{milliseconds(theirs):6.2f} / {milliseconds(ours):6.2f}" for _ in range(rounds)
+                    ]
+                    print(f"  {str(shape):18s} {window}x{window} {layout_name:13s} " + " | ".join(times))
+    print("evaluation images/s at batch 64 (torch / hypotune pooling), rounds side by side")
+    family = dict(depth=4, width=32, pool_size=2, pools=3)
+    for name, config in (
+        ("4x32 InstanceNorm", ModelConfig(**family, norm="instance", dropout=0.1)),
+        ("4x32 no norm", ModelConfig(**family)),
+    ):
+        torch.manual_seed(0)
+        ours = build_model(config)
+        theirs = with_torch_pooling(build_model(config))
+        theirs.load_state_dict(ours.state_dict())
+        layout = memory_layout(config)
+        rates = [
+            f"{eval_rate(theirs, layout, 64):6.0f} / {eval_rate(ours, layout, 64):6.0f}"
+            for _ in range(rounds)
+        ]
+        print(f"  {name:22s} {layout}: " + " | ".join(rates))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--part", choices=("all", "layers", "pooling"), default="all")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.part != "layers":
+        pooling()
+    if args.part == "pooling":
+        return
     print(f"{args.threads} thread(s); images/s; eval at batch " + ", ".join(map(str, EVAL_BATCHES)))
     instance = ModelConfig(depth=4, width=32, pool_size=2, pools=3, norm="instance", dropout=0.1)
     cases = [

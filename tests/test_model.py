@@ -137,3 +137,36 @@ def test_instance_norm_computes_what_instance_norm_2d_computes():
         ours.train(training)
         reference.train(training)
         torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [2, 3])
+@pytest.mark.parametrize("shape", [(3, 4, 28, 28), (2, 3, 7, 7), (2, 2, 9, 10), (1, 1, 3, 3)])
+def test_max_pooling_without_gradients_gives_exactly_what_torch_gives(shape, size):
+    from torch.nn import functional as F
+    from torch.testing import assert_close as exact
+
+    torch.manual_seed(0)
+    x = torch.randn(shape).relu()  # ties at zero, as after an activation
+    x[0, 0, 0, 0], x[-1, -1, -1, -1], x[0, -1, 1, 1] = float("nan"), float("-inf"), float("inf")
+    pool = POOLS["max"](size)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        data = x.contiguous(memory_format=layout)
+        for no_gradients in (torch.inference_mode, torch.no_grad):
+            with no_gradients():
+                exact(pool(data), F.max_pool2d(data, size), rtol=0, atol=0, equal_nan=True)
+
+
+def test_max_pooling_with_gradients_routes_them_as_torch_does():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8).relu().requires_grad_()  # tied zeros: the first one gets it
+    reference = x.detach().clone().requires_grad_()
+    out, expected = POOLS["max"](2)(x), torch.nn.MaxPool2d(2)(reference)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected.backward(grad)
+    assert torch.equal(out, expected) and torch.equal(x.grad, reference.grad)
+
+
+def test_smaller_inputs_than_the_window_fail_as_torch_fails():
+    with torch.no_grad(), pytest.raises(RuntimeError):
+        POOLS["max"](3)(torch.zeros(1, 1, 2, 2))
