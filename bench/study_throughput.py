@@ -37,11 +37,11 @@ from hypotune.model import build_model, flop_count
 from hypotune.runner import forward_passes, run_study
 from hypotune.study import plan
 from hypotune.studyfile import load_study
-from hypotune.tracking import TAG, Tracker, flat_params
+from hypotune.tracking import TAG, Tracker, flat_params, tag_filter
 from kernels import torch_instance_norm, with_norm  # bench/, the script's own folder
+from throughput import CORE_PEAK
 
 BUILT_IN = Path(__file__).parents[1] / "studies" / "fashion_mnist_synergy.toml"
-CORE_PEAK = 2 * 8 * 2 * 2.5e9  # FMA units x fp32 lanes x 2 flops x ~2.5 GHz, per core
 
 
 def trial_flops(config: RunConfig) -> float:
@@ -145,13 +145,13 @@ def hypotune_side(study, preset: str, trials: list, store: Path, workers: int) -
     summary = run_study(study, preset, LocalExecutor(workers, Runtime()), tracker)
     seconds = time.perf_counter() - start
     assert summary.finished == len(trials), summary
-    trial_runs = tracker.runs(tracker.experiment(study.name), "tags.`hypotune.kind` = 'trial'")
+    trial_runs = tracker.runs(tracker.experiment(study.name), tag_filter({f"{TAG}kind": "trial"}))
     by_key = {trial.key: trial.config for trial in trials}
     first = min(run.info.start_time for run in trial_runs)
     for run in sorted(trial_runs, key=lambda run: run.info.start_time):
         began = (run.info.start_time - first) / 1000
         took = (run.info.end_time - run.info.start_time) / 1000
-        config = by_key[run.data.tags[TAG + "key"]]
+        config = by_key[run.data.tags[f"{TAG}key"]]
         print(
             f"  {run.info.run_name:<40} starts at {began:5.1f} s, takes {took:5.1f} s, {gflops(config, took)}"
         )

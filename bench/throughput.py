@@ -28,6 +28,7 @@ from hypotune.data import make_dataset
 from hypotune.model import build_model, flop_count
 from hypotune.train import train
 
+CORE_PEAK = 2 * 8 * 2 * 2.5e9  # FMA units x fp32 lanes x 2 flops x ~2.5 GHz, one core
 WARMUP_STEPS = 10  # excluded from the clock on both sides: first steps build oneDNN kernels
 
 MODELS = {
@@ -77,7 +78,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    peak = 2 * 2 * 8 * 2 * 2.5e9 * args.threads / 2  # FMA units x fp32 lanes x 2 flops x ~2.5 GHz
+    peak = CORE_PEAK * args.threads
     print(f"threads {args.threads}, batch 64, {args.steps} steps x {args.rounds} rounds (median)")
     for name, model_config in MODELS.items():
         plain, ours = [], []
