@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hypotune.analysis import collect, evaluate
+from hypotune.analysis import collect
 from hypotune.audit import audit
 from hypotune.config import Runtime
 from hypotune.executors import LocalExecutor
@@ -16,6 +16,7 @@ from hypotune.runner import run_study
 from hypotune.study import plan
 from hypotune.studyfile import load_study
 from hypotune.tracking import TAG, Tracker
+from hypotune.verdicts import evaluate
 
 STUDIES = Path(__file__).parent / "studies"
 
@@ -33,14 +34,13 @@ def planted_store(tmp_path_factory, store_template, synthetic_dir):
     return study, tracker, folder
 
 
-def test_planted_effect_is_supported_and_null_is_inconclusive(planted_store):
+def test_planted_effect_is_supported_and_null_is_equivalent(planted_store):
     study, tracker, _ = planted_store
-    verdicts = {v.hypothesis: v for v in evaluate(study, collect(study, "quick", tracker))}
+    verdicts = {v.hypothesis: v for v in evaluate(study, collect(study, "quick", tracker), "quick")}
     planted, null = verdicts["learning_matters"], verdicts["dropout_order"]
     assert planted.verdict == "supported" and planted.seeds == 3
     assert planted.ci_low > 0 and planted.p_adjusted < 0.05
-    assert null.verdict == "inconclusive" and null.effect == 0.0
-    assert "no measurable effect" in null.evidence
+    assert null.verdict == "equivalent" and null.effect == 0.0 and (null.ci_low, null.ci_high) == (0, 0)
 
 
 def test_report_files_and_content(planted_store, tmp_path):
@@ -48,7 +48,8 @@ def test_report_files_and_content(planted_store, tmp_path):
     report = build_report(study, "quick", tracker, tmp_path / "report")
     markdown = report.markdown_path.read_text()
     assert "| learning_matters | learns beats frozen | supported |" in markdown
-    assert "| dropout_order | before beats after | inconclusive |" in markdown
+    assert "| dropout_order | before beats after | equivalent |" in markdown
+    assert "Decided 2 of 2 predictions (1 supported, 1 equivalent)." in markdown
     assert (
         "## Original write-up vs this study" in markdown
         and "| a learning network | 0.5 (test_loss) |" in markdown
@@ -222,7 +223,7 @@ def test_reaches_tests_the_arm_mean_against_the_value(tmp_path, metric, value, v
     records = {
         s: TrialRecord(str(s), "key", s, "finished", {metric: v}, {}, {}) for s, v in enumerate(values)
     }
-    [result] = evaluate(study, {("target", "small"): ArmData("target", "small", records)})
+    [result] = evaluate(study, {("target", "small"): ArmData("target", "small", records)}, "target")
     assert result.verdict == verdict and result.seeds == 3
     margin = sum(values) / 3 - value
     assert math.isclose(result.effect, margin if metric == "val_acc" else -margin, abs_tol=1e-12)

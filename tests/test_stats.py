@@ -2,8 +2,9 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
-from hypotune import stats
+from hypotune import sequential, stats
 
 
 def test_summary_ci_uses_the_t_distribution():
@@ -19,31 +20,42 @@ def test_summary_of_diverged_and_empty():
     assert math.isnan(stats.summarize([1.0]).ci_low)
 
 
-def test_paired_pairs_only_shared_seeds_and_matches_scipy():
-    from scipy.stats import ttest_rel
-
-    a = {0: 0.50, 1: 0.52, 2: 0.47, 3: 0.55, 9: 100.0}
-    b = {0: 0.45, 1: 0.50, 2: 0.46, 3: 0.49}
-    result = stats.paired(a, b)
-    expected = ttest_rel([0.50, 0.52, 0.47, 0.55], [0.45, 0.50, 0.46, 0.49])
-    assert result.n == 4 and result.test == "paired t"
+def test_t_interval_matches_scipy_at_any_level():
+    values = [0.05, 0.02, 0.01, 0.06]
+    result = stats.t_interval(values, alpha=0.01)
+    expected = scipy_stats.ttest_1samp(values, 0.0)
+    low, high = expected.confidence_interval(0.99)
     assert result.p_value == pytest.approx(expected.pvalue)
-    assert result.mean == pytest.approx(0.035) and result.ci_low < 0.035 < result.ci_high
+    assert (result.low, result.high) == (pytest.approx(low), pytest.approx(high))
+    assert result.effect_size == pytest.approx(np.mean(values) / np.std(values, ddof=1))
 
 
-def test_diverged_runs_use_the_sign_flip_test():
-    a = {s: -math.inf for s in range(5)}  # goodness of a diverged arm
-    b = {s: -0.4 - 0.01 * s for s in range(5)}
-    result = stats.paired(a, b)
-    assert result.test == "sign-flip permutation"
-    assert result.p_value == pytest.approx(2 / 32)  # the smallest two-sided p with 5 seeds
-    assert result.mean < 0
+def test_t_interval_against_a_null_value():
+    result = stats.t_interval([0.95, 0.97, 0.96], null=0.9)
+    assert result.p_value == pytest.approx(scipy_stats.ttest_1samp([0.95, 0.97, 0.96], 0.9).pvalue)
 
 
-def test_identical_arms_give_no_evidence():
-    a = {s: 0.3 for s in range(4)}
-    result = stats.paired(a, dict(a))
-    assert (result.mean, result.p_value, result.effect_size) == (0.0, 1.0, 0.0)
+def test_the_same_difference_on_every_seed_bounds_nothing():
+    # A constant nonzero difference (as a quantized accuracy gives) has no spread to weigh it:
+    # the old p = 0 called it decisive.
+    result = stats.t_interval([0.003, 0.003, 0.003])
+    assert math.isnan(result.low) and math.isnan(result.p_value) and not result.bounded
+
+
+def test_identical_arms_give_a_point_at_zero():
+    result = stats.t_interval([0.0, 0.0, 0.0, 0.0])
+    assert (result.low, result.high, result.p_value, result.std) == (0.0, 0.0, 1.0, 0.0)
+
+
+def test_a_missing_value_takes_no_part():
+    result = stats.t_interval([0.1, math.nan, 0.2, 0.15])
+    assert result.n == 3 and result.mean == pytest.approx(0.15)
+
+
+def test_paired_differences_pair_only_shared_seeds():
+    a = {0: 0.50, 1: 0.52, 2: 0.47, 9: 100.0}
+    b = {0: 0.45, 1: 0.50, 2: 0.46}
+    assert stats.paired_differences(a, b) == pytest.approx({0: 0.05, 1: 0.02, 2: 0.01})
 
 
 def test_interaction_recovers_a_planted_contrast():
@@ -53,36 +65,87 @@ def test_interaction_recovers_a_planted_contrast():
         base = rng.normal(0, 0.05)  # a seed effect shared by all four cells
         for (i, j), values in cells.items():
             values[seed] = base + 0.10 * i + 0.20 * j + 0.15 * i * j + rng.normal(0, 0.01)
-    result = stats.interaction(cells)
+    contrasts = stats.interaction_contrasts(cells)
+    result = stats.t_interval(list(contrasts.values()))
     assert result.mean == pytest.approx(0.15, abs=0.03) and result.p_value < 0.001
 
 
 def test_slope_of_a_linear_trend():
     per_level = [{s: 1.0 + 0.5 * x + 0.01 * s for s in range(3)} for x in (0.1, 0.3, 0.5)]
-    result = stats.slope([0.1, 0.3, 0.5], per_level)
-    assert result.mean == pytest.approx(0.5)
+    assert stats.slopes([0.1, 0.3, 0.5], per_level) == pytest.approx({0: 0.5, 1: 0.5, 2: 0.5})
 
 
-def test_holm_matches_the_textbook():
-    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    adjusted = stats.holm([0.01, math.nan])
-    assert adjusted[0] == pytest.approx(0.01) and math.isnan(adjusted[1])
+def test_a_ratio_with_a_zero_denominator_is_missing():
+    assert math.isnan(stats.ratios({0: 0.5}, {0: 0.0})[0])
+    assert stats.ratios({0: 0.5, 1: 0.8}, {0: 1.0, 1: 0.8}) == {0: 0.5, 1: 1.0}
 
 
-def test_seeds_needed_follows_the_power_of_a_paired_t_test():
-    assert 9 <= stats.seeds_needed(1.0) <= 11  # dz = 1 needs about 10 pairs for 80% power
-    assert stats.seeds_needed(0.3) > stats.seeds_needed(0.6)
-    assert stats.seeds_needed(0.0) is None and stats.seeds_needed(math.nan) is None
-    assert stats.seeds_needed(50.0) == 2  # two seeds already have the power
-    assert stats.seeds_needed(0.001) is None  # millions of seeds: no practical advice
+def test_power_and_seeds_for_a_paired_t_test():
+    from statsmodels.stats.power import TTestPower
+
+    assert stats.power(1.0, 10, 0.05) == pytest.approx(TTestPower().power(1.0, 10, 0.05), abs=1e-6)
+    assert 9 <= stats.seeds_for(1.0, 0.05) <= 11  # dz = 1 needs about 10 pairs for 80% power
+    assert stats.seeds_for(0.3, 0.05) > stats.seeds_for(0.6, 0.05)
+    assert stats.seeds_for(0.0, 0.05) is None and stats.seeds_for(math.nan, 0.05) is None
+    assert stats.seeds_for(0.001, 0.05) is None  # millions of seeds: no practical advice
 
 
-def test_false_positive_rate_on_null_data_is_near_alpha():
-    rng = np.random.default_rng(7)
-    rejections = 0
-    trials = 400
-    for _ in range(trials):
-        a = {s: rng.normal() for s in range(5)}
-        b = {s: rng.normal() for s in range(5)}
-        rejections += stats.paired(a, b).p_value < stats.ALPHA
-    assert 0.02 < rejections / trials < 0.09
+@pytest.mark.parametrize("effect_size", [6.0, 10.0, 20.0])
+def test_power_of_huge_effects_is_never_nan(effect_size):
+    # The noncentral t is not computed far in its tail; with 2 seeds at a strict level the power
+    # of dz 6..20 is well below 1, and the seeds asked for must reflect it.
+    value = stats.power(effect_size, 2, 0.0026)
+    assert 0 < value < 1 and not math.isnan(value)
+    assert stats.seeds_for(effect_size, 0.0026) >= 3
+
+
+def test_seed_plan_looks():
+    assert sequential.SeedPlan(3, 20).looks == (3, 5, 8, 13, 20)
+    assert sequential.SeedPlan(5, 5).looks == (5,) and not sequential.SeedPlan(5, 5).adaptive
+    assert sequential.SeedPlan(3, 4).looks == (3, 4)
+    assert sequential.SeedPlan(3, 20).next_look(5) == 8 and sequential.SeedPlan(3, 20).next_look(20) == 20
+
+
+def test_one_look_uses_the_plain_level():
+    assert sequential.nominal_alpha((5,), 0.05) == 0.05
+
+
+def test_repeated_looks_cover_together_at_the_stated_level():
+    looks = (3, 5, 8, 13, 20)
+    nominal = sequential.nominal_alpha(looks, 0.05)
+    assert 0.008 < nominal < 0.02  # stricter than 0.05, far less strict than 0.05 / 5 looks... per look
+    # An independent check with other random numbers: how often does any look's interval miss?
+    rng = np.random.default_rng(123)
+    draws = rng.standard_normal((20_000, 20))
+    misses = np.zeros(len(draws), dtype=bool)
+    for n in looks:
+        sample = draws[:, :n]
+        t_stat = sample.mean(axis=1) / (sample.std(axis=1, ddof=1) / math.sqrt(n))
+        misses |= np.abs(t_stat) > scipy_stats.t.ppf(1 - nominal / 2, n - 1)
+    error = math.sqrt(0.05 * 0.95 / len(draws))
+    assert abs(misses.mean() - 0.05) < 3 * error
+
+
+def test_sequential_interval_intersects_the_looks():
+    per_seed = {s: v for s, v in enumerate([0.3, 0.1, 0.2, 0.4, 0.25, 0.35, 0.15, 0.3])}
+    looks = (3, 5, 8)
+    nominal = sequential.nominal_alpha(looks, 0.05)
+    result = sequential.sequential_interval(per_seed, looks, 0.05)
+    at = [stats.t_interval(list(per_seed.values())[:n], nominal) for n in looks]
+    assert result.low == pytest.approx(max(i.low for i in at))
+    assert result.high == pytest.approx(min(i.high for i in at))
+    assert result.n == 8 and result.mean == pytest.approx(at[-1].mean) and result.alpha == nominal
+
+
+def test_sequential_interval_uses_only_completed_looks():
+    per_seed = {s: 0.1 * s for s in range(7)}  # looks 3, 5, 8: the last is not complete
+    result = sequential.sequential_interval(per_seed, (3, 5, 8), 0.05)
+    assert result.n == 5
+
+
+def test_seeds_needed_is_sized_from_the_margin_not_the_effect():
+    looks = (3, 5, 8, 13, 20)
+    nominal = sequential.nominal_alpha(looks, 0.05)
+    assert sequential.seeds_needed(1.0, 0.5, looks, 0.05) == stats.seeds_for(0.5, nominal)
+    assert sequential.seeds_needed(1.0, math.nan, looks, 0.05) is None
+    assert sequential.seeds_needed(0.0, 0.5, looks, 0.05) is None

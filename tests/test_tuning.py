@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hypotune.analysis import collect, collect_searches, evaluate
+from hypotune.analysis import collect, collect_searches
 from hypotune.config import Runtime
 from hypotune.errors import StudyError
 from hypotune.executors import LocalExecutor
@@ -18,6 +18,7 @@ from hypotune.runner import run_study, study_status
 from hypotune.studyfile import load_study
 from hypotune.tracking import TAG, Tracker
 from hypotune.tuning import TUNING_SEED_BASE, Dimension
+from hypotune.verdicts import evaluate
 
 from .helpers import default_sigint, wait_for_finished_runs
 
@@ -114,8 +115,8 @@ def tuned_store(tmp_path_factory, synthetic_dir):
 def test_tuning_each_arm_changes_the_verdict_and_the_report_shows_why(tuned_store):
     study, tracker, summaries, folder = tuned_store
     assert summaries["tuned"].tuning_finished == 20 and summaries["tuned"].failed == []
-    untuned = evaluate(study, collect(study, "untuned", tracker))[0]
-    tuned = evaluate(study, collect(study, "tuned", tracker))[0]
+    untuned = evaluate(study, collect(study, "untuned", tracker), "untuned")[0]
+    tuned = evaluate(study, collect(study, "tuned", tracker), "tuned")[0]
     assert untuned.verdict == "supported"  # at lr 0.003, which suits Adam only
     assert tuned.verdict != "supported" and abs(tuned.effect) < 0.01 < untuned.effect
     searches = collect_searches(study, "tuned", tracker)
@@ -177,7 +178,7 @@ def test_a_larger_budget_continues_each_search(tuned_store, synthetic_dir):
     searches = collect_searches(study, "tuned", tracker)
     assert {len(s.trials) for s in searches.values()} == {12}
     assert {s.budget for s in searches.values()} == {12} and all(s.finished for s in searches.values())
-    assert evaluate(study, collect(study, "tuned", tracker))[0].seeds == 3
+    assert evaluate(study, collect(study, "tuned", tracker), "tuned")[0].seeds == 3
 
 
 def search_command(workdir: Path, data_dir: Path, *extra: str) -> list[str]:

@@ -6,6 +6,7 @@ trained by other code, under another preset, or edited by hand.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hypotune.analysis import StudyData, TrialRecord
@@ -31,12 +32,22 @@ def declared_keys(hypothesis: Hypothesis, preset: str) -> set[str]:
 
 
 def audit(
-    study: Study, preset: str, data: StudyData, tuned: dict[str, dict[str, Any]] | None = None
+    study: Study,
+    preset: str,
+    data: StudyData,
+    tuned: dict[str, dict[str, Any]] | None = None,
+    seeds: dict[str, int] | None = None,
 ) -> dict[str, list[str]]:
-    """Findings per hypothesis id; an empty list means the comparison is clean."""
-    planned = {t.key for t in plan(study, preset, tuned)}
-    seeds = study.presets[preset].seeds
-    return {h.id: audit_hypothesis(h, preset, data, planned, seeds) for h in study.hypotheses}
+    """Findings per hypothesis id; an empty list means the comparison is clean.
+
+    `seeds` gives a hypothesis more seeds than its preset's minimum, as in `plan`.
+    """
+    seeds = seeds or {}
+    planned = {t.key for t in plan(study, preset, tuned, seeds)}
+    minimum = study.presets[preset].seeds.min
+    return {
+        h.id: audit_hypothesis(h, preset, data, planned, seeds.get(h.id, minimum)) for h in study.hypotheses
+    }
 
 
 def audit_hypothesis(
@@ -50,26 +61,32 @@ def audit_hypothesis(
             findings.append(f"incomplete: arm '{arm}' has {have} of {seeds} seeds finished")
     if not records:
         return findings
+    declared = declared_keys(hypothesis, preset)
     for group, names in (("budget", BUDGET), ("data split", SPLIT)):
         for name in names:
-            values = _values_by_arm(records, lambda r, n=name: r.params.get(n))
-            if len(set(values.values())) > 1:
-                findings.append(f"{group} differs between arms: {name} = {_show(values)}")
+            if name in declared:
+                continue  # what the hypothesis compares is never its own confound
+            get = _param(name)
+            if _differs(records, get):
+                findings.append(
+                    f"{group} differs between arms: {name} = {_show(_values_by_arm(records, get))}"
+                )
     for tag, what in ((f"{TAG}preset", "preset"), (f"{TAG}code_version", "code version")):
         # A run of the planned config counts as this preset's, whichever preset trained it.
-        values = _values_by_arm(
-            records, lambda r, t=tag: preset if t == f"{TAG}preset" and r.key in planned else r.tags.get(t)
-        )
-        if len(set(values.values())) > 1:
-            findings.append(f"{what} differs between arms: {_show(values)}")
-    declared = declared_keys(hypothesis, preset)
+        def tagged(r: TrialRecord, t: str = tag) -> str | None:
+            return preset if t == f"{TAG}preset" and r.key in planned else r.tags.get(t)
+
+        if _differs(records, tagged):
+            findings.append(f"{what} differs between arms: {_show(_values_by_arm(records, tagged))}")
     all_params = set().union(*(r.params for _, r in records)) - {"seed"}
     for name in sorted(all_params - declared - set(BUDGET) - set(SPLIT)):
         if name.startswith("runtime."):
             continue  # threads and device do not change what is trained
-        values = _values_by_arm(records, lambda r, n=name: r.params.get(n))
-        if len(set(values.values())) > 1:
-            findings.append(f"undeclared difference between arms: {name} = {_show(values)}")
+        get = _param(name)
+        if _differs(records, get):
+            findings.append(
+                f"undeclared difference between arms: {name} = {_show(_values_by_arm(records, get))}"
+            )
     if any(r.params.get("data.validate_on_test") == "True" for _, r in records):
         findings.append("validated on the test set (course protocol): test metrics are not held out")
     for arm, record in records:
@@ -81,6 +98,19 @@ def audit_hypothesis(
                 f"arm '{arm}' seed {record.seed}: trained from a definition other than the study file's"
             )
     return list(dict.fromkeys(findings))
+
+
+def _param(name: str) -> Callable[[TrialRecord], str | None]:
+    return lambda record: record.params.get(name)
+
+
+def _differs(records: list[tuple[str, TrialRecord]], get: Callable[[TrialRecord], str | None]) -> bool:
+    """Whether runs of different arms at the same seed disagree. Verdicts pair arms seed by seed,
+    so a setting that follows the seed alone (the split, when each seed draws its own) is fair."""
+    by_seed: dict[int, set[str | None]] = {}
+    for _, record in records:
+        by_seed.setdefault(record.seed, set()).add(get(record))
+    return any(len(values) > 1 for values in by_seed.values())
 
 
 def _values_by_arm(records: list[tuple[str, TrialRecord]], get: Any) -> dict[str, str]:

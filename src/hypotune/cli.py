@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -194,6 +195,19 @@ def add_search_parser(commands: Any) -> None:
     add_tracking_flags(search)
 
 
+def duration(text: str) -> float:
+    """Seconds in '90s', '30m', '2h' or a plain number of seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration such as 90s, 30m or 2h")
+    return seconds
+
+
 def add_study_parsers(commands: Any) -> None:
     """`hypotune study run` and `hypotune study status`."""
     study = commands.add_parser("study", help="run a study file, or show how far it got")
@@ -216,6 +230,12 @@ def add_study_parsers(commands: Any) -> None:
     study_run.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray: GPUs per trial")
     study_run.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     study_run.add_argument("--data-dir", default="", help="directory holding the IDX files")
+    study_run.add_argument(
+        "--budget",
+        type=duration,
+        metavar="TIME",
+        help="stop adding seeds after this long, e.g. 30m, 2h, 90s (trials in flight finish)",
+    )
     add_tracking_flags(study_run)
     study_status = study_commands.add_parser("status", help="finished/running/failed/pending per hypothesis")
     study_status.add_argument("study", type=Path, help="study file (TOML)")

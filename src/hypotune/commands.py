@@ -173,9 +173,11 @@ def run_validate(args: argparse.Namespace) -> int:
         narrowed = study.under(name)
         groups = search_groups(narrowed, name)
         # A tuned arm's trials are one config per search until its best setting is known.
-        trials = len(plan(narrowed, name)) + len(groups) * preset.seeds
+        trials = len(plan(narrowed, name)) + len(groups) * preset.seeds.min
         count = len(narrowed.hypotheses)
-        line = f"  preset {name}: {trials} trials ({preset.seeds} seeds), {count} hypotheses"
+        line = f"  preset {name}: {trials} trials ({preset.seeds.describe()}), {count} hypotheses"
+        if preset.seeds.adaptive:
+            line = line.replace(" trials (", " trials at first (")
         if groups:
             tuning = sum(g.budget for g in groups)
             line += f"; first {tuning} tuning trials ({len(groups)} arms searched)"
@@ -208,7 +210,7 @@ def run_study_command(args: argparse.Namespace) -> int:
         where = f"{args.workers} workers"
     tuned = sum(h.tuned_in(preset) for h in study.hypotheses)
     console.print(
-        f"study '{study.name}', preset '{preset}': {study.presets[preset].seeds} seeds per arm"
+        f"study '{study.name}', preset '{preset}': {study.presets[preset].seeds.describe()} per arm"
         + (
             f", {tuned} {'hypothesis tunes its' if tuned == 1 else 'hypotheses tune their'} arms first"
             if tuned
@@ -221,19 +223,30 @@ def run_study_command(args: argparse.Namespace) -> int:
         tuning = progress.add_task("tuning trials", total=0, status="", visible=False)
         on_event = trial_progress(progress, overall, tuning)
 
+        started: list[Any] = []
+
         def on_start(summary: Any) -> None:
+            started.append(summary)
             progress.update(overall, total=summary.planned, completed=summary.skipped,
                             status=f"{summary.skipped} already done")  # fmt: skip
             if summary.tuning_planned:
                 progress.update(tuning, total=summary.tuning_planned, visible=True)
 
-        summary = run_study(study, preset, executor, tracker, on_event=on_event, on_start=on_start)
+        def on_study_event(event: Any, trial: Any) -> None:
+            on_event(event, trial)
+            if started:  # seeds added in rounds grow the plan
+                progress.update(overall, total=started[0].planned)
+
+        summary = run_study(study, preset, executor, tracker, on_event=on_study_event, on_start=on_start,
+                            budget_seconds=args.budget)  # fmt: skip
     tuning_note = f"{summary.tuning_finished} tuning trials, " if summary.tuning_finished else ""
     out.print(
         f"{tuning_note}{summary.finished} trials trained, {summary.skipped} already done, "
         f"{summary.diverged} diverged, {len(summary.failed)} failed; store {tracker.uri}, "
         f"experiment '{study.name}'"
     )
+    if summary.budget_stopped:
+        out.print("the time budget ran out: rerun the command to go on adding seeds where verdicts are open")
     for line in summary.failed:
         out.print(f"  failed {line}")
     return 1 if summary.failed else 0
@@ -348,7 +361,10 @@ def run_report(args: argparse.Namespace) -> int:
     out_dir = args.out or Path("report") / f"{study.name}-{preset}"
     with console.status("reading the store and drawing figures"):
         report = build_report(study, preset, Tracker(args.tracking_uri), out_dir)
+    from hypotune.report import counts_line
+
     out.print(verdict_table(report.verdicts, report.findings))
+    out.print(counts_line(report.verdicts))
     out.print(f"report: {report.html_path.resolve()} (and {report.markdown_path.name} beside it)")
     return 0
 
@@ -356,7 +372,10 @@ def run_report(args: argparse.Namespace) -> int:
 def verdict_table(verdicts: list[Any], findings: dict[str, list[str]]) -> Table:
     from hypotune.report import VERDICT_HEADERS, verdict_rows
 
-    colours = {"supported": "green", "refuted": "red", "inconclusive": "yellow"}
+    colours = {
+        "supported": "green", "refuted": "red", "equivalent": "cyan", "inconclusive": "yellow",
+        "exploratory": "white",
+    }  # fmt: skip
     table = Table(title="verdicts")
     for column in VERDICT_HEADERS:
         table.add_column(column)

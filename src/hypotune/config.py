@@ -30,7 +30,7 @@ def setting(default: Any, help: str) -> Any:
 @dataclass(frozen=True)
 class DataConfig:
     val_size: int = setting(10_000, "images carved from the training set for validation (stratified)")
-    split_seed: int = setting(0, "seed of the train/validation split, fixed across trial seeds")
+    split_seed: int = setting(0, "seed of the train/validation split (vary_split studies: the trial seed)")
     train_subset: int = setting(0, "training images used, stratified subset (0 = the whole split)")
     test_size: int = setting(0, "test images for the final evaluation, stratified subset (0 = all 10,000)")
     validate_on_test: bool = setting(

@@ -13,19 +13,19 @@ from hypotune import figures, stats
 from hypotune.analysis import (
     SearchRecord,
     StudyData,
-    Verdict,
     arm_summaries,
     collect,
     collect_searches,
-    evaluate,
+    stopped_by_budget,
 )
 from hypotune.audit import audit
 from hypotune.study import Hypothesis, Study
 from hypotune.tracking import Tracker, read_metric
 from hypotune.tuning import TUNING_SEED_BASE, overrides_from_params
+from hypotune.verdicts import Verdict, counts, evaluate, fmt, next_seeds
 
 Block = tuple  # ("h1"|"h2"|"h3"|"p", text) | ("table", headers, rows) | ("img", path, alt) | ("list", items)
-VERDICT_MARK = {"supported": "supported", "refuted": "refuted", "inconclusive": "inconclusive"}
+VERDICT_MARK = {"supported", "refuted", "equivalent", "inconclusive", "exploratory"}
 
 
 @dataclass
@@ -55,22 +55,20 @@ def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> 
     data = collect(study, preset, tracker)
     searches = collect_searches(study, preset, tracker)
     tuned = {s.key: overrides_from_params(s.best) for s in searches.values() if s.finished}
-    verdicts = evaluate(study, data)
-    findings = audit(study, preset, data, tuned)
+    verdicts = evaluate(study, data, preset, stopped_by_budget(tracker, study, preset))
+    seeds = next_seeds(study, preset, data) if study.presets[preset].seeds.adaptive else None
+    findings = audit(study, preset, data, tuned, seeds)
     history = fetch_history(tracker, data)
     figure_dir = out_dir / "figures"
     blocks: list[Block] = [
         ("h1", f"{study.name}: {preset} preset"),
         ("p", study.description),
         ("p", _budget_line(study, preset)),
+        ("p", seeds_line(study, preset)),
         ("h2", "Verdicts"),
+        ("p", counts_line(verdicts)),
         verdict_table(verdicts, findings),
-        (
-            "p",
-            "Effects are improvements in the deciding metric (positive favours the prediction); "
-            "p-values are Holm-corrected across every prediction of the study. Comparisons pair "
-            "the seeds that both arms share.",
-        ),
+        ("p", method_line(study)),
     ]
     for hypothesis in study.hypotheses:
         own = [v for v in verdicts if v.hypothesis == hypothesis.id]
@@ -91,7 +89,7 @@ def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> 
 def _budget_line(study: Study, preset: str) -> str:
     chosen = study.presets[preset]
     train = chosen.overrides.get("train", {})
-    parts = [f"{chosen.seeds} seeds per arm"]
+    parts = [f"{chosen.seeds.describe()} per arm"]
     parts += [
         f"{k.replace('_', ' ')} {v}"
         for k, v in train.items()
@@ -100,18 +98,60 @@ def _budget_line(study: Study, preset: str) -> str:
     return f"Budget: {', '.join(parts)}. {chosen.description}".strip()
 
 
-VERDICT_HEADERS = ["hypothesis", "prediction", "verdict", "effect [95% CI]", "seeds", "audit"]
+def seeds_line(study: Study, preset: str) -> str:
+    """What a seed varies and what stays fixed, so a reader knows which noise the intervals hold."""
+    varied = ["weight initialisation", "data order", "dropout masks and augmentation"]
+    fixed = ["the test set"]
+    (varied if study.vary_split else fixed).insert(0 if study.vary_split else 1, "validation split")
+    if any(h.tuned_in(preset) for h in study.hypotheses):
+        fixed.append("each tuned arm's setting (tuned once, on its own seed)")
+    return f"Each seed varies: {', '.join(varied)}. Fixed across seeds: {', '.join(fixed)}."
+
+
+def counts_line(verdicts: list[Verdict]) -> str:
+    tally = counts(verdicts)
+    decided = sum(tally[k] for k in ("supported", "refuted", "equivalent"))
+    confirmatory = len(verdicts) - tally["exploratory"]
+    shown = ", ".join(f"{n} {name}" for name, n in tally.items() if n)
+    return f"Decided {decided} of {confirmatory} predictions ({shown})."
+
+
+def method_line(study: Study) -> str:
+    statistics = study.statistics
+    family = (
+        "all predictions of the study form one family"
+        if statistics.family == "study"
+        else "each hypothesis is its own family"
+    )
+    margin = (
+        f"the smallest effect of interest is {statistics.margin.describe()} unless a hypothesis sets its own"
+        if statistics.margin
+        else "no smallest effect of interest is set, so no null can be decided"
+    )
+    return (
+        "Effects favour the prediction when positive, in the deciding metric's units. Each verdict is "
+        "read off a corrected interval: equivalent when it lies inside the margin, supported above zero "
+        f"(above the threshold of a threshold claim), refuted below. {family.capitalize()}; intervals are "
+        f"Bonferroni-corrected within it and repeated over the looks of the seed plan, so the chance of "
+        f"any false verdict in a family is at most {statistics.alpha:g}; {margin}. Comparisons pair the "
+        "seeds that the arms share; a diverged run scores as chance (or the worst finished run) and is "
+        "counted in the arm's table. See docs/statistics.md."
+    )
+
+
+VERDICT_HEADERS = ["hypothesis", "prediction", "verdict", "effect [corrected CI]", "margin", "seeds", "audit"]
 
 
 def verdict_rows(verdicts: list[Verdict], findings: dict[str, list[str]]) -> list[list[str]]:
     """One row per prediction, as both the report and the terminal show it."""
     rows = []
     for v in verdicts:
-        effect = _fmt(v.effect)
+        effect = fmt(v.effect)
         if math.isfinite(v.ci_low) and math.isfinite(v.ci_high):
-            effect += f" [{_fmt(v.ci_low)}, {_fmt(v.ci_high)}]"
+            effect += f" [{fmt(v.ci_low)}, {fmt(v.ci_high)}]"
         audit_note = f"{len(findings[v.hypothesis])} finding(s)" if findings[v.hypothesis] else "clean"
-        rows.append([v.hypothesis, v.prediction, v.verdict, effect, str(v.seeds), audit_note])
+        margin = fmt(v.margin) if math.isfinite(v.margin) else "-"
+        rows.append([v.hypothesis, v.prediction, v.verdict, effect, margin, str(v.seeds), audit_note])
     return rows
 
 
@@ -154,7 +194,7 @@ def hypothesis_section(
             rows,
         )
     )
-    blocks.append(("list", [f"**{v.verdict}**: {v.prediction}. {v.evidence}" for v in verdicts]))
+    blocks.append(("list", [verdict_item(v) for v in verdicts]))
     if findings:
         blocks.append(("p", "**Audit findings** (these weaken the verdicts above):"))
         blocks.append(("list", findings))
@@ -163,6 +203,16 @@ def hypothesis_section(
             ("p", "Audit: arms differ only in what the hypothesis declares; same budget, split and preset.")
         )
     return blocks + hypothesis_figures(hypothesis, data, history, figure_dir, tuned)
+
+
+def verdict_item(verdict: Verdict) -> str:
+    """A verdict in full: the evidence, its family and correction, and where the seed loop stands."""
+    text = f"**{verdict.verdict}**: {verdict.prediction}. {verdict.evidence}."
+    if verdict.family:
+        text += f" Family: {verdict.family}; correction: {verdict.correction}."
+    else:
+        text += " Exploratory: an unadjusted 95% interval, no verdict."
+    return text + f" Seeds: {verdict.stopped}."
 
 
 def hypothesis_figures(
@@ -235,8 +285,8 @@ def tuning_section(
             [
                 arm,
                 _setting(search.best) if search.best else "searching",
-                _fmt(best.value) if best else "n/a",
-                f"{_setting(base_params)}: " + (_fmt(at_base.value) if at_base else "not tried"),
+                fmt(best.value) if best else "n/a",
+                f"{_setting(base_params)}: " + (fmt(at_base.value) if at_base else "not tried"),
                 f"{counts['finished'] + counts['pruned'] + diverged} of {search.budget} "
                 f"({counts['pruned']} pruned, {diverged} diverged)",
             ]
@@ -279,7 +329,7 @@ def overview_section(study: Study, data: StudyData, figure_dir: Path) -> list[Bl
         (
             "table",
             ["configuration on the front", "parameters", "test loss"],
-            [[p.label, f"{p.params:,.0f}", _fmt(p.test_loss)] for p in front],
+            [[p.label, f"{p.params:,.0f}", fmt(p.test_loss)] for p in front],
         ),
     ]
 
@@ -316,16 +366,8 @@ def _summary(summary: stats.Summary) -> str:
     if not math.isfinite(summary.mean):
         return "diverged"
     if summary.n == 1 or not math.isfinite(summary.ci_low):
-        return _fmt(summary.mean)
-    return f"{_fmt(summary.mean)} ± {_fmt((summary.ci_high - summary.ci_low) / 2)}"
-
-
-def _fmt(value: float) -> str:
-    if value is None or math.isnan(value):
-        return "n/a"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.4g}"
+        return fmt(summary.mean)
+    return f"{fmt(summary.mean)} ± {fmt((summary.ci_high - summary.ci_low) / 2)}"
 
 
 def to_markdown(blocks: list[Block], base: Path) -> str:

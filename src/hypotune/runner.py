@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from hypotune.executors import Event, Executor, Task
 from hypotune.model import forward_cost
 from hypotune.search import Search, read_tuned, search_groups
 from hypotune.study import Study, Trial, plan
-from hypotune.tracking import TAG, Tracker, interrupts_held, tag_filter
+from hypotune.tracking import STOPPED_TAG, TAG, Tracker, interrupts_held, tag_filter
 
 EventCallback = Callable[[Event, Trial], None]
 
@@ -36,6 +37,8 @@ class StudySummary:
     parent_run_id: str = ""
     tuning_planned: int = 0  # tuning trials the searches of this preset need in all
     tuning_finished: int = 0  # tuning trials trained in this run (complete or pruned)
+    budget_stopped: bool = False  # the time budget ended the run while seeds were still wanted
+    seeds: dict[str, int] = field(default_factory=dict)  # seeds each hypothesis was planned for
 
 
 def trial_tags(study: Study, preset: str, trial: Trial) -> dict[str, str]:
@@ -116,23 +119,37 @@ class StudySource:
 
     An untuned arm is ready at once; a tuned arm once its search has found its best setting.
     Final trials start longest first, so that no worker is left with a long trial at the end
-    while the others idle.
+    while the others idle. With a seed plan from min to max, a hypothesis whose round of seeds
+    is done is looked at (`advance`), and gets its next round while a verdict is open.
     """
 
-    def __init__(self, study: Study, preset: str, search: Search, done: set[str]) -> None:
+    def __init__(
+        self,
+        study: Study,
+        preset: str,
+        search: Search,
+        done: set[str],
+        seeds: dict[str, int] | None = None,
+        advance: Callable[[], dict[str, int]] | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self.study, self.preset, self.search, self.done = study, preset, search, done
+        self.seeds = dict(seeds or {})  # planned seeds per hypothesis (default: the preset's min)
+        self.advance, self.deadline = advance, deadline
         self.trials: dict[str, Trial] = {}  # every trial handed out or already done, by key
         self.queue: list[Trial] = []
+        self.in_flight: set[str] = set()  # final trials handed out and not yet finished
         self.skipped = 0  # final trials finished in an earlier run
         self.searches_seen = -1
+        self.budget_stopped = False
         self.refresh()
 
-    def refresh(self) -> None:
+    def refresh(self, force: bool = False) -> None:
         tuned = self.search.tuned()
-        if len(tuned) == self.searches_seen:
+        if len(tuned) == self.searches_seen and not force:
             return
         self.searches_seen = len(tuned)
-        for trial in plan(self.study, self.preset, tuned):
+        for trial in plan(self.study, self.preset, tuned, self.seeds):
             if trial.key in self.trials:
                 continue
             self.trials[trial.key] = trial
@@ -142,7 +159,16 @@ class StudySource:
                 self.queue.append(trial)
         self.queue.sort(key=lambda trial: trial_cost(trial.config), reverse=True)  # stable for ties
 
+    def out_of_time(self) -> bool:
+        if self.deadline is None or time.monotonic() < self.deadline:
+            return False
+        if self.queue or not self.search.done():
+            self.budget_stopped = True
+        return True
+
     def next_task(self) -> Task | None:
+        if self.out_of_time():
+            return None
         picked = self.search.next_task()
         if picked is not None:
             task, trial = picked
@@ -151,10 +177,29 @@ class StudySource:
         self.refresh()
         if self.queue:
             trial = self.queue.pop(0)
+            self.in_flight.add(trial.key)
             return Task(trial.key, trial.config)
         return None
 
+    def finished(self, trial: Trial) -> None:
+        """A final trial ended (trained or failed): when it closes a round of some hypothesis,
+        look at the verdicts and plan the next round where one is open."""
+        self.in_flight.discard(trial.key)
+        if self.advance is None:
+            return
+        waiting = {h for t in self.queue for h, _ in t.arms} | {
+            h for key in self.in_flight for h, _ in self.trials[key].arms
+        }
+        if all(h in waiting for h, _ in trial.arms) or self.out_of_time():
+            return
+        wanted = self.advance()
+        if any(wanted.get(h, 0) > self.seeds.get(h, 0) for h in wanted):
+            self.seeds = {h: max(n, self.seeds.get(h, 0)) for h, n in wanted.items()}
+            self.refresh(force=True)
+
     def exhausted(self) -> bool:
+        if self.out_of_time():
+            return True
         self.refresh()
         return self.search.done() and not self.queue
 
@@ -163,7 +208,7 @@ class StudySource:
         running = sum(s.best is None and not s.error for s in self.search.searches)
         return (
             len([t for t in self.trials.values() if not t.tuning])
-            + running * self.study.presets[self.preset].seeds
+            + running * self.study.presets[self.preset].seeds.min
         )
 
 
@@ -174,8 +219,17 @@ def run_study(
     tracker: Tracker,
     on_event: EventCallback | None = None,
     on_start: Callable[[StudySummary], None] | None = None,
+    budget_seconds: float | None = None,
 ) -> StudySummary:
-    """Tune the arms that declare nuisance settings, then train every trial not yet finished."""
+    """Tune the arms that declare nuisance settings, then train every trial not yet finished.
+
+    Under a seed plan from min to max, seeds are added in rounds to the hypotheses whose verdicts
+    are still open, until each is decided, reaches the maximum, or `budget_seconds` run out.
+    """
+    from hypotune.analysis import collect
+    from hypotune.verdicts import next_seeds
+
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     study = study.under(preset)
     experiment_id = tracker.experiment(study.name)
     with study_lock(tracker, study.name):
@@ -186,7 +240,20 @@ def run_study(
         search = Search(
             groups, tracker, experiment_id, f"{study.name}/{preset}", tags, parent, executor.decide
         )
-        source = StudySource(study, preset, search, finished_keys(tracker, experiment_id))
+        adaptive = study.presets[preset].seeds.adaptive
+
+        def advance() -> dict[str, int]:
+            return next_seeds(study, preset, collect(study, preset, tracker))
+
+        source = StudySource(
+            study,
+            preset,
+            search,
+            finished_keys(tracker, experiment_id),
+            seeds=advance() if adaptive else None,
+            advance=advance if adaptive else None,
+            deadline=deadline,
+        )
         summary = StudySummary(planned=source.planned(), skipped=source.skipped, parent_run_id=parent)
         summary.tuning_planned = sum(g.budget for g in groups)
         if on_start:
@@ -201,6 +268,9 @@ def run_study(
                         summary.tuning_finished += event[0] == "finished"
                     else:
                         recorder.record(event, trial)
+                if not trial.tuning and event[0] in ("finished", "failed"):
+                    source.finished(trial)
+                    summary.planned = source.planned()
                 if on_event:
                     on_event(event, trial)
         except BaseException:  # Ctrl-C or a crash: what is in flight did not finish
@@ -215,6 +285,9 @@ def run_study(
             raise
         summary.failed += search.errors()
         summary.planned, summary.skipped = source.planned(), source.skipped
+        summary.budget_stopped = source.budget_stopped
+        summary.seeds = dict(source.seeds)
+        tracker.client.set_tag(parent, STOPPED_TAG, "budget" if source.budget_stopped else "")
         tracker.log_metrics(
             parent,
             {
@@ -284,13 +357,19 @@ def study_status(study: Study, preset: str, tracker: Tracker) -> list[Hypothesis
         for run in tracker.runs(experiment.experiment_id, f"tags.`{TAG}kind` = 'trial'"):
             states.setdefault(run.data.tags.get(f"{TAG}key", ""), set()).add(run.info.status)
         tuned = read_tuned(tracker, experiment.experiment_id, preset)
+    seeds = None
+    if study.presets[preset].seeds.adaptive:
+        from hypotune.analysis import collect
+        from hypotune.verdicts import next_seeds
+
+        seeds = next_seeds(study, preset, collect(study, preset, tracker))
     table = {h.id: HypothesisStatus(h.id) for h in study.hypotheses}
     for hypothesis in study.hypotheses:
         for arm in hypothesis.arms:
             search = study.tuning_key(hypothesis, arm, preset)
             if search and search not in tuned:
-                table[hypothesis.id].tuning += study.presets[preset].seeds
-    for trial in plan(study, preset, tuned):
+                table[hypothesis.id].tuning += study.presets[preset].seeds.min
+    for trial in plan(study, preset, tuned, seeds):
         seen = states.get(trial.key, set())
         state = (
             "finished"

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from hypotune.config import (
     run_config_from_dict,
 )
 from hypotune.errors import StudyError
+from hypotune.sequential import SeedPlan
 from hypotune.tuning import TuningSpec, tuning_key
 
 METRICS = {  # metric -> True when lower is better
@@ -26,6 +28,33 @@ METRICS = {  # metric -> True when lower is better
     "train_loss": True,
 }
 DECIDING_METRICS = ("val_loss", "best_val_loss", "val_acc")  # the test set never decides
+# What a diverged run scores: a uniform guess over Fashion-MNIST's 10 classes (or the
+# hypothesis's worst finished run, where that is worse), so divergence counts as a failure.
+FAILURE_SCORE = {"val_loss": math.log(10), "best_val_loss": math.log(10), "val_acc": 0.1}
+FAMILIES = ("hypothesis", "study")
+
+
+@dataclass(frozen=True)
+class Margin:
+    """The smallest effect of interest: in the metric's units, or a fraction of its mean."""
+
+    value: float
+    relative: bool = False
+
+    def resolve(self, mean: float) -> float:
+        return self.value * abs(mean) if self.relative else self.value
+
+    def describe(self) -> str:
+        return f"{self.value:.3g} of the mean" if self.relative else f"{self.value:.3g}"
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """How verdicts are decided: the error rate, the family it holds over, the margin."""
+
+    alpha: float = 0.05  # family-wise rate of false decisions
+    family: str = "hypothesis"  # "hypothesis": each hypothesis its own family; "study": one for all
+    margin: Margin | None = None  # below this an effect does not matter; None: never "equivalent"
 
 
 @dataclass(frozen=True)
@@ -40,6 +69,7 @@ class Prediction:
     factor: str = ""  # trend: the factor the metric moves with
     direction: str = ""  # trend: "increasing" or "decreasing" (of the metric's value)
     value: float = 0.0  # reaches: the value the arm's mean gets to (at or above; at or below for a loss)
+    exploratory: bool = False  # reported with its unadjusted interval, never a verdict or a family member
 
     def describe(self) -> str:
         if self.kind == "better":
@@ -76,6 +106,7 @@ class Hypothesis:
     predictions: tuple[Prediction, ...] = ()
     factors: tuple[Factor, ...] = ()  # set when the arms come from crossing factors
     tuning: TuningSpec | None = None  # nuisance settings each arm tunes for itself
+    margin: Margin | None = None  # the hypothesis's own smallest effect of interest, over the study's
 
     def tuned_in(self, preset: str) -> bool:
         return self.tuning is not None and self.tuning.budget(preset) > 0
@@ -88,7 +119,7 @@ class Hypothesis:
 @dataclass(frozen=True)
 class Preset:
     name: str
-    seeds: int
+    seeds: SeedPlan
     overrides: dict[str, Any]  # data/model/train settings applied over the base
     description: str = ""
     hypotheses: tuple[str, ...] = ()  # the hypotheses it runs (empty = all)
@@ -117,13 +148,24 @@ class Study:
     hypotheses: tuple[Hypothesis, ...]
     path: str = ""
     reference: tuple[Reference, ...] = ()
+    statistics: Statistics = Statistics()
+    vary_split: bool = True  # each seed also draws its own train/validation split
+
+    def margin(self, hypothesis: Hypothesis) -> Margin | None:
+        return hypothesis.margin or self.statistics.margin
 
     def arm_config(
         self, hypothesis: Hypothesis, arm: str, preset: str, seed: int, tuned: dict[str, Any] | None = None
     ) -> RunConfig:
-        """Base < preset < arm < tuned nuisance settings, resolved; presets set only the budget."""
+        """Base < preset < arm < tuned nuisance settings, resolved; presets set only the budget.
+
+        With `vary_split` the seed also picks the validation split, so that seeds sample it.
+        """
         layered = merge(merge(self.base, self.presets[preset].overrides), hypothesis.arms[arm])
-        return run_config_from_dict(merge(merge(layered, tuned or {}), {"seed": seed}))
+        seeded: dict[str, Any] = {"seed": seed}
+        if self.vary_split:
+            seeded["data"] = {"split_seed": seed}
+        return run_config_from_dict(merge(merge(layered, tuned or {}), seeded))
 
     def tuning_key(self, hypothesis: Hypothesis, arm: str, preset: str) -> str:
         """The key of the arm's search under `preset`, or '' when it is not tuned there."""
@@ -165,16 +207,25 @@ class Trial:
         return f"{self.arms[0][1]} s{self.config.seed}"
 
 
-def plan(study: Study, preset: str, tuned: dict[str, dict[str, Any]] | None = None) -> list[Trial]:
+def plan(
+    study: Study,
+    preset: str,
+    tuned: dict[str, dict[str, Any]] | None = None,
+    seeds: dict[str, int] | None = None,
+) -> list[Trial]:
     """Hypotheses x arms x seeds, as trials deduplicated by key, in file order.
 
     A tuned arm is planned at its best setting, `tuned[its tuning key]`; until its search has
-    finished it is left out.
+    finished it is left out. `seeds` gives a hypothesis more seeds than its preset's minimum.
     """
     tuned = tuned or {}
+    seeds = seeds or {}
     trials: dict[str, Trial] = {}
-    for seed in range(study.presets[preset].seeds):
+    minimum = study.presets[preset].seeds.min
+    for seed in range(max([minimum, *seeds.values()])):
         for hypothesis in study.hypotheses:
+            if seed >= seeds.get(hypothesis.id, minimum):
+                continue
             for arm in hypothesis.arms:
                 search = study.tuning_key(hypothesis, arm, preset)
                 if search and search not in tuned:

@@ -7,6 +7,7 @@ through hypotune's own config fields and registries. Every problem names its pla
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,18 @@ from hypotune.config import (
 )
 from hypotune.errors import ConfigError, StudyError
 from hypotune.model import check_model
+from hypotune.sequential import SeedPlan
 from hypotune.study import (
     DECIDING_METRICS,
+    FAMILIES,
     METRICS,
     Factor,
     Hypothesis,
+    Margin,
     Prediction,
     Preset,
     Reference,
+    Statistics,
     Study,
 )
 from hypotune.tuning import TuningSpec, parse_tuning
@@ -44,11 +49,16 @@ PREDICTION_FIELDS: dict[str, dict[str, bool]] = {  # kind -> {field: required}
     "reaches": {"arm": True, "value": True},
 }
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-STUDY_KEYS = {"name", "description", "dataset", "base", "presets", "hypotheses", "reference", "tuning"}
+STUDY_KEYS = {
+    "name", "description", "dataset", "base", "presets", "hypotheses", "reference", "tuning", "statistics",
+    "vary_split",
+}  # fmt: skip
+STATISTICS_KEYS = {"alpha", "family", "margin"}
+MAX_SEEDS = 1000
 REFERENCE_KEYS = {"claim", "hypothesis", "arm", "metric", "value"}
 PRESET_KEYS = {"seeds", "description", "hypotheses", *SECTIONS}
 HYPOTHESIS_KEYS = {
-    "id", "statement", "base", "arms", "factors", "metric", "prediction", "predictions", "tuning",
+    "id", "statement", "base", "arms", "factors", "metric", "prediction", "predictions", "tuning", "margin",
 }  # fmt: skip
 
 
@@ -93,7 +103,13 @@ def _parse_study(raw: dict[str, Any], path: str) -> Study:
                 f"hypotheses: {', '.join(ids)}"
             )
     reference = _parse_reference(raw.get("reference", []), {h.id: h for h in hypotheses})
-    study = Study(name, raw.get("description", ""), base, presets, hypotheses, path, reference)
+    statistics = _parse_statistics(raw.get("statistics", {}))
+    vary_split = raw.get("vary_split", True)
+    if not isinstance(vary_split, bool):
+        raise ConfigError(f"vary_split must be true or false, got {vary_split!r}")
+    study = Study(
+        name, raw.get("description", ""), base, presets, hypotheses, path, reference, statistics, vary_split
+    )
     for index, hypothesis in enumerate(hypotheses):
         for arm in hypothesis.arms:
             for preset in (name for name, p in presets.items() if p.runs(hypothesis.id)):
@@ -137,6 +153,59 @@ def _parse_reference(raw: Any, hypotheses: dict[str, Hypothesis]) -> tuple[Refer
     return tuple(entries)
 
 
+def _parse_statistics(raw: Any) -> Statistics:
+    if not isinstance(raw, dict):
+        raise ConfigError("statistics must be a table ([statistics])")
+    _known_keys(raw, STATISTICS_KEYS, "statistics")
+    alpha = raw.get("alpha", 0.05)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 0.5:
+        raise ConfigError(f"statistics.alpha must be a number between 0 and 0.5, got {alpha!r}")
+    family = raw.get("family", "hypothesis")
+    if family not in FAMILIES:
+        raise ConfigError(f"statistics.family is {family!r}; valid: {', '.join(FAMILIES)}")
+    margin = _parse_margin(raw["margin"], "statistics.margin") if "margin" in raw else None
+    return Statistics(float(alpha), family, margin)
+
+
+def _parse_margin(raw: Any, where: str) -> Margin:
+    """A number in the metric's units, or a percentage of its mean ("2%")."""
+    if isinstance(raw, str) and raw.strip().endswith("%"):
+        try:
+            value = float(raw.strip()[:-1]) / 100
+        except ValueError:
+            value = math.nan
+        relative = True
+    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value, relative = float(raw), False
+    else:
+        value, relative = math.nan, False
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(
+            f"{where} must be a positive number in the metric's units (0.02) or a percentage "
+            f'of its mean ("2%"), got {raw!r}'
+        )
+    return Margin(value, relative)
+
+
+def _parse_seeds(raw: Any, where: str) -> SeedPlan:
+    """`seeds = 5`, or `seeds = { min = 3, max = 20 }` to add seeds while verdicts are open."""
+
+    def count(value: Any, name: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SEEDS:
+            raise ConfigError(f"{name} must be an integer from 1 to {MAX_SEEDS}, got {value!r}")
+        return value
+
+    if isinstance(raw, dict):
+        _known_keys(raw, {"min", "max"}, where)
+        low = count(raw.get("min", 3), f"{where}.min")
+        high = count(raw.get("max", low), f"{where}.max")
+        if high < low:
+            raise ConfigError(f"{where}.max ({high}) is below min ({low})")
+        return SeedPlan(low, high)
+    seeds = count(raw, where)
+    return SeedPlan(seeds, seeds)
+
+
 def _parse_presets(raw: Any) -> dict[str, Preset]:
     if not isinstance(raw, dict) or not raw:
         raise ConfigError("presets: a study needs at least one preset, e.g. [presets.quick]")
@@ -146,9 +215,7 @@ def _parse_presets(raw: Any) -> dict[str, Preset]:
         if not isinstance(values, dict):
             raise ConfigError(f"{where} must be a table")
         _known_keys(values, PRESET_KEYS, where)
-        seeds = values.get("seeds", 1)
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= 1000:
-            raise ConfigError(f"{where}.seeds must be an integer from 1 to 1000, got {seeds!r}")
+        seeds = _parse_seeds(values.get("seeds", 1), f"{where}.seeds")
         overrides = _settings({k: v for k, v in values.items() if k in SECTIONS}, where)
         chosen = values.get("hypotheses", [])
         if not isinstance(chosen, list) or not all(isinstance(h, str) for h in chosen):
@@ -199,6 +266,7 @@ def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: 
     listed = raw.get("predictions") or [raw.get("prediction")]
     if not isinstance(listed, list):
         raise ConfigError(f"{where}.predictions must be a list of tables")
+    margin = _parse_margin(raw["margin"], f"{where}.margin") if "margin" in raw else None
     hypothesis = Hypothesis(hid, raw.get("statement", ""), arms, metric, (), factors)
     predictions = tuple(
         _parse_prediction(p, hypothesis, f"{where}.prediction" + (f"s[{i}]" if "predictions" in raw else ""))
@@ -216,7 +284,7 @@ def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: 
                     f"{where}.tuning: {dimension.name} is what this hypothesis compares; "
                     "a setting cannot be both an arm's and tuned"
                 )
-    return Hypothesis(hid, hypothesis.statement, arms, metric, predictions, factors, tuning)
+    return Hypothesis(hid, hypothesis.statement, arms, metric, predictions, factors, tuning, margin)
 
 
 def _hypothesis_tuning(
@@ -271,7 +339,9 @@ def _parse_prediction(raw: Any, hypothesis: Hypothesis, where: str) -> Predictio
     if kind not in PREDICTION_FIELDS:
         raise ConfigError(f"{where}.kind is {kind!r}; valid: {', '.join(PREDICTION_FIELDS)}")
     fields = PREDICTION_FIELDS[kind]
-    _known_keys(raw, {"kind", *fields}, where)
+    _known_keys(raw, {"kind", "exploratory", *fields}, where)
+    if not isinstance(raw.get("exploratory", False), bool):
+        raise ConfigError(f"{where}.exploratory must be true or false")
     missing = [name for name, required in fields.items() if required and name not in raw]
     if missing:
         raise ConfigError(f"{where}: a '{kind}' prediction needs {', '.join(missing)}")

@@ -96,6 +96,9 @@ def interrupts_held() -> Iterator[None]:
         signal.raise_signal(signal.SIGINT)  # now handled as it would have been
 
 
+STOPPED_TAG = f"{TAG}stopped"  # on a study's parent run: "budget" when its time budget ended it
+
+
 def tag_filter(tags: dict[str, str]) -> str:
     """An MLflow filter matching runs that carry every one of `tags`."""
     return " and ".join(f"tags.`{name}` = '{value}'" for name, value in tags.items())

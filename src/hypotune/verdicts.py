@@ -1,0 +1,443 @@
+"""Predictions to verdicts: every verdict is read off an interval of the effect.
+
+Each prediction turns its arms into one number per seed, in favour of the prediction (a paired
+difference, an interaction contrast, a slope per step, a ratio, a margin to a value). A
+t-interval of their mean at a corrected level decides:
+
+- **equivalent**: the whole interval lies inside +-margin (the smallest effect of interest);
+- **supported**: the interval lies above zero (above the threshold of a threshold claim);
+- **refuted**: the interval lies below zero;
+- **inconclusive**: none of these yet.
+
+If every interval covers its true effect, every verdict is right. The intervals of one family
+(by default one hypothesis) are Bonferroni-corrected, and repeated over the looks of a seed
+plan at a calibrated level (`sequential`), so that they all cover together with probability
+1 - alpha however many seeds are added and whenever the loop stops. That bounds the family-wise
+rate of false decisions by alpha. Exploratory predictions get a plain 95% interval and no verdict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+from hypotune import sequential, stats
+from hypotune.analysis import StudyData
+from hypotune.study import FAILURE_SCORE, Hypothesis, Prediction, Study
+
+DECIDED = ("supported", "refuted", "equivalent")
+THRESHOLD_KINDS = ("efficiency", "reaches")  # a claim about a level, with no "equivalent"
+
+
+@dataclass
+class Verdict:
+    hypothesis: str
+    prediction: str  # in words
+    kind: str
+    metric: str
+    verdict: str  # one of DECIDED, "inconclusive", or "exploratory"
+    effect: float  # in favour of the prediction, in metric units (a ratio for efficiency)
+    ci_low: float  # the corrected interval the verdict is read off
+    ci_high: float
+    p_value: float  # unadjusted, two-sided, of no effect (of the threshold for efficiency)
+    p_adjusted: float  # p scaled by the correction: below alpha exactly when the interval excludes it
+    seeds: int
+    seeds_needed: int | None
+    evidence: str = ""
+    test: str = ""
+    effect_size: float = math.nan  # Cohen's dz of the per-seed numbers
+    margin: float = math.nan  # the smallest effect of interest, resolved in metric units
+    confidence: float = math.nan  # of the interval, per look
+    family: str = ""  # which family, and its size
+    correction: str = ""  # how the interval was widened for the family and the looks
+    stopped: str = ""  # where the seed loop stands for this prediction
+
+
+@dataclass
+class Evidence:
+    """A prediction's per-seed numbers, before any interval."""
+
+    per_seed: dict[int, float]  # in favour of the prediction
+    label: str  # what the numbers measure, for the evidence line
+    test: str
+    threshold: float = 0.0  # the interval must clear this (efficiency: the performance share)
+    forced: str = ""  # a verdict settled without a test (a parameter budget broken)
+    note: str = ""
+    rivals: dict[str, dict[int, float]] | None = None  # best: advantage over each rival
+
+
+def evaluate(study: Study, data: StudyData, preset: str, budget_stopped: bool = False) -> list[Verdict]:
+    """A verdict for every prediction of the study under `preset` (whose seed plan sets the looks)."""
+    plan = study.preset(preset).seeds
+    alpha = study.statistics.alpha
+    families = _families(study)
+    verdicts = []
+    for hypothesis in study.hypotheses:
+        own = []
+        for prediction in hypothesis.predictions:
+            family, size = families[hypothesis.id]
+            evidence = collect_evidence(hypothesis, prediction, data)
+            margin = _margin(study, hypothesis, data)
+            own.append(decide(hypothesis, prediction, evidence, margin, plan, alpha, family, size))
+        stopped = _stop_reason(own, plan, budget_stopped)
+        for verdict in own:
+            verdict.stopped = f"decided at {verdict.seeds} seeds" if verdict.verdict in DECIDED else stopped
+        verdicts += own
+    return verdicts
+
+
+def _families(study: Study) -> dict[str, tuple[str, int]]:
+    confirmatory = {h.id: sum(not p.exploratory for p in h.predictions) for h in study.hypotheses}
+    if study.statistics.family == "study":
+        total = sum(confirmatory.values())
+        return {h: ("the study", total) for h in confirmatory}
+    return {h: (f"hypothesis {h}", count) for h, count in confirmatory.items()}
+
+
+def _margin(study: Study, hypothesis: Hypothesis, data: StudyData) -> float:
+    spec = study.margin(hypothesis)
+    if spec is None:
+        return math.nan
+    values = [v for arm in hypothesis.arms for v in _raw_values(hypothesis, data, arm).values()]
+    finite = [v for v in values if math.isfinite(v)]
+    return spec.resolve(sum(finite) / len(finite) if finite else math.nan)
+
+
+def _stop_reason(verdicts: list[Verdict], plan: sequential.SeedPlan, budget_stopped: bool) -> str:
+    confirmatory = [v for v in verdicts if v.verdict != "exploratory"]
+    if all(v.verdict in DECIDED for v in confirmatory):
+        return "decided"
+    seeds = max((v.seeds for v in confirmatory), default=0)
+    if seeds >= plan.max:
+        return f"open at the maximum of {plan.max} seeds"
+    if budget_stopped:
+        return f"open at {seeds} seeds: the time budget ran out"
+    if not plan.adaptive:
+        return f"open at the preset's {plan.min} seeds"
+    return f"open at {seeds} of up to {plan.max} seeds: running the study again adds seeds"
+
+
+def failure_score(hypothesis: Hypothesis, data: StudyData) -> float:
+    """What a diverged run scores: chance level, or the worst finished run if that is worse."""
+    finished = [
+        r.metrics.get(hypothesis.metric, math.nan)
+        for arm in hypothesis.arms
+        for r in data[hypothesis.id, arm].records.values()
+        if r.status != "diverged"
+    ]
+    finite = [v for v in finished if math.isfinite(v)]
+    chance = FAILURE_SCORE.get(hypothesis.metric, math.nan)
+    if hypothesis.lower_is_better:
+        return max([chance, *finite])
+    return min([chance, *finite])
+
+
+def _raw_values(hypothesis: Hypothesis, data: StudyData, arm: str) -> dict[int, float]:
+    """The metric per seed, a diverged run at its failure score; a missing metric is nan."""
+    failed = None
+    values = {}
+    for seed, record in data[hypothesis.id, arm].records.items():
+        value = record.metrics.get(hypothesis.metric, math.nan)
+        if record.status == "diverged" or math.isinf(value):
+            failed = failure_score(hypothesis, data) if failed is None else failed
+            value = failed
+        values[seed] = value
+    return values
+
+
+def _goodness(hypothesis: Hypothesis, data: StudyData, arm: str) -> dict[int, float]:
+    sign = -1.0 if hypothesis.lower_is_better else 1.0
+    return {s: sign * v for s, v in _raw_values(hypothesis, data, arm).items()}
+
+
+def collect_evidence(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
+    return EVIDENCE[prediction.kind](hypothesis, prediction, data)
+
+
+def _better(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
+    a, b = _goodness(hypothesis, data, prediction.arm), _goodness(hypothesis, data, prediction.than)
+    return Evidence(stats.paired_differences(a, b), f"{prediction.arm} vs {prediction.than}", "paired t")
+
+
+def _best(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
+    rivals = [a for a in (prediction.among or hypothesis.arms) if a != prediction.arm]
+    own = _goodness(hypothesis, data, prediction.arm)
+    advantages = {r: stats.paired_differences(own, _goodness(hypothesis, data, r)) for r in rivals}
+    return Evidence({}, f"{prediction.arm} vs", "paired t per rival", rivals=advantages)
+
+
+def cells(hypothesis: Hypothesis) -> dict[tuple[int, int], str]:
+    """The arm in each cell of a 2x2 factorial: (level of the first factor, of the second)."""
+    first, second = hypothesis.factors
+    short = [f.name.rsplit(".", 1)[-1] for f in (first, second)]
+    return {
+        (i, j): f"{short[0]}={label_a}, {short[1]}={label_b}"
+        for i, (label_a, _) in enumerate(first.levels)
+        for j, (label_b, _) in enumerate(second.levels)
+    }
+
+
+def _interaction(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
+    values = {cell: _goodness(hypothesis, data, arm) for cell, arm in cells(hypothesis).items()}
+    contrasts = stats.interaction_contrasts(values)
+    if prediction.kind == "diminishing":
+        contrasts = {s: -v for s, v in contrasts.items()}
+    what = "together minus the sum of single effects"
+    if prediction.kind == "diminishing":
+        what = "the sum of single effects minus together"
+    return Evidence(contrasts, f"interaction ({what})", "one-sample t of the per-seed contrast")
+
+
+def _efficiency(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
+    arm = _raw_values(hypothesis, data, prediction.arm)
+    reference = _raw_values(hypothesis, data, prediction.reference)
+    # performance ratio on each seed: arm over reference, inverted for losses
+    shares = stats.ratios(reference, arm) if hypothesis.lower_is_better else stats.ratios(arm, reference)
+    label = (
+        f"{prediction.arm} / {prediction.reference} performance ratio (needs >= {prediction.performance:g})"
+    )
+    evidence = Evidence(shares, label, "one-sample t of the per-seed ratio", threshold=prediction.performance)
+    params = [
+        next((r.metrics.get("param_count") for r in data[hypothesis.id, name].records.values()), None)
+        for name in (prediction.arm, prediction.reference)
+    ]
+    if params[0] and params[1]:
+        share = params[0] / params[1]
+        evidence.note = (
+            f"parameters {params[0]:,.0f} vs {params[1]:,.0f} ({share:.1%}, limit {prediction.params:.0%})"
+        )
+        evidence.forced = "refuted" if share > prediction.params else ""
+    return evidence
+
+
+def _reaches(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
+    sign = -1.0 if hypothesis.lower_is_better else 1.0
+    values = _raw_values(hypothesis, data, prediction.arm)
+    margins = {s: sign * (v - prediction.value) for s, v in values.items()}
+    return Evidence(margins, f"{prediction.arm} against {prediction.value:g}", "one-sample t")
+
+
+def trend_steps(hypothesis: Hypothesis, prediction: Prediction) -> list[str]:
+    """The factor's arms in order of their values (file order for named levels): the steps of a trend."""
+    factor = next(f for f in hypothesis.factors if f.name == prediction.factor)
+    short = factor.name.rsplit(".", 1)[-1]
+    labels = [label for label, _ in factor.levels]
+    with contextlib.suppress(ValueError):  # named levels keep the order of the file
+        labels.sort(key=float)
+    return [f"{short}={label}" for label in labels]
+
+
+def _trend(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
+    # The slope against the rank of each level, not its raw value: a factor whose values grow
+    # geometrically (1e-4, 1e-3, 1e-2) then has even steps, as on its natural scale.
+    arms = trend_steps(hypothesis, prediction)
+    per_level = [_raw_values(hypothesis, data, arm) for arm in arms]
+    per_seed = stats.slopes(range(len(arms)), per_level)
+    if prediction.direction == "decreasing":
+        per_seed = {s: -v for s, v in per_seed.items()}
+    means = [stats.summarize(list(v.values())).mean for v in per_level]
+    rising = all(b >= a for a, b in zip(means, means[1:], strict=False))
+    falling = all(b <= a for a, b in zip(means, means[1:], strict=False))
+    monotone = rising if prediction.direction == "increasing" else falling
+    short = prediction.factor.rsplit(".", 1)[-1]
+    note = "arm means " + ("are" if monotone else "are not") + f" monotone in {short}"
+    label = f"{prediction.direction} slope of {hypothesis.metric} per step of {short} ({' < '.join(arms)})"
+    return Evidence(per_seed, label, "one-sample t of the per-seed slope", note=note)
+
+
+EVIDENCE = {
+    "better": _better,
+    "best": _best,
+    "synergy": _interaction,
+    "diminishing": _interaction,
+    "efficiency": _efficiency,
+    "reaches": _reaches,
+    "trend": _trend,
+}
+
+
+def classify(
+    interval: stats.Interval, margin: float, threshold: float = 0.0, equivalence: bool = True
+) -> str:
+    """Where an interval lies: inside +-margin, above or below the threshold, or across it."""
+    if not interval.bounded:
+        return "inconclusive"
+    low, high = interval.low - threshold, interval.high - threshold
+    if equivalence and margin > 0 and -margin < low and high < margin:
+        return "equivalent"
+    if low > 0:
+        return "supported"
+    if high < 0:
+        return "refuted"
+    return "inconclusive"
+
+
+def decide(
+    hypothesis: Hypothesis,
+    prediction: Prediction,
+    evidence: Evidence,
+    margin: float,
+    plan: sequential.SeedPlan,
+    alpha: float,
+    family: str,
+    size: int,
+) -> Verdict:
+    looks = plan.looks
+    level = alpha / max(size, 1)
+    threshold = evidence.threshold
+    equivalence = prediction.kind not in THRESHOLD_KINDS
+    label, note = evidence.label, evidence.note
+    if prediction.exploratory:
+        interval = stats.t_interval(list(evidence.per_seed.values()), alpha, threshold)
+        verdict = "exploratory"
+    elif evidence.rivals is not None:
+        verdict, interval, rival = _decide_best(evidence.rivals, margin, looks, level)
+        label = f"{evidence.label} {rival}"
+    else:
+        interval = sequential.sequential_interval(evidence.per_seed, looks, level, threshold)
+        verdict = classify(interval, margin, threshold, equivalence)
+        if interval.n < looks[0]:
+            verdict = "inconclusive"
+    if evidence.forced and not prediction.exploratory:
+        verdict = evidence.forced
+    if interval.bounded and interval.std == 0 and interval.mean != threshold and verdict == "inconclusive":
+        note = "; ".join(filter(None, [note, "the same number on every seed: no spread to weigh it"]))
+    confidence = 1 - interval.alpha
+    p_adjusted = (
+        min(1.0, interval.p_value * alpha / interval.alpha) if not prediction.exploratory else math.nan
+    )
+    needed = None
+    if verdict == "inconclusive":
+        boundary = margin if equivalence else math.nan
+        needed = sequential.seeds_needed(interval.std, boundary, looks, level)
+        if needed is not None:
+            needed = max(needed, plan.next_look(interval.n))
+    correction = "none (exploratory)" if prediction.exploratory else _correction(size, looks, evidence)
+    result = Verdict(
+        hypothesis=hypothesis.id,
+        prediction=prediction.describe(),
+        kind=prediction.kind,
+        metric=hypothesis.metric,
+        verdict=verdict,
+        effect=interval.mean,
+        ci_low=interval.low,
+        ci_high=interval.high,
+        p_value=interval.p_value,
+        p_adjusted=p_adjusted,
+        seeds=interval.n,
+        seeds_needed=needed,
+        test=evidence.test,
+        effect_size=interval.effect_size,
+        margin=margin if equivalence else math.nan,
+        confidence=confidence,
+        family="" if prediction.exploratory else f"{family} ({size} prediction{'s' * (size != 1)})",
+        correction=correction,
+    )
+    result.evidence = evidence_line(result, label, note, equivalence)
+    return result
+
+
+def _correction(size: int, looks: tuple[int, ...], evidence: Evidence) -> str:
+    parts = [f"Bonferroni over {size}" if size > 1 else "one prediction in its family"]
+    if evidence.rivals is not None and len(evidence.rivals) > 1:
+        parts.append(f"refuting or tying over {len(evidence.rivals)} rivals")
+    if len(looks) > 1:
+        parts.append(f"repeated over looks at {', '.join(map(str, looks))} seeds")
+    return "; ".join(parts)
+
+
+def _decide_best(
+    rivals: dict[str, dict[int, float]], margin: float, looks: tuple[int, ...], level: float
+) -> tuple[str, stats.Interval, str]:
+    """Best of several: supported when it beats every rival (each at the prediction's level: an
+    intersection-union test needs no correction), refuted or tied when some rival beats or ties
+    it (those intervals corrected over the rivals, as any one of them suffices)."""
+    strict = {r: sequential.sequential_interval(v, looks, level / len(rivals)) for r, v in rivals.items()}
+    loose = {r: sequential.sequential_interval(v, looks, level) for r, v in rivals.items()}
+    states = {r: classify(i, margin) for r, i in strict.items()}
+    if any(i.n < looks[0] for i in loose.values()):
+        closest = min(loose, key=lambda r: loose[r].mean if math.isfinite(loose[r].mean) else math.inf)
+        return "inconclusive", loose[closest], closest
+    for outcome in ("refuted", "equivalent"):
+        hits = [r for r, state in states.items() if state == outcome]
+        if hits:
+            rival = min(hits, key=lambda r: strict[r].mean)
+            return outcome, strict[rival], rival
+    closest = min(loose, key=lambda r: loose[r].mean)
+    if all(classify(i, margin) == "supported" for i in loose.values()):
+        return "supported", loose[closest], closest
+    return "inconclusive", loose[closest], closest
+
+
+def evidence_line(verdict: Verdict, label: str, note: str, equivalence: bool) -> str:
+    if verdict.seeds == 0:
+        return "no finished trials yet"
+    what = {"efficiency": "mean", "reaches": f"margin in {verdict.metric}"}.get(
+        verdict.kind, f"improvement in {verdict.metric}"
+    )
+    interval = ""
+    if math.isfinite(verdict.ci_low) and math.isfinite(verdict.ci_high):
+        interval = f" ({verdict.confidence:.1%} CI {fmt(verdict.ci_low)} to {fmt(verdict.ci_high)})"
+    text = f"{label}: {what} {fmt(verdict.effect)}{interval}, {verdict.test} over {verdict.seeds} seeds"
+    if math.isfinite(verdict.effect_size):
+        text += f", dz = {fmt(verdict.effect_size, 3)}"
+    if not math.isnan(verdict.p_value):
+        text += f", p = {verdict.p_value:.3g}"
+        if not math.isnan(verdict.p_adjusted):
+            text += f" (adjusted {fmt(verdict.p_adjusted, 3)})"
+    if equivalence:
+        text += f", margin {fmt(verdict.margin)}" if math.isfinite(verdict.margin) else ", no margin set"
+    if note:
+        text += f"; {note}"
+    if verdict.verdict == "equivalent" and verdict.ci_low > 0:
+        text += "; a real difference, but smaller than the margin"
+    if verdict.verdict == "inconclusive":
+        if verdict.seeds < 2:
+            text += "; a verdict needs at least 2 seeds"
+        elif verdict.seeds_needed:
+            text += f"; about {verdict.seeds_needed} seeds would likely decide it (sized for the margin)"
+        elif equivalence and not math.isfinite(verdict.margin):
+            text += "; set a margin to let it decide a null and to size the seeds it needs"
+    return text
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A number for a person: 4 significant digits, n/a for missing, inf for infinite."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.{digits}g}"
+
+
+def counts(verdicts: list[Verdict]) -> dict[str, int]:
+    """How many verdicts of each kind, in a fixed order."""
+    order = (*DECIDED, "inconclusive", "exploratory")
+    return {name: sum(v.verdict == name for v in verdicts) for name in order}
+
+
+def next_seeds(study: Study, preset: str, data: StudyData) -> dict[str, int]:
+    """How many seeds each hypothesis should have: its current look until that is complete,
+    then the next look while a confirmatory prediction is open, up to the preset's maximum."""
+    plan = study.presets[preset].seeds
+    open_ids = {v.hypothesis for v in evaluate(study, data, preset) if v.verdict == "inconclusive"}
+    targets = {}
+    for hypothesis in study.hypotheses:
+        complete = complete_seeds(hypothesis, data)
+        current = max((n for n in plan.looks if n <= complete), default=0)
+        if current == 0:
+            targets[hypothesis.id] = plan.looks[0]
+        elif hypothesis.id in open_ids and current < plan.max:
+            targets[hypothesis.id] = plan.next_look(current)
+        else:
+            targets[hypothesis.id] = current
+    return targets
+
+
+def complete_seeds(hypothesis: Hypothesis, data: StudyData) -> int:
+    """The number n such that every arm has finished seeds 0 .. n-1."""
+    n = 0
+    while all(n in data[hypothesis.id, arm].records for arm in hypothesis.arms):
+        n += 1
+    return n

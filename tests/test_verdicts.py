@@ -1,0 +1,406 @@
+"""Every prediction kind on planted numbers: the verdict, and the numbers behind it, exactly."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from hypotune import sequential, stats
+from hypotune.analysis import ArmData, TrialRecord
+from hypotune.studyfile import load_study
+from hypotune.verdicts import cells, counts, evaluate, next_seeds
+
+HEAD = """
+name = "planted_numbers"
+[base.model]
+depth = 2
+width = 8
+pool_size = 2
+head_hidden = []
+[statistics]
+margin = 0.05
+[presets.quick]
+seeds = {seeds}
+"""
+
+
+def study_of(tmp_path: Path, body: str, seeds: str = "5", head: str = HEAD):
+    path = tmp_path / "study.toml"
+    path.write_text(head.format(seeds=seeds) + body)
+    return load_study(path)
+
+
+def data_of(study, values: dict[str, list[float]], metric: str = "val_loss", diverged=()):
+    """StudyData for the study's first hypothesis: arm -> its metric on seeds 0, 1, ..."""
+    hypothesis = study.hypotheses[0]
+    data = {(h.id, arm): ArmData(h.id, arm) for h in study.hypotheses for arm in h.arms}
+    for arm, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            status = "diverged" if (arm, seed) in diverged else "finished"
+            metrics = {metric: value, "param_count": 1000.0 if "narrow" not in arm else 90.0}
+            data[hypothesis.id, arm].records[seed] = TrialRecord(
+                f"{arm}{seed}", "", seed, status, metrics, {}, {}
+            )
+    return data
+
+
+def t_bounds(values, alpha):
+    result = scipy_stats.ttest_1samp(values, 0.0)
+    return result.confidence_interval(1 - alpha), result.pvalue
+
+
+BETTER = """
+[[hypotheses]]
+id = "h"
+statement = "a beats b"
+arms.a = {}
+arms.b = { model = { width = 16 } }
+prediction = { kind = "better", arm = "a", than = "b" }
+"""
+
+
+def test_better_supported_with_its_interval_p_and_dz(tmp_path):
+    study = study_of(tmp_path, BETTER)
+    b = [0.50, 0.52, 0.48, 0.55, 0.51]
+    gains = [0.10, 0.12, 0.08, 0.11, 0.09]
+    data = data_of(study, {"a": [x - g for x, g in zip(b, gains, strict=True)], "b": b})
+    (verdict,) = evaluate(study, data, "quick")
+    (low, high), p_value = t_bounds(gains, 0.05)
+    assert verdict.verdict == "supported" and verdict.seeds == 5
+    assert verdict.effect == pytest.approx(0.10)
+    assert (verdict.ci_low, verdict.ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert verdict.p_value == pytest.approx(p_value) and verdict.p_adjusted == pytest.approx(p_value)
+    assert verdict.effect_size == pytest.approx(np.mean(gains) / np.std(gains, ddof=1))
+    assert verdict.margin == 0.05 and verdict.confidence == pytest.approx(0.95)
+    assert verdict.family == "hypothesis h (1 prediction)" and verdict.stopped == "decided at 5 seeds"
+
+
+def test_better_refuted_when_the_other_arm_wins(tmp_path):
+    study = study_of(tmp_path, BETTER)
+    b = [0.50, 0.52, 0.48, 0.55, 0.51]
+    data = data_of(study, {"a": [x + 0.1 + 0.01 * i for i, x in enumerate(b)], "b": b})
+    (verdict,) = evaluate(study, data, "quick")
+    assert verdict.verdict == "refuted" and verdict.effect == pytest.approx(-0.12)
+
+
+def test_identical_arms_are_equivalent(tmp_path):
+    study = study_of(tmp_path, BETTER)
+    b = [0.50, 0.52, 0.48, 0.55, 0.51]
+    (verdict,) = evaluate(study, data_of(study, {"a": b, "b": list(b)}), "quick")
+    assert verdict.verdict == "equivalent" and (verdict.ci_low, verdict.ci_high) == (0.0, 0.0)
+
+
+def test_a_small_difference_inside_the_margin_is_equivalent(tmp_path):
+    study = study_of(tmp_path, BETTER)
+    b = [0.50, 0.52, 0.48, 0.55, 0.51]
+    gains = [0.010, 0.012, 0.009, 0.011, 0.010]
+    data = data_of(study, {"a": [x - g for x, g in zip(b, gains, strict=True)], "b": b})
+    (verdict,) = evaluate(study, data, "quick")
+    assert verdict.verdict == "equivalent" and verdict.ci_low > 0 and verdict.ci_high < 0.05
+    assert "smaller than the margin" in verdict.evidence
+
+
+def test_without_a_margin_a_null_stays_open(tmp_path):
+    study = study_of(tmp_path, BETTER, head=HEAD.replace("[statistics]\nmargin = 0.05\n", ""))
+    b = [0.50, 0.52, 0.48, 0.55, 0.51]
+    (verdict,) = evaluate(study, data_of(study, {"a": b, "b": list(b)}), "quick")
+    assert verdict.verdict == "inconclusive" and "set a margin" in verdict.evidence
+
+
+def test_a_relative_margin_is_a_share_of_the_mean(tmp_path):
+    study = study_of(tmp_path, BETTER, head=HEAD.replace("margin = 0.05", 'margin = "10%"'))
+    b = [0.50, 0.50, 0.50, 0.50, 0.50]
+    (verdict,) = evaluate(study, data_of(study, {"a": b, "b": b}), "quick")
+    assert verdict.margin == pytest.approx(0.05)
+
+
+def test_a_missing_metric_is_no_evidence_not_a_refutation(tmp_path):
+    # A nan used to give "refuted" with p = 0.
+    study = study_of(tmp_path, BETTER)
+    nan = math.nan
+    (verdict,) = evaluate(study, data_of(study, {"a": [nan] * 5, "b": [0.5] * 5}), "quick")
+    assert verdict.verdict == "inconclusive" and verdict.seeds == 0
+
+
+def test_diverged_runs_count_as_failures(tmp_path):
+    study = study_of(tmp_path, BETTER)
+    inf = math.inf
+    b = [0.50, 0.52, 0.48, 0.55, 0.51]
+    data = data_of(study, {"a": [inf] * 5, "b": b}, diverged={("a", s) for s in range(5)})
+    (verdict,) = evaluate(study, data, "quick")
+    # Each diverged seed scores ln 10, a uniform guess over 10 classes
+    assert verdict.verdict == "refuted"
+    assert verdict.effect == pytest.approx(np.mean(b) - math.log(10))
+
+
+def test_family_correction_divides_alpha_among_its_predictions(tmp_path):
+    # A gain whose p lies between 0.05 / 3 and 0.05: decided alone, not in a family of three.
+    gains = [0.03, 0.01, 0.05, 0.00, 0.04]
+    p_value = scipy_stats.ttest_1samp(gains, 0.0).pvalue
+    assert 0.05 / 3 < p_value < 0.05
+    b = [0.50, 0.52, 0.48, 0.55, 0.51]
+    a = [x - g for x, g in zip(b, gains, strict=True)]
+    alone = study_of(tmp_path, BETTER.replace("margin", "x"))
+    (verdict,) = evaluate(alone, data_of(alone, {"a": a, "b": b}), "quick")
+    assert verdict.verdict == "supported"
+    three = BETTER.replace(
+        'prediction = { kind = "better", arm = "a", than = "b" }',
+        'predictions = [{ kind = "better", arm = "a", than = "b" }, '
+        '{ kind = "better", arm = "b", than = "a", exploratory = true }, '
+        '{ kind = "better", arm = "a", than = "b" }, { kind = "better", arm = "a", than = "b" }]',
+    )
+    family = study_of(tmp_path, three)
+    verdicts = evaluate(family, data_of(family, {"a": a, "b": b}), "quick")
+    assert [v.verdict for v in verdicts] == ["inconclusive", "exploratory", "inconclusive", "inconclusive"]
+    (low, high), _ = t_bounds(gains, 0.05 / 3)
+    assert (verdicts[0].ci_low, verdicts[0].ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert verdicts[0].p_adjusted == pytest.approx(min(1, p_value * 3))
+    assert (
+        verdicts[0].family == "hypothesis h (3 predictions)" and "Bonferroni over 3" in verdicts[0].correction
+    )
+    # the exploratory one: its plain 95% interval, in its own direction, never a verdict
+    (low, high), _ = t_bounds([-g for g in gains], 0.05)
+    assert (verdicts[1].ci_low, verdicts[1].ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert math.isnan(verdicts[1].p_adjusted) and verdicts[1].family == ""
+
+
+def test_a_study_wide_family_counts_every_prediction(tmp_path):
+    two = BETTER + BETTER.replace('id = "h"', 'id = "g"')
+    study = study_of(tmp_path, two, head=HEAD.replace("margin = 0.05", 'margin = 0.05\nfamily = "study"'))
+    b = [0.50, 0.52, 0.48, 0.55, 0.51]
+    verdicts = evaluate(study, data_of(study, {"a": [x - 0.1 for x in b], "b": b}), "quick")
+    assert verdicts[0].family == "the study (2 predictions)"
+
+
+BEST = """
+[[hypotheses]]
+id = "h"
+statement = "width 8 is best"
+factors = { "model.width" = [8, 12, 16] }
+prediction = { kind = "best", arm = "width=8" }
+"""
+
+
+def test_best_supported_against_its_closest_rival(tmp_path):
+    study = study_of(tmp_path, BEST)
+    base = [0.50, 0.52, 0.48, 0.55, 0.51]
+    close = [0.05, 0.06, 0.04, 0.05, 0.06]
+    values = {
+        "width=8": base,
+        "width=12": [x + c for x, c in zip(base, close, strict=True)],
+        "width=16": [x + 0.3 + 0.01 * (i % 3) for i, x in enumerate(base)],
+    }
+    (verdict,) = evaluate(study, data_of(study, values), "quick")
+    (low, high), _ = t_bounds(close, 0.05)  # support needs no correction over the rivals
+    assert verdict.verdict == "supported" and "vs width=12" in verdict.evidence
+    assert (verdict.ci_low, verdict.ci_high) == (pytest.approx(low), pytest.approx(high))
+
+
+def test_best_refuted_by_a_rival_corrected_over_the_rivals(tmp_path):
+    study = study_of(tmp_path, BEST)
+    base = [0.50, 0.52, 0.48, 0.55, 0.51]
+    ahead = [0.10, 0.08, 0.12, 0.09, 0.11]
+    values = {
+        "width=8": base,
+        "width=12": [x - a for x, a in zip(base, ahead, strict=True)],
+        "width=16": [x + 0.3 + 0.01 * (i % 3) for i, x in enumerate(base)],
+    }
+    (verdict,) = evaluate(study, data_of(study, values), "quick")
+    (low, high), _ = t_bounds([-a for a in ahead], 0.05 / 2)
+    assert verdict.verdict == "refuted" and "vs width=12" in verdict.evidence
+    assert (verdict.ci_low, verdict.ci_high) == (pytest.approx(low), pytest.approx(high))
+
+
+def test_best_is_not_refuted_by_the_luckiest_of_several_null_rivals(tmp_path):
+    # The old rule took the smallest p among the rivals, uncorrected: 4-10% false refutations.
+    study = study_of(tmp_path, BEST.replace("[8, 12, 16]", "[8, 12, 16, 20, 24]"), seeds="3")
+    rng = np.random.default_rng(5)
+    refuted = 0
+    runs = 300
+    for _ in range(runs):
+        values = {arm: list(rng.normal(0.5, 0.05, 3)) for arm in study.hypotheses[0].arms}
+        (verdict,) = evaluate(study, data_of(study, values), "quick")
+        refuted += verdict.verdict == "refuted"
+    assert refuted / runs <= 0.05
+
+
+SYNERGY = """
+[[hypotheses]]
+id = "h"
+statement = "together beats the sum"
+factors = { "model.dropout" = [0.0, 0.1], "model.norm" = ["none", "instance"] }
+predictions = [{ kind = "synergy" }, { kind = "diminishing" }]
+"""
+
+
+def test_cells_map_levels_to_arms():
+    study = load_study_text(SYNERGY)
+    assert cells(study.hypotheses[0]) == {
+        (0, 0): "dropout=0.0, norm=none",
+        (0, 1): "dropout=0.0, norm=instance",
+        (1, 0): "dropout=0.1, norm=none",
+        (1, 1): "dropout=0.1, norm=instance",
+    }
+
+
+def load_study_text(body: str):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        return study_of(Path(folder), body)
+
+
+def test_synergy_and_diminishing_read_the_contrast_with_opposite_signs(tmp_path):
+    study = study_of(tmp_path, SYNERGY)
+    base = [1.0, 1.1, 0.9, 1.05, 0.95]
+    extra = [0.20, 0.22, 0.18, 0.21, 0.19]  # together, the loss falls by this beyond the sum
+    values = {
+        "dropout=0.0, norm=none": base,
+        "dropout=0.1, norm=none": [x - 0.1 for x in base],
+        "dropout=0.0, norm=instance": [x - 0.3 for x in base],
+        "dropout=0.1, norm=instance": [x - 0.4 - e for x, e in zip(base, extra, strict=True)],
+    }
+    synergy, diminishing = evaluate(study, data_of(study, values), "quick")
+    (low, high), _ = t_bounds(extra, 0.05 / 2)
+    assert synergy.verdict == "supported" and diminishing.verdict == "refuted"
+    assert synergy.effect == pytest.approx(0.2) and diminishing.effect == pytest.approx(-0.2)
+    assert (synergy.ci_low, synergy.ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert (diminishing.ci_low, diminishing.ci_high) == (pytest.approx(-high), pytest.approx(-low))
+
+
+EFFICIENCY = """
+[[hypotheses]]
+id = "h"
+statement = "narrow reaches 90% of wide"
+metric = "val_acc"
+arms.narrow = { model = { width = 4 } }
+arms.wide = {}
+prediction = { kind = "efficiency", arm = "narrow", reference = "wide", performance = 0.9, params = 0.1 }
+"""
+
+
+def test_efficiency_tests_the_ratio_against_the_share(tmp_path):
+    study = study_of(tmp_path, EFFICIENCY)
+    wide = [0.90, 0.91, 0.89, 0.90, 0.92]
+    narrow = [0.86, 0.87, 0.85, 0.87, 0.88]
+    (verdict,) = evaluate(study, data_of(study, {"narrow": narrow, "wide": wide}, "val_acc"), "quick")
+    shares = [n / w for n, w in zip(narrow, wide, strict=True)]
+    (low, high), _ = t_bounds([s - 0.9 for s in shares], 0.05)
+    assert verdict.verdict == "supported" and verdict.effect == pytest.approx(np.mean(shares))
+    assert verdict.ci_low == pytest.approx(low + 0.9) and verdict.ci_high == pytest.approx(high + 0.9)
+    assert "parameters 90 vs 1,000 (9.0%, limit 10%)" in verdict.evidence
+
+
+def test_efficiency_refuted_by_a_broken_parameter_budget(tmp_path):
+    study = study_of(tmp_path, EFFICIENCY.replace("params = 0.1", "params = 0.05"))
+    wide = [0.90, 0.91, 0.89, 0.90, 0.92]
+    (verdict,) = evaluate(study, data_of(study, {"narrow": wide, "wide": wide}, "val_acc"), "quick")
+    assert verdict.verdict == "refuted"
+
+
+def test_efficiency_keeps_a_diverged_seed(tmp_path):
+    # val_acc = 0.0 of a diverged seed was dropped as falsy, and a failing arm could pass.
+    study = study_of(tmp_path, EFFICIENCY)
+    wide = [0.90, 0.91, 0.89, 0.90, 0.92]
+    narrow = [0.0, 0.0, 0.0, 0.0, 0.88]
+    diverged = {("narrow", s) for s in range(4)}
+    data = data_of(study, {"narrow": narrow, "wide": wide}, "val_acc", diverged)
+    (verdict,) = evaluate(study, data, "quick")
+    assert verdict.seeds == 5 and verdict.verdict == "refuted"
+
+
+TREND = """
+[[hypotheses]]
+id = "h"
+statement = "loss grows with the subset"
+factors = { "data.train_subset" = [10000, 1000, 100] }
+prediction = { kind = "trend", factor = "data.train_subset", direction = "decreasing" }
+"""
+
+
+def test_trend_uses_steps_in_value_order_so_geometric_factors_work(tmp_path):
+    study = study_of(tmp_path, TREND)
+    # the loss falls by 0.3 per tenfold step, a clear monotone effect a raw-unit slope misses
+    values = {
+        "train_subset=100": [1.6, 1.62, 1.58, 1.61, 1.59],
+        "train_subset=1000": [1.3, 1.31, 1.29, 1.32, 1.28],
+        "train_subset=10000": [1.0, 1.05, 0.97, 1.03, 0.99],
+    }
+    (verdict,) = evaluate(study, data_of(study, values), "quick")
+    per_seed = [(values["train_subset=100"][s] - values["train_subset=10000"][s]) / 2 for s in range(5)]
+    (low, high), _ = t_bounds(per_seed, 0.05)
+    assert verdict.verdict == "supported" and verdict.effect == pytest.approx(np.mean(per_seed))
+    assert (verdict.ci_low, verdict.ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert "train_subset=100 < train_subset=1000 < train_subset=10000" in verdict.evidence
+
+
+def test_trend_against_the_data_is_refuted(tmp_path):
+    study = study_of(tmp_path, TREND.replace('"decreasing"', '"increasing"'))
+    values = {
+        "train_subset=100": [1.6, 1.62, 1.58, 1.61, 1.59],
+        "train_subset=1000": [1.3, 1.31, 1.29, 1.32, 1.28],
+        "train_subset=10000": [1.0, 1.05, 0.97, 1.03, 0.99],
+    }
+    (verdict,) = evaluate(study, data_of(study, values), "quick")
+    assert verdict.verdict == "refuted"
+
+
+REACHES = """
+[[hypotheses]]
+id = "h"
+statement = "reaches 0.9"
+metric = "val_acc"
+arms.a = {}
+prediction = { kind = "reaches", arm = "a", value = 0.9 }
+"""
+
+
+@pytest.mark.parametrize(
+    ("values", "verdict"),
+    [([0.93, 0.94, 0.92, 0.93, 0.94], "supported"), ([0.85, 0.86, 0.84, 0.85, 0.86], "refuted"),
+     ([0.90, 0.91, 0.89, 0.90, 0.90], "inconclusive")],
+)  # fmt: skip
+def test_reaches_has_no_equivalence(tmp_path, values, verdict):
+    study = study_of(tmp_path, REACHES)
+    (result,) = evaluate(study, data_of(study, {"a": values}, "val_acc"), "quick")
+    assert result.verdict == verdict and math.isnan(result.margin)
+    assert result.effect == pytest.approx(np.mean(values) - 0.9)
+
+
+def test_an_open_verdict_sizes_seeds_from_the_margin_and_never_asks_for_what_it_has(tmp_path):
+    study = study_of(tmp_path, BETTER, seeds="{ min = 3, max = 20 }")
+    b = [0.50, 0.52, 0.48]
+    (verdict,) = evaluate(study, data_of(study, {"a": [0.52, 0.47, 0.50], "b": b}), "quick")
+    assert verdict.verdict == "inconclusive" and verdict.seeds == 3
+    nominal = sequential.nominal_alpha((3, 5, 8, 13, 20), 0.05)
+    std = np.std([-0.02, 0.05, -0.02], ddof=1)
+    expected = max(5, stats.seeds_for(0.05 / std, nominal) or 0)
+    assert verdict.seeds_needed == expected and verdict.seeds_needed > 3
+    assert verdict.stopped == "open at 3 of up to 20 seeds: running the study again adds seeds"
+
+
+def test_next_seeds_grows_only_open_hypotheses(tmp_path):
+    two = BETTER + BETTER.replace('id = "h"', 'id = "g"')
+    study = study_of(tmp_path, two, seeds="{ min = 3, max = 20 }")
+    data = data_of(study, {"a": [0.52, 0.47, 0.50], "b": [0.50, 0.52, 0.48]})  # h: open
+    for arm, values in (("a", [0.2, 0.21, 0.19]), ("b", [0.2, 0.21, 0.19])):  # g: identical, equivalent
+        for seed, value in enumerate(values):
+            data["g", arm].records[seed] = TrialRecord("", "", seed, "finished", {"val_loss": value}, {}, {})
+    assert next_seeds(study, "quick", data) == {"h": 5, "g": 3}
+    del data["h", "a"].records[2]  # a look not yet complete is finished first
+    assert next_seeds(study, "quick", data)["h"] == 3
+
+
+def test_counts_in_a_fixed_order(tmp_path):
+    study = study_of(tmp_path, BETTER)
+    b = [0.50, 0.52, 0.48, 0.55, 0.51]
+    verdicts = evaluate(study, data_of(study, {"a": b, "b": b}), "quick")
+    assert counts(verdicts) == {
+        "supported": 0,
+        "refuted": 0,
+        "equivalent": 1,
+        "inconclusive": 0,
+        "exploratory": 0,
+    }
