@@ -50,10 +50,10 @@ def test_report_renders_in_chromium(planted_store, browser, tmp_path):  # noqa: 
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
     verdict_cells = browser.execute_script(
-        "return Array.from(document.querySelectorAll('td.supported, td.inconclusive'))"
+        "return Array.from(document.querySelectorAll('td.supported, td.equivalent'))"
         ".map(cell => cell.textContent);"
     )
-    assert "supported" in verdict_cells and "inconclusive" in verdict_cells
+    assert "supported" in verdict_cells and "equivalent" in verdict_cells
     screenshot = tmp_path / "report.png"
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000

@@ -254,3 +254,80 @@ def test_workers_must_be_positive(workdir, synthetic_dir, workers):
     command = [sys.executable, "-m", "hypotune.cli", "study", "run", str(TINY), "--workers", str(workers)]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
+
+
+ADAPTIVE = """
+name = "adaptive"
+[base.model]
+depth = 2
+width = 8
+pool_size = 2
+head_hidden = []
+[base.data]
+val_size = 200
+[statistics]
+margin = 0.05
+[presets.quick]
+seeds = { min = 2, max = 4 }
+train = { epochs = 2, steps_per_epoch = 8, batch_size = 32 }
+
+[[hypotheses]]
+id = "same"
+statement = "Dropout before or after pooling: the same network"
+base = { model = { dropout = 0.2 } }
+arms.before = { model = { block_order = "conv-norm-act-dropout-pool" } }
+arms.after = { model = { block_order = "conv-norm-act-pool-dropout" } }
+prediction = { kind = "better", arm = "before", than = "after" }
+
+[[hypotheses]]
+id = "tiny_margin"
+statement = "Width 9 beats width 8 by more than a hair"
+margin = 1e-9
+arms.eight = {}
+arms.nine = { model = { width = 9 } }
+prediction = { kind = "better", arm = "nine", than = "eight" }
+"""
+
+
+def test_seeds_are_added_only_where_a_verdict_is_open(workdir, synthetic_dir):
+    from hypotune.analysis import collect
+    from hypotune.verdicts import evaluate
+
+    path = workdir / "adaptive.toml"
+    path.write_text(ADAPTIVE)
+    study = load_study(path)
+    tracker = Tracker()
+    executor = LocalExecutor(2, Runtime(data_dir=str(synthetic_dir)))
+    summary = run_study(study, "quick", executor, tracker)
+    data = collect(study, "quick", tracker)
+    seeds = {key: len(arm.records) for key, arm in data.items()}
+    # identical arms are equivalent at the first look; a tiny margin keeps the other open to the max
+    assert seeds == {("same", "before"): 2, ("same", "after"): 2, ("tiny_margin", "eight"): 4,
+                     ("tiny_margin", "nine"): 4}  # fmt: skip
+    assert summary.finished == summary.planned == 12 and summary.seeds == {"same": 2, "tiny_margin": 4}
+    same, open_one = evaluate(study, data, "quick")
+    assert same.verdict == "equivalent" and same.stopped == "decided at 2 seeds"
+    assert open_one.verdict == "inconclusive" and open_one.stopped == "open at the maximum of 4 seeds"
+    again = run_study(study, "quick", executor, tracker)  # a rerun finds every round done
+    assert (again.finished, again.skipped) == (0, 12)
+    rows = {row.id: row for row in study_status(study, "quick", tracker)}
+    assert (rows["tiny_margin"].finished, rows["tiny_margin"].pending) == (8, 0)
+
+
+def test_a_time_budget_stops_adding_trials_and_says_so(workdir, synthetic_dir):
+    from hypotune.report import build_report
+
+    path = workdir / "adaptive.toml"
+    path.write_text(ADAPTIVE)
+    study = load_study(path)
+    tracker = Tracker()
+    executor = LocalExecutor(2, Runtime(data_dir=str(synthetic_dir)))
+    summary = run_study(study, "quick", executor, tracker, budget_seconds=1e-6)
+    assert summary.budget_stopped and summary.finished == 0
+    parent = tracker.client.get_run(summary.parent_run_id)
+    assert parent.data.tags[f"{TAG}stopped"] == "budget"
+    report = build_report(study, "quick", tracker, workdir / "report")
+    assert "the time budget ran out" in report.markdown_path.read_text()
+    resumed = run_study(study, "quick", executor, tracker)
+    assert not resumed.budget_stopped and resumed.finished == 12
+    assert tracker.client.get_run(summary.parent_run_id).data.tags[f"{TAG}stopped"] == ""

@@ -185,7 +185,7 @@ def test_a_preset_runs_only_the_hypotheses_it_names(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "hypotune.cli", "validate", str(path)], capture_output=True, text=True
     )
-    assert result.returncode == 0 and "preset quick: 4 trials (2 seeds), 1 hypotheses" in result.stdout
+    assert result.returncode == 0 and "preset quick: 4 trials, 2 seeds, 1 hypotheses" in result.stdout
 
 
 def test_one_arm_is_enough_for_a_reaches_prediction(tmp_path):

@@ -175,9 +175,8 @@ def run_validate(args: argparse.Namespace) -> int:
         # A tuned arm's trials are one config per search until its best setting is known.
         trials = len(plan(narrowed, name)) + len(groups) * preset.seeds.min
         count = len(narrowed.hypotheses)
-        line = f"  preset {name}: {trials} trials ({preset.seeds.describe()}), {count} hypotheses"
-        if preset.seeds.adaptive:
-            line = line.replace(" trials (", " trials at first (")
+        first = " at first" if preset.seeds.adaptive else ""
+        line = f"  preset {name}: {trials} trials{first}, {preset.seeds.describe()}, {count} hypotheses"
         if groups:
             tuning = sum(g.budget for g in groups)
             line += f"; first {tuning} tuning trials ({len(groups)} arms searched)"

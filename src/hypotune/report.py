@@ -51,6 +51,7 @@ def fetch_history(tracker: Tracker, data: StudyData) -> figures.History:
 
 
 def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> Report:
+    left_out = [h.id for h in study.hypotheses if not study.presets[preset].runs(h.id)]
     study = study.under(preset)
     data = collect(study, preset, tracker)
     searches = collect_searches(study, preset, tracker)
@@ -70,6 +71,12 @@ def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> 
         verdict_table(verdicts, findings),
         ("p", method_line(study)),
     ]
+    if left_out:
+        others = [name for name in study.presets if name != preset and not study.presets[name].hypotheses]
+        where = f" (presets {', '.join(others)})" if others else ""
+        blocks.append(
+            ("p", f"This preset leaves {len(left_out)} hypotheses to longer budgets{where}: {', '.join(left_out)}.")
+        )
     for hypothesis in study.hypotheses:
         own = [v for v in verdicts if v.hypothesis == hypothesis.id]
         blocks += hypothesis_section(
@@ -398,7 +405,9 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertica
 th { background: #f3f3f3; }
 td.supported { background: #d9f2d9; }
 td.refuted { background: #f8d7d7; }
+td.equivalent { background: #d9e8f5; }
 td.inconclusive { background: #f4f0d9; }
+td.exploratory { background: #eeeeee; }
 img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
 h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
 """
