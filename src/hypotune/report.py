@@ -74,9 +74,9 @@ def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> 
     if left_out:
         others = [name for name in study.presets if name != preset and not study.presets[name].hypotheses]
         where = f" (presets {', '.join(others)})" if others else ""
-        blocks.append(
-            ("p", f"This preset leaves {len(left_out)} hypotheses to longer budgets{where}: {', '.join(left_out)}.")
-        )
+        names = ", ".join(left_out)
+        text = f"This preset leaves {len(left_out)} hypotheses to longer budgets{where}: {names}."
+        blocks.append(("p", text))
     for hypothesis in study.hypotheses:
         own = [v for v in verdicts if v.hypothesis == hypothesis.id]
         blocks += hypothesis_section(
