@@ -32,10 +32,12 @@ data: setup
 
 STUDY := studies/fashion_mnist_synergy.toml
 PRESET := quick
+BUDGET := 8m
 
 # The built-in study at its quick preset, then its report (written even if a trial failed).
+# Seeds are added while verdicts are open, for at most BUDGET; rerunning goes on from there.
 run: data
-	$(BIN)/hypotune study run $(STUDY) --preset $(PRESET); status=$$?; \
+	$(BIN)/hypotune study run $(STUDY) --preset $(PRESET) --budget $(BUDGET); status=$$?; \
 		$(BIN)/hypotune report $(STUDY) --preset $(PRESET) && exit $$status
 
 # What some tests need from Debian, where apt works and we are root: headless Chromium for

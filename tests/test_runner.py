@@ -331,3 +331,24 @@ def test_a_time_budget_stops_adding_trials_and_says_so(workdir, synthetic_dir):
     resumed = run_study(study, "quick", executor, tracker)
     assert not resumed.budget_stopped and resumed.finished == 12
     assert tracker.client.get_run(summary.parent_run_id).data.tags[f"{TAG}stopped"] == ""
+
+
+def test_a_run_from_any_round_serves_every_arm_with_its_config(workdir, synthetic_dir):
+    # Seeds 2 and 3 of 'eight' were trained for the open hypothesis; a hypothesis added later
+    # that compares the same config must find them, whichever round trained them.
+    from hypotune.analysis import collect
+
+    first = ADAPTIVE.split("[[hypotheses]]")
+    path = workdir / "adaptive.toml"
+    path.write_text(first[0] + "[[hypotheses]]" + first[2])
+    study = load_study(path)
+    tracker = Tracker()
+    run_study(study, "quick", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
+    path.write_text(
+        path.read_text()
+        + '[[hypotheses]]\nid = "again"\nstatement = "the same arm again"\narms.eight = {}\n'
+        + 'arms.ten = { model = { width = 10 } }\n'
+        + 'prediction = { kind = "better", arm = "ten", than = "eight" }\n'
+    )
+    data = collect(load_study(path), "quick", tracker)
+    assert sorted(data["again", "eight"].records) == [0, 1, 2, 3] and not data["again", "ten"].records

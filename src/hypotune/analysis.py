@@ -51,7 +51,8 @@ def collect(study: Study, preset: str, tracker: Tracker) -> StudyData:
     # A run serves the arms its tags name under this preset, and every arm the study file now
     # resolves to its key: a trial is shared by key, whichever preset or arm trained it first
     # (two presets with the same budget; a tuned arm whose best setting another arm uses as is).
-    planned = {t.key: t.arms for t in plan(study, preset, tuned)}
+    most = {h.id: study.presets[preset].seeds.max for h in study.hypotheses}  # any round's seeds
+    planned = {t.key: t.arms for t in plan(study, preset, tuned, most)}
     query = f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'trial'"
     for run in tracker.runs(experiment.experiment_id, query):
         tags = run.data.tags

@@ -142,6 +142,7 @@ class StudySource:
         self.skipped = 0  # final trials finished in an earlier run
         self.searches_seen = -1
         self.budget_stopped = False
+        self.looked: dict[str, int | None] = {}  # the seeds each hypothesis had when last looked at
         self.refresh()
 
     def refresh(self, force: bool = False) -> None:
@@ -182,18 +183,20 @@ class StudySource:
         return None
 
     def finished(self, trial: Trial) -> None:
-        """A final trial ended (trained or failed): when it closes a round of some hypothesis,
-        look at the verdicts and plan the next round where one is open."""
+        """A final trial ended (trained or failed): when no trial of some hypothesis is left
+        waiting in its round, look at the verdicts and plan the next round where one is open."""
         self.in_flight.discard(trial.key)
-        if self.advance is None:
+        if self.advance is None or self.out_of_time():
             return
         waiting = {h for t in self.queue for h, _ in t.arms} | {
             h for key in self.in_flight for h, _ in self.trials[key].arms
         }
-        if all(h in waiting for h, _ in trial.arms) or self.out_of_time():
-            return
+        idle = [h.id for h in self.study.hypotheses if h.id not in waiting]
+        if all(self.looked.get(h) == self.seeds.get(h) for h in idle):
+            return  # every idle hypothesis was already looked at with the seeds it has
         wanted = self.advance()
-        if any(wanted.get(h, 0) > self.seeds.get(h, 0) for h in wanted):
+        self.looked.update({h: self.seeds.get(h) for h in idle})
+        if any(n > self.seeds.get(h, 0) for h, n in wanted.items()):
             self.seeds = {h: max(n, self.seeds.get(h, 0)) for h, n in wanted.items()}
             self.refresh(force=True)
 
