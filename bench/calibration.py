@@ -162,7 +162,15 @@ def simulate(study, preset: str, truth: Truth, scale: float, rng: np.random.Gene
         seeds = wanted
 
 
-def run(kind: str, effect: float, studies: int, min_seeds: int, max_seeds: int, seed: int) -> dict:
+def run(
+    kind: str,
+    effect: float,
+    studies: int,
+    min_seeds: int,
+    max_seeds: int,
+    seed: int,
+    presets: tuple[str, ...] = ("adaptive", "fixed"),
+) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "study.toml"
         path.write_text(STUDY.format(margin=MARGIN, min=min_seeds, max=max_seeds, body=KINDS[kind]))
@@ -171,7 +179,7 @@ def run(kind: str, effect: float, studies: int, min_seeds: int, max_seeds: int, 
     truth = planted(kind, arms, effect)
     rng = np.random.default_rng(seed)
     results = {}
-    for preset in ("adaptive", "fixed"):
+    for preset in presets:
         false_families = decided = predictions = trials = 0
         for _ in range(studies):
             verdicts, spent = simulate(study, preset, truth, noise_scale(kind), rng)

@@ -45,7 +45,7 @@ class Margin:
         return self.value * abs(mean) if self.relative else self.value
 
     def describe(self) -> str:
-        return f"{self.value:.3g} of the mean" if self.relative else f"{self.value:.3g}"
+        return f"{self.value * 100:.3g}% of the mean" if self.relative else f"{self.value:.3g}"
 
 
 @dataclass(frozen=True)
