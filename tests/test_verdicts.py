@@ -404,3 +404,11 @@ def test_counts_in_a_fixed_order(tmp_path):
         "inconclusive": 0,
         "exploratory": 0,
     }
+
+
+def test_the_same_difference_on_every_seed_is_not_decisive(tmp_path):
+    # p = 0 from a zero spread made such a comparison "supported".
+    study = study_of(tmp_path, BETTER)
+    b = [0.50, 0.52, 0.48, 0.55, 0.51]
+    (verdict,) = evaluate(study, data_of(study, {"a": [x - 0.003 for x in b], "b": b}), "quick")
+    assert verdict.verdict == "inconclusive" and "the same number on every seed" in verdict.evidence

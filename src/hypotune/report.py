@@ -109,7 +109,10 @@ def seeds_line(study: Study, preset: str) -> str:
     """What a seed varies and what stays fixed, so a reader knows which noise the intervals hold."""
     varied = ["weight initialisation", "data order", "dropout masks and augmentation"]
     fixed = ["the test set"]
-    (varied if study.vary_split else fixed).insert(0 if study.vary_split else 1, "validation split")
+    if study.vary_split:
+        varied.append("validation split")
+    else:
+        fixed.append("validation split")
     if any(h.tuned_in(preset) for h in study.hypotheses):
         fixed.append("each tuned arm's setting (tuned once, on its own seed)")
     return f"Each seed varies: {', '.join(varied)}. Fixed across seeds: {', '.join(fixed)}."

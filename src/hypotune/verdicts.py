@@ -285,23 +285,10 @@ def decide(
 ) -> Verdict:
     looks = plan.looks
     level = alpha / max(size, 1)
-    threshold = evidence.threshold
     equivalence = prediction.kind not in THRESHOLD_KINDS
-    label, note = evidence.label, evidence.note
-    if prediction.exploratory:
-        interval = stats.t_interval(list(evidence.per_seed.values()), alpha, threshold)
-        verdict = "exploratory"
-    elif evidence.rivals is not None:
-        verdict, interval, rival = _decide_best(evidence.rivals, margin, looks, level)
-        label = f"{evidence.label} {rival}"
-    else:
-        interval = sequential.sequential_interval(evidence.per_seed, looks, level, threshold)
-        verdict = classify(interval, margin, threshold, equivalence)
-        if interval.n < looks[0]:
-            verdict = "inconclusive"
-    if evidence.forced and not prediction.exploratory:
-        verdict = evidence.forced
-    if interval.bounded and interval.std == 0 and interval.mean != threshold and verdict == "inconclusive":
+    verdict, interval, label = _read(prediction, evidence, margin, looks, level, alpha)
+    note = evidence.note
+    if interval.n >= 2 and interval.std == 0 and not interval.bounded:
         note = "; ".join(filter(None, [note, "the same number on every seed: no spread to weigh it"]))
     confidence = 1 - interval.alpha
     p_adjusted = (
@@ -336,6 +323,32 @@ def decide(
     )
     result.evidence = evidence_line(result, label, note, equivalence)
     return result
+
+
+def _read(
+    prediction: Prediction,
+    evidence: Evidence,
+    margin: float,
+    looks: tuple[int, ...],
+    level: float,
+    alpha: float,
+) -> tuple[str, stats.Interval, str]:
+    """The verdict, the interval it is read off, and what that interval compares."""
+    threshold = evidence.threshold
+    if prediction.exploratory:
+        return (
+            "exploratory",
+            stats.t_interval(list(evidence.per_seed.values()), alpha, threshold),
+            evidence.label,
+        )
+    if evidence.rivals is not None:
+        verdict, interval, rival = _decide_best(evidence.rivals, margin, looks, level)
+        return evidence.forced or verdict, interval, f"{evidence.label} {rival}"
+    interval = sequential.sequential_interval(evidence.per_seed, looks, level, threshold)
+    verdict = classify(interval, margin, threshold, prediction.kind not in THRESHOLD_KINDS)
+    if interval.n < looks[0]:
+        verdict = "inconclusive"
+    return evidence.forced or verdict, interval, evidence.label
 
 
 def _correction(size: int, looks: tuple[int, ...], evidence: Evidence) -> str:
