@@ -90,11 +90,29 @@ def test_figure_data_without_drawing(planted_store):
     assert interaction_data(study.hypotheses[0], data) == {}
 
 
-def test_pareto_front_marks_only_undominated_points():
-    from hypotune.figures import ParetoPoint  # noqa: F401  (the data type the renderer draws)
+def test_pareto_front_marks_only_undominated_points(tmp_path):
+    from hypotune.analysis import ArmData, TrialRecord
 
-    study = load_study(STUDIES / "planted.toml")
-    assert pareto_data(study, {(h.id, a): _empty(h.id, a) for h in study.hypotheses for a in h.arms}) == []
+    arms = 'arms.small = {}\narms.mid = { model = { width = 12 } }\narms.big = { model = { width = 16 } }\n'
+    path = tmp_path / "three.toml"
+    path.write_text(
+        (STUDIES / "tiny.toml").read_text().split("[[hypotheses]]")[0]
+        + f'[[hypotheses]]\nid = "size"\nstatement = "s"\n{arms}'
+        + 'prediction = { kind = "best", arm = "mid" }\n'
+    )
+    study = load_study(path)
+    points = {"small": (1000, 0.50), "mid": (2000, 0.40), "big": (3000, 0.45)}  # big is dominated by mid
+    data = {}
+    for arm, (params, loss) in points.items():
+        records = {}
+        for seed in range(2):
+            metrics = {"param_count": params, "test_loss": loss + 0.01 * seed}
+            logged = {"model.width": arm, "seed": str(seed), "data.split_seed": str(seed)}
+            records[seed] = TrialRecord(arm, "", seed, "finished", metrics, logged, {})
+        data["size", arm] = ArmData("size", arm, records)
+    front = {p.label.split(": ")[1]: p.on_front for p in pareto_data(study, data)}
+    assert front == {"small": True, "mid": True, "big": False}
+    assert pareto_data(study, {key: _empty(*key) for key in data}) == []
 
 
 def _empty(hypothesis, arm):
@@ -162,11 +180,23 @@ def test_audit_reports_missing_seeds(planted_store):
 
 def test_collect_ignores_other_presets_and_unfinished_runs(planted_store):
     study, tracker, _ = planted_store
+    experiment_id = tracker.experiment(study.name)
+    config = study.arm_config(study.hypotheses[0], "learns", "quick", 0).replace({"train": {"epochs": 7}})
+    arms = json.dumps([["learning_matters", "learns"]])
+    strays = {  # runs that must not count, at seeds of their own: another preset's, an unfinished one
+        "other": ({f"{TAG}preset": "other", f"{TAG}key": config.key(), f"{TAG}seed": "7"}, "FINISHED"),
+        "running": ({f"{TAG}preset": "quick", f"{TAG}key": "unfinished", f"{TAG}seed": "8"}, "RUNNING"),
+    }
+    for name, (tags, status) in strays.items():
+        run_id = tracker.start_run(experiment_id, name, tags | {f"{TAG}kind": "trial", f"{TAG}arms": arms})
+        tracker.client.log_metric(run_id, "val_loss", 99.0)
+        if status == "FINISHED":
+            tracker.client.set_terminated(run_id, "FINISHED")
     data = collect(study, "quick", tracker)
     assert {len(arm.records) for arm in data.values()} == {3}
     keys = {r.key for arm in data.values() for r in arm.records.values()}
     assert keys == {t.key for t in plan(study, "quick")}
-    assert not math.isnan(data["learning_matters", "learns"].values("val_loss")[0])
+    assert all(v < 99 for v in data["learning_matters", "learns"].values("val_loss").values())
 
 
 REACH = """
@@ -240,3 +270,24 @@ def test_a_preset_that_names_one_hypothesis_trains_and_reports_only_it(workdir, 
     text = report.markdown_path.read_text()
     assert report.verdicts[0].seeds == 3 and "small reaches 0.8" in text
     assert "test_acc (reported)" in text  # an accuracy claim reports test accuracy
+
+
+def test_report_numbers_match_the_runs(planted_store, tmp_path):
+    """The verdict row and the evidence line show the effect, interval, p, adjusted p and seeds
+    that the logged runs give, computed here from the raw metrics with scipy alone."""
+    from scipy import stats as scipy_stats
+
+    from hypotune.verdicts import fmt
+
+    study, tracker, _ = planted_store
+    data = collect(study, "quick", tracker)
+    learns, frozen = (data["learning_matters", arm].values("val_loss") for arm in ("learns", "frozen"))
+    gains = [frozen[s] - learns[s] for s in sorted(learns)]
+    test = scipy_stats.ttest_1samp(gains, 0.0)
+    low, high = test.confidence_interval(0.95)
+    markdown = build_report(study, "quick", tracker, tmp_path / "report").markdown_path.read_text()
+    mean = sum(gains) / len(gains)
+    effect = f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
+    assert f"| learning_matters | learns beats frozen | supported | {effect} | 0.05 | 3 |" in markdown
+    assert f"p = {test.pvalue:.3g} (adjusted {fmt(test.pvalue, 3)})" in markdown  # a family of one
+    assert "over 3 seeds" in markdown and "Family: hypothesis learning_matters (1 prediction)" in markdown

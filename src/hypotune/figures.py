@@ -96,7 +96,8 @@ def pareto_data(study: Study, data: StudyData) -> list[ParetoPoint]:
             records = list(data[hypothesis.id, arm].records.values())
             if not records:
                 continue
-            config = tuple(sorted((k, v) for k, v in records[0].params.items() if k != "seed"))
+            per_seed = ("seed", "data.split_seed")  # what differs between seeds of one config
+            config = tuple(sorted((k, v) for k, v in records[0].params.items() if k not in per_seed))
             if config not in by_config:
                 params = records[0].metrics.get("param_count", math.nan)
                 by_config[config] = (f"{hypothesis.id}: {arm}", params, [])
