@@ -130,3 +130,20 @@ def test_ui_serves_the_store_on_loopback(workdir):
         wait_for_http(f"http://127.0.0.1:{port}/health", server, seconds=90)
     finally:
         stop_process_group(server)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("30m", 1800), ("2h", 7200), ("45", 45), ("0.5h", 1800)]
+)
+def test_budget_durations(text, seconds):
+    from hypotune.cli import duration
+
+    assert duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0m", "-5m", "x", "10d", "", "inf", "nan"])
+def test_a_bad_budget_is_one_line(text, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["study", "run", str(TINY_STUDY), "--budget", text])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(error) == 1 and "argument --budget" in error[0]
