@@ -128,7 +128,7 @@ def noise_scale(kind: str) -> float:
         "best": 1 / math.sqrt(2),
         "three_better": 1 / math.sqrt(2),
         "synergy": 0.5,  # four cells
-        "trend": 1 / math.sqrt(2),  # the slope over 3 even steps is (y3 - y1) / 2
+        "trend": math.sqrt(2),  # the slope over 3 even steps is (y3 - y1) / 2: sd of sigma / sqrt(2)
         "reaches": 1.0,
     }[kind]
 
