@@ -48,6 +48,18 @@ def make_synthetic_dir(folder: Path, n_train: int = 1200, n_test: int = 300, com
     return folder
 
 
+# The model and data tables of the tests' small study files: trains in well under a second.
+TINY_BASE = """
+[base.model]
+depth = 2
+width = 8
+pool_size = 2
+head_hidden = []
+[base.data]
+val_size = 200
+"""
+
+
 def tiny_config(**train: object) -> RunConfig:
     """A model and budget small enough to train in well under a second."""
     return RunConfig(

@@ -21,22 +21,18 @@ from hypotune.study import Study
 from hypotune.studyfile import load_study
 from hypotune.tracking import TAG, flat_params
 
+from .helpers import TINY_BASE
+
 SEEDS = (0, 1)  # every preset below runs two seeds
 VERSION = "0.1.0+gabc1234"
 OTHER = "trained from a definition other than the study file's"
 
-STUDY = """
+STUDY = (
+    """
 name = "audited"
-
-[base.model]
-depth = 2
-width = 8
-pool_size = 2
-head_hidden = []
-
-[base.data]
-val_size = 200
-
+"""
+    + TINY_BASE
+    + """
 [presets.quick]
 seeds = 2
 train = { epochs = 2, steps_per_epoch = 8, batch_size = 32 }
@@ -82,6 +78,7 @@ arms.adam = {}
 arms.sgd = { train = { optimizer = "sgd" } }
 prediction = { kind = "better", arm = "adam", than = "sgd" }
 """
+)
 
 
 @pytest.fixture

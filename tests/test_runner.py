@@ -14,7 +14,7 @@ from hypotune.study import plan
 from hypotune.studyfile import load_study
 from hypotune.tracking import TAG, Tracker
 
-from .helpers import default_sigint, wait_for_finished_runs
+from .helpers import TINY_BASE, default_sigint, wait_for_finished_runs
 
 TINY = Path(__file__).parent / "studies" / "tiny.toml"
 
@@ -256,15 +256,10 @@ def test_workers_must_be_positive(workdir, synthetic_dir, workers):
     assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
 
 
-ADAPTIVE = """
-name = "adaptive"
-[base.model]
-depth = 2
-width = 8
-pool_size = 2
-head_hidden = []
-[base.data]
-val_size = 200
+ADAPTIVE = (
+    'name = "adaptive"\n'
+    + TINY_BASE
+    + """
 [statistics]
 margin = 0.05
 [presets.quick]
@@ -287,6 +282,7 @@ arms.eight = {}
 arms.nine = { model = { width = 9 } }
 prediction = { kind = "better", arm = "nine", than = "eight" }
 """
+)
 
 
 def test_seeds_are_added_only_where_a_verdict_is_open(workdir, synthetic_dir):
@@ -347,7 +343,7 @@ def test_a_run_from_any_round_serves_every_arm_with_its_config(workdir, syntheti
     path.write_text(
         path.read_text()
         + '[[hypotheses]]\nid = "again"\nstatement = "the same arm again"\narms.eight = {}\n'
-        + 'arms.ten = { model = { width = 10 } }\n'
+        + "arms.ten = { model = { width = 10 } }\n"
         + 'prediction = { kind = "better", arm = "ten", than = "eight" }\n'
     )
     data = collect(load_study(path), "quick", tracker)

@@ -12,18 +12,18 @@ from hypotune.analysis import ArmData, TrialRecord
 from hypotune.studyfile import load_study
 from hypotune.verdicts import cells, counts, evaluate, next_seeds
 
-HEAD = """
-name = "planted_numbers"
-[base.model]
-depth = 2
-width = 8
-pool_size = 2
-head_hidden = []
+from .helpers import TINY_BASE
+
+HEAD = (
+    'name = "planted_numbers"\n'
+    + TINY_BASE
+    + """
 [statistics]
 margin = 0.05
 [presets.quick]
 seeds = {seeds}
 """
+)
 
 
 def study_of(tmp_path: Path, body: str, seeds: str = "5", head: str = HEAD):
