@@ -134,6 +134,45 @@ BAD = [
         'arms.wide = { model = { width = 16 } }\nprediction = { kind = "best", arm = "wide" }',
         "compares at least two arms (one only to test a 'reaches')",
     ),
+    ("seeds = 2", "seeds = { min = 5, max = 3 }", "presets.quick.seeds.max (3) is below min (5)"),
+    ("seeds = 2", "seeds = { min = 3, mx = 9 }", "unknown setting 'presets.quick.seeds.mx'"),
+    ("seeds = 2", "seeds = { min = 0 }", "presets.quick.seeds.min must be an integer from 1 to 1000, got 0"),
+    (
+        "[base.model]",
+        '[statistics]\nmargin = "x%"\n[base.model]',
+        "statistics.margin must be a positive number",
+    ),
+    (
+        "[base.model]",
+        '[statistics]\nmargin = -0.1\n[base.model]',
+        "statistics.margin must be a positive number",
+    ),
+    (
+        "[base.model]",
+        '[statistics]\nfamily = "all"\n[base.model]',
+        "statistics.family is 'all'; valid: hypothesis",
+    ),
+    (
+        "[base.model]",
+        '[statistics]\nalpha = 1.5\n[base.model]',
+        "statistics.alpha must be a number between 0",
+    ),
+    (
+        "[base.model]",
+        '[statistics]\nalhpa = 0.1\n[base.model]',
+        "unknown setting 'statistics.alhpa'",
+    ),
+    ('name = "tiny"', 'name = "tiny"\nvary_split = "yes"', "vary_split must be true or false"),
+    (
+        'statement = "Wider is better"',
+        'statement = "Wider is better"\nmargin = "5"',
+        "hypotheses[0] (width).margin must be a positive number",
+    ),
+    (
+        'than = "narrow" }',
+        'than = "narrow", exploratory = "yes" }',
+        "prediction.exploratory must be true or false",
+    ),
 ]
 
 
