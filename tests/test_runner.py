@@ -348,3 +348,27 @@ def test_a_run_from_any_round_serves_every_arm_with_its_config(workdir, syntheti
     )
     data = collect(load_study(path), "quick", tracker)
     assert sorted(data["again", "eight"].records) == [0, 1, 2, 3] and not data["again", "ten"].records
+
+
+def test_a_round_wanted_after_the_budget_is_spent_is_reported_not_started(tmp_path):
+    import time
+
+    path = tmp_path / "adaptive.toml"
+    path.write_text(ADAPTIVE)
+    study = load_study(path)
+    wanted = {"same": 2, "tiny_margin": 3}  # what the verdicts would ask for after round one
+    source = StudySource(
+        study, "quick", NoSearch(), set(), advance=lambda: wanted, deadline=time.monotonic() + 3600
+    )
+    tasks = []
+    while (task := source.next_task()) is not None:
+        tasks.append(task)
+    assert len(tasks) == 8  # two seeds of four arms
+    source.deadline = time.monotonic() - 1  # the budget runs out as the round ends
+    for task in tasks:
+        source.finished(source.trials[task.key])
+    assert source.budget_stopped and source.next_task() is None and source.seeds.get("tiny_margin", 2) == 2
+    fresh = StudySource(study, "quick", NoSearch(), set(), advance=lambda: wanted)
+    for task in list(iter(fresh.next_task, None)):
+        fresh.finished(fresh.trials[task.key])
+    assert fresh.seeds["tiny_margin"] == 3 and not fresh.budget_stopped and len(fresh.queue) == 2

@@ -142,7 +142,7 @@ class StudySource:
         self.skipped = 0  # final trials finished in an earlier run
         self.searches_seen = -1
         self.budget_stopped = False
-        self.looked: dict[str, int | None] = {}  # the seeds each hypothesis had when last looked at
+        self.looked: dict[str, int] = {}  # the seeds each hypothesis had when last looked at
         self.refresh()
 
     def refresh(self, force: bool = False) -> None:
@@ -186,18 +186,23 @@ class StudySource:
         """A final trial ended (trained or failed): when no trial of some hypothesis is left
         waiting in its round, look at the verdicts and plan the next round where one is open."""
         self.in_flight.discard(trial.key)
-        if self.advance is None or self.out_of_time():
+        if self.advance is None:
             return
         waiting = {h for t in self.queue for h, _ in t.arms} | {
             h for key in self.in_flight for h, _ in self.trials[key].arms
         }
-        idle = [h.id for h in self.study.hypotheses if h.id not in waiting]
-        if all(self.looked.get(h) == self.seeds.get(h) for h in idle):
+        minimum = self.study.presets[self.preset].seeds.min
+        planned = {h.id: self.seeds.get(h.id, minimum) for h in self.study.hypotheses}
+        idle = [h for h in planned if h not in waiting]
+        if all(self.looked.get(h) == planned[h] for h in idle):
             return  # every idle hypothesis was already looked at with the seeds it has
         wanted = self.advance()
-        self.looked.update({h: self.seeds.get(h) for h in idle})
-        if any(n > self.seeds.get(h, 0) for h, n in wanted.items()):
-            self.seeds = {h: max(n, self.seeds.get(h, 0)) for h, n in wanted.items()}
+        self.looked.update({h: planned[h] for h in idle})
+        if any(n > planned.get(h, minimum) for h, n in wanted.items()):
+            if self.out_of_time():  # a round is wanted, but the budget is spent
+                self.budget_stopped = True
+                return
+            self.seeds = {h: max(n, planned.get(h, minimum)) for h, n in wanted.items()}
             self.refresh(force=True)
 
     def exhausted(self) -> bool:
