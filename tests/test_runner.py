@@ -372,3 +372,20 @@ def test_a_round_wanted_after_the_budget_is_spent_is_reported_not_started(tmp_pa
     for task in list(iter(fresh.next_task, None)):
         fresh.finished(fresh.trials[task.key])
     assert fresh.seeds["tiny_margin"] == 3 and not fresh.budget_stopped and len(fresh.queue) == 2
+
+
+def test_kill_9_in_a_later_round_then_rerun_finishes_the_same_rounds(workdir, synthetic_dir):
+    path = workdir / "adaptive.toml"
+    path.write_text(ADAPTIVE.replace("epochs = 2, steps_per_epoch = 8", "epochs = 3, steps_per_epoch = 60"))
+    process = start_cli_study(workdir, path, synthetic_dir)
+    wait_for_finished_runs(workdir / "runs" / "mlflow.db", 9)  # the first round is 8 trials
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    rerun = start_cli_study(workdir, path, synthetic_dir)
+    _, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    tracker = Tracker()
+    keys = finished_trial_keys(tracker, "adaptive")
+    assert len(keys) == 12 and set(keys.values()) == {1}  # both rounds, each trial once
+    study = load_study(path)
+    assert {t.key for t in plan(study, "quick", seeds={"same": 2, "tiny_margin": 4})} == set(keys)
