@@ -242,7 +242,7 @@ def _trend(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> E
     monotone = rising if prediction.direction == "increasing" else falling
     short = prediction.factor.rsplit(".", 1)[-1]
     note = "arm means " + ("are" if monotone else "are not") + f" monotone in {short}"
-    label = f"{prediction.direction} slope of {hypothesis.metric} per step of {short} ({' < '.join(arms)})"
+    label = f"slope of {hypothesis.metric} over the steps of {short} ({' < '.join(arms)})"
     return Evidence(per_seed, label, "one-sample t of the per-seed slope", note=note)
 
 
@@ -386,9 +386,11 @@ def _decide_best(
 def evidence_line(verdict: Verdict, label: str, note: str, equivalence: bool) -> str:
     if verdict.seeds == 0:
         return "no finished trials yet"
-    what = {"efficiency": "mean", "reaches": f"margin in {verdict.metric}"}.get(
-        verdict.kind, f"improvement in {verdict.metric}"
-    )
+    what = {
+        "efficiency": "mean",
+        "reaches": f"margin in {verdict.metric}",
+        "trend": f"change in {verdict.metric} per step, the predicted way",
+    }.get(verdict.kind, f"improvement in {verdict.metric}")
     interval = ""
     if math.isfinite(verdict.ci_low) and math.isfinite(verdict.ci_high):
         interval = f" ({verdict.confidence:.1%} CI {fmt(verdict.ci_low)} to {fmt(verdict.ci_high)})"
