@@ -22,7 +22,7 @@ def calibration():
 
 @pytest.mark.parametrize("kind", ["better", "three_better", "synergy"])
 def test_false_decisions_stay_at_alpha_under_the_null_with_seeds_added_in_rounds(calibration, kind):
-    studies = 300
+    studies = 200
     rate = calibration.run(kind, 0.0, studies, 3, 20, seed=11, presets=("adaptive",))["adaptive"]["false"]
     # 5% plus three Monte Carlo standard errors of a 5% rate over this many studies
     assert rate <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / studies), rate
