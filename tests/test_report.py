@@ -18,6 +18,8 @@ from hypotune.studyfile import load_study
 from hypotune.tracking import TAG, Tracker
 from hypotune.verdicts import evaluate
 
+from .helpers import TINY_BASE
+
 STUDIES = Path(__file__).parent / "studies"
 
 
@@ -199,15 +201,10 @@ def test_collect_ignores_other_presets_and_unfinished_runs(planted_store):
     assert all(v < 99 for v in data["learning_matters", "learns"].values("val_loss").values())
 
 
-REACH = """
-name = "reach"
-[base.model]
-depth = 2
-width = 8
-pool_size = 2
-head_hidden = []
-[base.data]
-val_size = 200
+REACH = (
+    'name = "reach"\n'
+    + TINY_BASE
+    + """
 [presets.quick]
 seeds = 2
 train = { epochs = 2, steps_per_epoch = 8, batch_size = 32 }
@@ -228,6 +225,7 @@ metric = "METRIC"
 arms.small = { train = { lr = 0.003 } }
 prediction = { kind = "reaches", arm = "small", value = VALUE }
 """
+)
 
 
 def reach_study(tmp_path: Path, metric: str = "val_acc", value: float = 0.8):
