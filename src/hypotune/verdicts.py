@@ -74,12 +74,12 @@ def evaluate(study: Study, data: StudyData, preset: str, budget_stopped: bool = 
     families = _families(study)
     verdicts = []
     for hypothesis in study.hypotheses:
-        own = []
-        for prediction in hypothesis.predictions:
-            family, size = families[hypothesis.id]
-            evidence = collect_evidence(hypothesis, prediction, data)
-            margin = _margin(study, hypothesis, data)
-            own.append(decide(hypothesis, prediction, evidence, margin, plan, alpha, family, size))
+        family, size = families[hypothesis.id]
+        margin = _margin(study, hypothesis, data)
+        own = [
+            decide(hypothesis, p, collect_evidence(hypothesis, p, data), margin, plan, alpha, family, size)
+            for p in hypothesis.predictions
+        ]
         stopped = _stop_reason(own, plan, budget_stopped)
         for verdict in own:
             verdict.stopped = f"decided at {verdict.seeds} seeds" if verdict.verdict in DECIDED else stopped
