@@ -56,8 +56,13 @@ def test_run_records_every_trial_and_resume_skips_them(workdir, synthetic_dir):
 
 
 class NoSearch:
+    searches: list = []
+
     def tuned(self) -> dict:
         return {}
+
+    def extend(self, groups: list) -> None:
+        pass
 
     def next_task(self) -> None:
         return None
@@ -372,6 +377,57 @@ def test_a_round_wanted_after_the_budget_is_spent_is_reported_not_started(tmp_pa
     for task in list(iter(fresh.next_task, None)):
         fresh.finished(fresh.trials[task.key])
     assert fresh.seeds["tiny_margin"] == 3 and not fresh.budget_stopped and len(fresh.queue) == 2
+
+
+class PendingSearch(NoSearch):
+    """The per-seed searches of a study: open until `finish`, then every one has its best."""
+
+    def __init__(self, study, preset):
+        from hypotune.search import search_groups
+
+        self.study, self.preset, self.best = study, preset, None
+        self.searches = []
+        self.extend(search_groups(study, preset))
+
+    def extend(self, groups):
+        from types import SimpleNamespace
+
+        known = {s.group.key for s in self.searches}
+        self.searches += [
+            SimpleNamespace(group=g, best=self.best, error="") for g in groups if g.key not in known
+        ]
+
+    def finish(self):
+        self.best = {"train.lr": 0.01}
+        for search in self.searches:
+            search.best = self.best
+
+    def tuned(self):
+        return {s.group.key: {"train": {"lr": 0.01}} for s in self.searches if s.best}
+
+    def done(self):
+        return all(s.best for s in self.searches)
+
+
+def test_a_hypothesis_still_searching_is_looked_at_only_once_its_seeds_are_in():
+    # The untuned hypothesis finishes its round while the tuned one searches; the tuned one must
+    # not count as looked at then, or its own round would end without a look and never grow.
+    study = load_study(Path(__file__).parent / "studies" / "per_seed.toml")
+    search = PendingSearch(study, "quick")
+    wanted = {"tiny_margin": 2, "untuned": 2}
+    source = StudySource(study, "quick", search, set(), seeds=dict(wanted), advance=lambda: dict(wanted))
+    untuned = list(iter(source.next_task, None))
+    assert {h for t in untuned for h, _ in source.trials[t.key].arms} == {"untuned"}
+    for task in untuned:
+        source.finished(source.trials[task.key])
+    search.finish()
+    tuned = list(iter(source.next_task, None))
+    assert len(tuned) == 4 and {h for t in tuned for h, _ in source.trials[t.key].arms} == {"tiny_margin"}
+    wanted["tiny_margin"] = 3  # what the verdicts ask for once its first round is in
+    for task in tuned:
+        source.finished(source.trials[task.key])
+    assert source.seeds["tiny_margin"] == 3
+    assert sorted(s.group.seed for s in search.searches) == [0, 0, 1, 1, 2, 2]  # a search per new seed
 
 
 def test_kill_9_in_a_later_round_then_rerun_finishes_the_same_rounds(workdir, synthetic_dir):

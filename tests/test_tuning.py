@@ -51,6 +51,11 @@ BAD = [
     ("trials = { tuned = 10 }", 'trials = { tuned = 10 }\nmetric = "test_loss"', "never test"),
     ("trials = { tuned = 10 }", "trials = { tuned = 10 }\nsampler = 1", "unknown setting 'tuning.sampler'"),
     (
+        "trials = { tuned = 10 }",
+        'trials = { tuned = 10 }\nper_seed = "yes"',
+        "per_seed must be true or false",
+    ),
+    (
         'space."train.lr"',
         'space."train.optimizer" = { choices = ["adam", "sgd"] }\nspace."train.lr"',
         "train.optimizer is what this hypothesis compares",
@@ -89,6 +94,79 @@ def test_the_built_in_study_tunes_the_learning_rate_in_full_only():
     assert [d.name for d in study.hypotheses[0].tuning.space] == ["train.lr"]
 
 
+def test_a_search_per_seed_has_its_own_key_seed_and_split(tmp_path):
+    from hypotune.search import search_groups
+    from hypotune.study import plan
+
+    shared = load_study(TUNED)
+    study = load_study(
+        variant(tmp_path, "trials = { tuned = 10 }", "trials = { tuned = 10 }\nper_seed = true")
+    )
+    hypothesis = study.hypotheses[0]
+    assert hypothesis.tuning.per_seed and not shared.hypotheses[0].tuning.per_seed
+    groups = search_groups(study, "tuned")
+    assert [(g.label, g.config.seed, g.config.data.split_seed) for g in groups] == [
+        (f"{arm}, seed {seed}", TUNING_SEED_BASE + seed, TUNING_SEED_BASE + seed)
+        for seed in range(3)
+        for arm in ("adam", "sgd")
+    ]
+    assert len({g.key for g in groups}) == 6
+    assert [g.key for g in groups] == [
+        study.tuning_key(hypothesis, arm, "tuned", seed) for seed in range(3) for arm in ("adam", "sgd")
+    ]
+    assert len(search_groups(study, "tuned", {"optimizer": 5})) == 10  # a round of seeds, more searches
+    # Seed 1 of adam trains at its own search's best, and only once that search has finished.
+    own = {study.tuning_key(hypothesis, "adam", "tuned", 1): {"train": {"lr": 0.02}}}
+    trials = plan(study, "tuned", own)
+    assert [(t.config.seed, t.config.train.lr, t.arms) for t in trials] == [
+        (1, 0.02, [("optimizer", "adam")])
+    ]
+    # A shared search keeps the key it always had, so existing stores resume where they were.
+    assert len(search_groups(shared, "tuned")) == 2
+    assert {shared.tuning_key(shared.hypotheses[0], "adam", "tuned", seed) for seed in range(3)} == {
+        search_groups(shared, "tuned")[0].key
+    }
+    builtin = load_study(Path(__file__).parents[1] / "studies" / "fashion_mnist_synergy.toml")
+    first = builtin.hypotheses[0]
+    assert builtin.tuning_key(first, next(iter(first.arms)), "full") == "c9b30cc0ac514357"
+
+
+PER_SEED = STUDIES / "per_seed.toml"
+
+
+def test_per_seed_searches_follow_the_seeds_added_in_rounds(workdir, synthetic_dir):
+    study, tracker = load_study(PER_SEED), Tracker()
+    executor = LocalExecutor(2, Runtime(data_dir=str(synthetic_dir)))
+    summary = run_study(study, "quick", executor, tracker)
+    assert summary.failed == [] and summary.seeds == {"tiny_margin": 3, "untuned": 3}
+    # Both hypotheses stayed open (a margin of 1e-9): the second round of 'tiny_margin' got a
+    # search per arm for its new seed, though its first round was looked at while it searched.
+    searches = collect_searches(study, "quick", tracker)
+    assert {arm: [s.seed for s in own] for arm, own in searches.items()} == {
+        ("tiny_margin", "eight"): [0, 1, 2],
+        ("tiny_margin", "nine"): [0, 1, 2],
+    }
+    assert summary.tuning_finished == 6 * 3 and all(s.finished for own in searches.values() for s in own)
+    data = collect(study, "quick", tracker)
+    for arm in ("eight", "nine"):
+        best = {s.seed: s.best["train.lr"] for s in searches["tiny_margin", arm]}
+        assert len(set(best.values())) > 1  # the searches really differ between seeds
+        trained = {seed: float(r.params["train.lr"]) for seed, r in data["tiny_margin", arm].records.items()}
+        assert trained == best  # seed N trained at the best of search N
+    assert sorted(data["untuned", "four"].records) == [0, 1, 2]
+    report = build_report(study, "quick", tracker, workdir / "report").markdown_path.read_text()
+    assert "| eight, seed 2 | lr=" in report and "once for each seed" in report
+    assert "searched again for every seed" in report
+    rows = {row.id: row for row in study_status(study, "quick", tracker)}
+    assert (rows["tiny_margin"].finished, rows["tiny_margin"].tuning, rows["tiny_margin"].pending) == (
+        6,
+        0,
+        0,
+    )
+    again = run_study(study, "quick", executor, tracker)  # resume: nothing searched or trained twice
+    assert (again.tuning_finished, again.finished, again.skipped) == (0, 0, 12)
+
+
 def test_dimension_edges_are_measured_on_the_search_scale():
     rate = Dimension("train.lr", 1e-4, 1e-2, log=True)
     assert rate.position(1e-3) == pytest.approx(0.5)
@@ -120,8 +198,9 @@ def test_tuning_each_arm_changes_the_verdict_and_the_report_shows_why(tuned_stor
     assert untuned.verdict == "supported"  # at lr 0.003, which suits Adam only
     assert tuned.verdict != "supported" and abs(tuned.effect) < 0.01 < untuned.effect
     searches = collect_searches(study, "tuned", tracker)
-    best = {arm: searches["optimizer", arm].best["train.lr"] for arm in ("adam", "sgd")}
-    at_shared = {arm: searches["optimizer", arm].trials[0] for arm in ("adam", "sgd")}
+    assert {len(own) for own in searches.values()} == {1}  # one search per arm, for every seed
+    best = {arm: searches["optimizer", arm][0].best["train.lr"] for arm in ("adam", "sgd")}
+    at_shared = {arm: searches["optimizer", arm][0].trials[0] for arm in ("adam", "sgd")}
     assert {t.params["train.lr"] for t in at_shared.values()} == {0.003}  # the study's own rate first
     assert at_shared["sgd"].value > 1.0 > 0.1 > at_shared["adam"].value  # it suits Adam only
     assert best["sgd"] > 3 * 0.003  # SGD's best rate is well above the shared one
@@ -176,8 +255,9 @@ def test_a_larger_budget_continues_each_search(tuned_store, synthetic_dir):
     more = run_study(study, "tuned", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
     assert more.tuning_finished == 4 and more.failed == []  # 2 more per arm, not 12
     searches = collect_searches(study, "tuned", tracker)
-    assert {len(s.trials) for s in searches.values()} == {12}
-    assert {s.budget for s in searches.values()} == {12} and all(s.finished for s in searches.values())
+    every = [s for own in searches.values() for s in own]
+    assert {len(s.trials) for s in every} == {12}
+    assert {s.budget for s in every} == {12} and all(s.finished for s in every)
     assert evaluate(study, collect(study, "tuned", tracker), "tuned")[0].seeds == 3
 
 

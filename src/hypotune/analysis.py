@@ -124,13 +124,16 @@ class SearchRecord:
     best: dict[str, Any]  # dotted setting -> value; empty until finished
     edges: list[str]  # best values at an end of their range
     trials: list[TuningTrialRecord] = field(default_factory=list)
+    seed: int | None = None  # the seed this search chose for, when searches are repeated per seed
 
     def best_trial(self) -> TuningTrialRecord | None:
         return next((t for t in self.trials if self.best and t.params == self.best), None)
 
 
-def collect_searches(study: Study, preset: str, tracker: Tracker) -> dict[tuple[str, str], SearchRecord]:
-    """The search behind every tuned arm, by (hypothesis id, arm)."""
+def collect_searches(
+    study: Study, preset: str, tracker: Tracker
+) -> dict[tuple[str, str], list[SearchRecord]]:
+    """The searches behind every tuned arm, by (hypothesis id, arm): one, or one per seed."""
     experiment = tracker.client.get_experiment_by_name(study.name)
     if experiment is None:
         return {}
@@ -148,6 +151,7 @@ def collect_searches(study: Study, preset: str, tracker: Tracker) -> dict[tuple[
             finished=run.info.status == "FINISHED",
             best=json.loads(tags.get(f"{TAG}best", "{}")),
             edges=[e for e in tags.get(f"{TAG}edge", "").split("; ") if e],
+            seed=int(tags[f"{TAG}tuning_seed"]) if f"{TAG}tuning_seed" in tags else None,
         )
     query = f"tags.`{TAG}kind` = 'tuning_trial' and {preset_filter} and attributes.status = 'FINISHED'"
     for run in tracker.runs(experiment.experiment_id, query):
@@ -163,11 +167,11 @@ def collect_searches(study: Study, preset: str, tracker: Tracker) -> dict[tuple[
                 status=run.data.tags.get(f"{TAG}status", "finished"),
             )
         )
-    by_arm = {}
-    for search in searches.values():
+    by_arm: dict[tuple[str, str], list[SearchRecord]] = {}
+    for search in sorted(searches.values(), key=lambda s: -1 if s.seed is None else s.seed):
         search.trials.sort(key=lambda t: t.number)
         for arm in search.arms:
-            by_arm[arm] = search
+            by_arm.setdefault(arm, []).append(search)
     return by_arm
 
 

@@ -173,7 +173,7 @@ def run_validate(args: argparse.Namespace) -> int:
         narrowed = study.under(name)
         groups = search_groups(narrowed, name)
         # A tuned arm's trials are one config per search until its best setting is known.
-        trials = len(plan(narrowed, name)) + len(groups) * preset.seeds.min
+        trials = len(plan(narrowed, name)) + sum(preset.seeds.min if g.seed is None else 1 for g in groups)
         count = len(narrowed.hypotheses)
         first = " at first" if preset.seeds.adaptive else ""
         line = f"  preset {name}: {trials} trials{first}, {preset.seeds.describe()}, {count} hypotheses"
@@ -233,8 +233,10 @@ def run_study_command(args: argparse.Namespace) -> int:
 
         def on_study_event(event: Any, trial: Any) -> None:
             on_event(event, trial)
-            if started:  # seeds added in rounds grow the plan
+            if started:  # seeds added in rounds grow the plan (and, tuned per seed, the searches)
                 progress.update(overall, total=started[0].planned)
+                if started[0].tuning_planned:
+                    progress.update(tuning, total=started[0].tuning_planned, visible=True)
 
         summary = run_study(study, preset, executor, tracker, on_event=on_study_event, on_start=on_start,
                             budget_seconds=args.budget)  # fmt: skip

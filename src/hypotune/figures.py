@@ -124,22 +124,24 @@ class NuisancePoint:
 
 
 def nuisance_data(
-    hypothesis: Hypothesis, searches: dict[tuple[str, str], SearchRecord]
+    hypothesis: Hypothesis, searches: dict[tuple[str, str], list[SearchRecord]]
 ) -> dict[str, dict[str, list[NuisancePoint]]]:
-    """Per tuned setting, per arm: every tuning trial's value of that setting and its metric."""
+    """Per tuned setting, per arm: every tuning trial's value of that setting and its metric
+    (of every search of the arm, when it searched once per seed)."""
     plots: dict[str, dict[str, list[NuisancePoint]]] = {}
     for arm in hypothesis.arms:
-        search = searches.get((hypothesis.id, arm))
-        if search is None:
-            continue
-        best = search.best_trial()
-        for dimension in search.space:
-            points = [
-                NuisancePoint(t.params[dimension.name], t.value, t.status == "pruned", t is best)
-                for t in search.trials
-                if math.isfinite(t.value)
-            ]
-            plots.setdefault(dimension.name, {})[arm] = sorted(points, key=lambda p: str(p.value))
+        for search in searches.get((hypothesis.id, arm), []):
+            best = search.best_trial()
+            for dimension in search.space:
+                points = [
+                    NuisancePoint(t.params[dimension.name], t.value, t.status == "pruned", t is best)
+                    for t in search.trials
+                    if math.isfinite(t.value)
+                ]
+                plots.setdefault(dimension.name, {}).setdefault(arm, []).extend(points)
+    for arms in plots.values():
+        for arm, points in arms.items():
+            arms[arm] = sorted(points, key=lambda p: str(p.value))
     return plots
 
 

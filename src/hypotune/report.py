@@ -55,7 +55,7 @@ def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> 
     study = study.under(preset)
     data = collect(study, preset, tracker)
     searches = collect_searches(study, preset, tracker)
-    tuned = {s.key: overrides_from_params(s.best) for s in searches.values() if s.finished}
+    tuned = {s.key: overrides_from_params(s.best) for own in searches.values() for s in own if s.finished}
     verdicts = evaluate(study, data, preset, stopped_by_budget(tracker, study, preset))
     seeds = next_seeds(study, preset, data) if study.presets[preset].seeds.adaptive else None
     findings = audit(study, preset, data, tuned, seeds)
@@ -113,7 +113,10 @@ def seeds_line(study: Study, preset: str) -> str:
         varied.append("validation split")
     else:
         fixed.append("validation split")
-    if any(h.tuned_in(preset) for h in study.hypotheses):
+    tuned = [h.tuning for h in study.hypotheses if h.tuning is not None and h.tuned_in(preset)]
+    if any(spec.per_seed for spec in tuned):
+        varied.append("each tuned arm's setting (searched again for every seed)")
+    if any(not spec.per_seed for spec in tuned):
         fixed.append("each tuned arm's setting (tuned once, on its own seed)")
     return f"Each seed varies: {', '.join(varied)}. Fixed across seeds: {', '.join(fixed)}."
 
@@ -264,27 +267,35 @@ def tuning_section(
     study: Study,
     preset: str,
     hypothesis: Hypothesis,
-    searches: dict[tuple[str, str], SearchRecord],
+    searches: dict[tuple[str, str], list[SearchRecord]],
     figure_dir: Path,
 ) -> list[Block]:
     """How each arm's nuisance settings were tuned, what won, and whether the range was wide enough."""
-    own = {arm: searches[hypothesis.id, arm] for arm in hypothesis.arms if (hypothesis.id, arm) in searches}
+    own = [(arm, s) for arm in hypothesis.arms for s in searches.get((hypothesis.id, arm), [])]
     if not own or hypothesis.tuning is None:
         return []
     spec = hypothesis.tuning
+    how = (
+        "once for each seed: search N trained on seed and validation split "
+        f"{TUNING_SEED_BASE} + N, and seed N of the arm then trained at the best setting of search N, "
+        "so the verdicts' seeds also sample the noise of tuning"
+        if spec.per_seed
+        else f"training seed {TUNING_SEED_BASE}; its seeds were then trained at its best setting"
+    )
     blocks: list[Block] = [
         ("h3", f"{hypothesis.id}: nuisance settings tuned per arm"),
         (
             "p",
             f"Each arm searched {', '.join(d.describe() for d in spec.space)} on its own with "
             f"{spec.budget(preset)} Optuna trials (TPE{', median pruning' if spec.pruning else ''}) on "
-            f"{spec.metric} of the validation split, training seed {TUNING_SEED_BASE}; the test set took "
-            "no part. Its seeds were then trained at its best setting: those runs decide the verdicts above, "
-            "so each arm is compared at its own best, not at one shared value that may suit only one.",
+            f"{spec.metric} of the validation split, {how}; the test set took no part. The runs at the "
+            "best setting decide the verdicts above, so each arm is compared at its own best, not at one "
+            "shared value that may suit only one.",
         ),
     ]
     rows, warnings = [], []
-    for arm, search in own.items():
+    for arm, search in own:
+        label = arm if search.seed is None else f"{arm}, seed {search.seed}"
         base = study.arm_config(hypothesis, arm, preset, 0).to_dict()
         base_params = {d.name: base[d.name.split(".")[0]][d.name.split(".")[1]] for d in search.space}
         at_base = next((t for t in search.trials if t.params == base_params), None)
@@ -293,7 +304,7 @@ def tuning_section(
         diverged = sum(t.status == "diverged" for t in search.trials)
         rows.append(
             [
-                arm,
+                label,
                 _setting(search.best) if search.best else "searching",
                 fmt(best.value) if best else "n/a",
                 f"{_setting(base_params)}: " + (fmt(at_base.value) if at_base else "not tried"),
@@ -301,7 +312,7 @@ def tuning_section(
                 f"({counts['pruned']} pruned, {diverged} diverged)",
             ]
         )
-        warnings += [f"**{arm}**: {edge}" for edge in search.edges]
+        warnings += [f"**{label}**: {edge}" for edge in search.edges]
     headers = ["arm", "best setting", f"its tuning {spec.metric}", "at the study's own setting", "trials"]
     blocks.append(("table", headers, rows))
     if warnings:

@@ -188,9 +188,12 @@ class StudySource:
         self.in_flight.discard(trial.key)
         if self.advance is None:
             return
-        waiting = {h for t in self.queue for h, _ in t.arms} | {
-            h for key in self.in_flight for h, _ in self.trials[key].arms
-        }
+        searching = [s for s in self.search.searches if s.best is None and not s.error]
+        waiting = (
+            {h for t in self.queue for h, _ in t.arms}
+            | {h for key in self.in_flight for h, _ in self.trials[key].arms}
+            | {h for s in searching for h, _ in s.group.arms}  # its seeds are not even planned yet
+        )
         minimum = self.study.presets[self.preset].seeds.min
         planned = {h.id: self.seeds.get(h.id, minimum) for h in self.study.hypotheses}
         idle = [h for h in planned if h not in waiting]
@@ -203,6 +206,7 @@ class StudySource:
                 self.budget_stopped = True
                 return
             self.seeds = {h: max(n, planned.get(h, minimum)) for h, n in wanted.items()}
+            self.search.extend(search_groups(self.study, self.preset, self.seeds))  # per-seed searches
             self.refresh(force=True)
 
     def exhausted(self) -> bool:
@@ -213,10 +217,10 @@ class StudySource:
 
     def planned(self) -> int:
         """Final trials: those known now, plus a seed set for each search still running."""
-        running = sum(s.best is None and not s.error for s in self.search.searches)
-        return (
-            len([t for t in self.trials.values() if not t.tuning])
-            + running * self.study.presets[self.preset].seeds.min
+        minimum = self.study.presets[self.preset].seeds.min
+        running = [s for s in self.search.searches if s.best is None and not s.error]
+        return len([t for t in self.trials.values() if not t.tuning]) + sum(
+            minimum if s.group.seed is None else 1 for s in running
         )
 
 
@@ -244,26 +248,27 @@ def run_study(
         tracker.reap_stale(experiment_id)
         parent = parent_run(tracker, experiment_id, study, preset)
         tags = {f"{TAG}study": study.name, f"{TAG}preset": preset}
-        groups = search_groups(study, preset)
-        search = Search(
-            groups, tracker, experiment_id, f"{study.name}/{preset}", tags, parent, executor.decide
-        )
         adaptive = study.presets[preset].seeds.adaptive
 
         def advance() -> dict[str, int]:
             return next_seeds(study, preset, collect(study, preset, tracker))
 
+        seeds = advance() if adaptive else None
+        groups = search_groups(study, preset, seeds)
+        search = Search(
+            groups, tracker, experiment_id, f"{study.name}/{preset}", tags, parent, executor.decide
+        )
         source = StudySource(
             study,
             preset,
             search,
             finished_keys(tracker, experiment_id),
-            seeds=advance() if adaptive else None,
+            seeds=seeds,
             advance=advance if adaptive else None,
             deadline=deadline,
         )
         summary = StudySummary(planned=source.planned(), skipped=source.skipped, parent_run_id=parent)
-        summary.tuning_planned = sum(g.budget for g in groups)
+        summary.tuning_planned = sum(s.group.budget for s in search.searches)
         if on_start:
             on_start(summary)
         recorder = Recorder(tracker, experiment_id, study, preset, parent, summary)
@@ -279,6 +284,7 @@ def run_study(
                 if not trial.tuning and event[0] in ("finished", "failed"):
                     source.finished(trial)
                     summary.planned = source.planned()
+                    summary.tuning_planned = sum(s.group.budget for s in search.searches)
                 if on_event:
                     on_event(event, trial)
         except BaseException:  # Ctrl-C or a crash: what is in flight did not finish
@@ -372,11 +378,12 @@ def study_status(study: Study, preset: str, tracker: Tracker) -> list[Hypothesis
 
         seeds = next_seeds(study, preset, collect(study, preset, tracker))
     table = {h.id: HypothesisStatus(h.id) for h in study.hypotheses}
+    minimum = study.presets[preset].seeds.min
     for hypothesis in study.hypotheses:
         for arm in hypothesis.arms:
-            search = study.tuning_key(hypothesis, arm, preset)
-            if search and search not in tuned:
-                table[hypothesis.id].tuning += study.presets[preset].seeds.min
+            for seed in range((seeds or {}).get(hypothesis.id, minimum)):
+                search = study.tuning_key(hypothesis, arm, preset, seed)
+                table[hypothesis.id].tuning += bool(search) and search not in tuned
     for trial in plan(study, preset, tuned, seeds):
         seen = states.get(trial.key, set())
         state = (

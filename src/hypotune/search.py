@@ -35,25 +35,34 @@ class SearchGroup:
     budget: int  # tuning trials to finish (complete or pruned)
     config: RunConfig  # the arm as written; the tuned settings at their base values
     arms: list[tuple[str, str]] = field(default_factory=list)  # (hypothesis id, arm name)
+    seed: int | None = None  # the seed whose search this is, when searches are repeated per seed
 
     @property
     def label(self) -> str:
-        return self.arms[0][1] if self.arms else self.config.key()[:8]
+        name = self.arms[0][1] if self.arms else self.config.key()[:8]
+        return name if self.seed is None else f"{name}, seed {self.seed}"
 
 
-def search_groups(study: Study, preset: str) -> list[SearchGroup]:
-    """The searches a preset needs, one per distinct tuned arm, in file order."""
+def search_groups(study: Study, preset: str, seeds: dict[str, int] | None = None) -> list[SearchGroup]:
+    """The searches a preset needs, one per distinct tuned arm, in file order.
+
+    A spec with `per_seed` has one search per arm and seed, for the seeds each hypothesis has
+    (`seeds`, else the preset's minimum); search N trains on seed and split TUNING_SEED_BASE + N,
+    so that no final trial is evaluated on the split its setting was chosen on.
+    """
     groups: dict[str, SearchGroup] = {}
+    minimum = study.presets[preset].seeds.min
     for hypothesis in study.hypotheses:
-        if not hypothesis.tuned_in(preset):
+        spec = hypothesis.tuning
+        if spec is None or not hypothesis.tuned_in(preset):
             continue
-        for arm in hypothesis.arms:
-            key = study.tuning_key(hypothesis, arm, preset)
-            config = study.arm_config(hypothesis, arm, preset, TUNING_SEED_BASE)
-            group = groups.setdefault(
-                key, SearchGroup(key, hypothesis.tuning, hypothesis.tuning.budget(preset), config)
-            )
-            group.arms.append((hypothesis.id, arm))
+        own = range((seeds or {}).get(hypothesis.id, minimum)) if spec.per_seed else [None]
+        for seed in own:
+            for arm in hypothesis.arms:
+                key = study.tuning_key(hypothesis, arm, preset, seed or 0)
+                config = study.arm_config(hypothesis, arm, preset, TUNING_SEED_BASE + (seed or 0))
+                group = groups.setdefault(key, SearchGroup(key, spec, spec.budget(preset), config, seed=seed))
+                group.arms.append((hypothesis.id, arm))
     return list(groups.values())
 
 
@@ -128,7 +137,7 @@ class Search:
         # study gives the same search whatever the timing; parallelism comes from the other arms.
         max_in_flight: int = 1,
     ) -> None:
-        self.storage = open_journal(tracker) if groups else None  # created only when something is tuned
+        self.storage: Any = None  # Optuna's journal, created only when something is tuned
         self.tracker = tracker
         self.experiment_id = experiment_id
         self.namespace = namespace  # Optuna study names are "<namespace>:<tuning key>"
@@ -136,13 +145,24 @@ class Search:
         self.parent_run_id = parent_run_id
         self.decide = decide  # answers a tuning trial's epoch: stop (pruned) or go on
         self.max_in_flight = max_in_flight
-        self.searches = [self._open(group) for group in groups]
+        self.searches: list[_Open] = []
         self.turn = 0  # round-robin position, so every search advances
+        self.extend(groups)
+
+    def extend(self, groups: list[SearchGroup]) -> None:
+        """Open the searches not open yet (a round of seeds brings new per-seed searches)."""
+        known = {search.group.key for search in self.searches}
+        for group in groups:
+            if group.key not in known:
+                known.add(group.key)
+                self.searches.append(self._open(group))
 
     def _open(self, group: SearchGroup) -> _Open:
         import optuna
         from optuna.trial import TrialState
 
+        if self.storage is None:
+            self.storage = open_journal(self.tracker)
         spec = group.spec
         sampler = optuna.samplers.TPESampler(
             seed=sampler_seed(spec, group.key),
@@ -198,15 +218,19 @@ class Search:
             self.tracker.client.update_run(run_id, status="RUNNING")
             self.tracker.client.set_tag(run_id, f"{TAG}budget", str(group.budget))
             return run_id
-        tags = self.tags | {
-            f"{TAG}kind": "search",
-            f"{TAG}key": group.key,
-            f"{TAG}arms": json.dumps(group.arms),
-            f"{TAG}hypotheses": ",".join(sorted({h for h, _ in group.arms})),
-            f"{TAG}space": json.dumps([d.__dict__ for d in group.spec.space]),
-            f"{TAG}metric": group.spec.metric,
-            f"{TAG}budget": str(group.budget),
-        }
+        tags = (
+            self.tags
+            | {
+                f"{TAG}kind": "search",
+                f"{TAG}key": group.key,
+                f"{TAG}arms": json.dumps(group.arms),
+                f"{TAG}hypotheses": ",".join(sorted({h for h, _ in group.arms})),
+                f"{TAG}space": json.dumps([d.__dict__ for d in group.spec.space]),
+                f"{TAG}metric": group.spec.metric,
+                f"{TAG}budget": str(group.budget),
+            }
+            | ({} if group.seed is None else {f"{TAG}tuning_seed": str(group.seed)})
+        )
         run_id = self.tracker.start_run(self.experiment_id, f"tune {group.label}", tags, self.parent_run_id)
         self.tracker.log_config(run_id, group.config)
         return run_id

@@ -167,11 +167,14 @@ class Study:
             seeded["data"] = {"split_seed": seed}
         return run_config_from_dict(merge(merge(layered, tuned or {}), seeded))
 
-    def tuning_key(self, hypothesis: Hypothesis, arm: str, preset: str) -> str:
-        """The key of the arm's search under `preset`, or '' when it is not tuned there."""
+    def tuning_key(self, hypothesis: Hypothesis, arm: str, preset: str, seed: int = 0) -> str:
+        """The key of the search whose best setting the arm's `seed` trains at under `preset`
+        (the same for every seed unless the search is repeated per seed), or '' when untuned."""
         if not hypothesis.tuned_in(preset):
             return ""
-        return tuning_key(self.arm_config(hypothesis, arm, preset, 0).to_dict(), hypothesis.tuning)
+        assert hypothesis.tuning is not None
+        own = seed if hypothesis.tuning.per_seed else 0
+        return tuning_key(self.arm_config(hypothesis, arm, preset, own).to_dict(), hypothesis.tuning)
 
     def under(self, preset: str | None) -> Study:
         """The study as `preset` runs it: only the hypotheses the preset names (all when it names none)."""
@@ -227,7 +230,7 @@ def plan(
             if seed >= seeds.get(hypothesis.id, minimum):
                 continue
             for arm in hypothesis.arms:
-                search = study.tuning_key(hypothesis, arm, preset)
+                search = study.tuning_key(hypothesis, arm, preset, seed)
                 if search and search not in tuned:
                     continue
                 config = study.arm_config(hypothesis, arm, preset, seed, tuned.get(search))

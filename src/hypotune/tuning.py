@@ -4,7 +4,9 @@ A hypothesis compares arms (the scientific settings). A setting like the learnin
 nuisance: each arm has its own best value, and comparing arms at one shared value favours
 whichever arm that value happens to suit. A tuning spec names such settings with a range and
 scale; every arm is then searched on its own (Optuna, on validation data only) before its
-seeds are trained at its best setting.
+seeds are trained at its best setting. With `per_seed = true` the search is repeated for every
+seed, each on its own split and sampler seed, and seed N trains at the best of search N: the
+seeds then sample the noise of tuning too, at the price of one search per arm and seed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from hypotune.config import SECTIONS, coerce, dotted_to_nested, field_types, unknown_key_message
 from hypotune.errors import ConfigError
 
-TUNING_KEYS = {"space", "trials", "metric", "pruning", "seed"}
+TUNING_KEYS = {"space", "trials", "metric", "pruning", "seed", "per_seed"}
 DIMENSION_KEYS = {"low", "high", "scale", "choices"}
 TUNING_METRICS = {"val_loss": "minimize", "best_val_loss": "minimize", "val_acc": "maximize"}
 # Tuning trials train on their own seeds, far from the 0..N-1 the verdicts use, so the runs a
@@ -75,6 +77,7 @@ class TuningSpec:
     metric: str = "val_loss"  # what the search optimises, on the validation split
     pruning: bool = True  # stop trials whose per-epoch metric trails the median of earlier ones
     seed: int = 0  # seed of the sampler (mixed with each arm's key)
+    per_seed: bool = False  # one search per arm and seed, so the seeds sample tuning noise too
 
     def budget(self, preset: str) -> int:
         return dict(self.trials).get(preset, 0)
@@ -93,21 +96,24 @@ class TuningSpec:
 
     def identity(self) -> dict[str, Any]:
         """What makes two searches the same search (the trial budget may grow between runs)."""
-        return {
+        identity = {
             "space": [d.__dict__ for d in self.space],
             "metric": self.metric,
             "pruning": self.pruning,
             "seed": self.seed,
         }
+        return identity | ({"per_seed": True} if self.per_seed else {})  # keys of shared searches unchanged
 
 
 def tuning_key(config_dict: dict[str, Any], spec: TuningSpec) -> str:
-    """A search's identity: the arm's settings outside the tuned ones, and the spec."""
+    """A search's identity: the arm's settings outside the tuned ones, and the spec; with
+    `per_seed`, the seed too (each seed of an arm has its own search)."""
     fixed = json.loads(json.dumps(config_dict, default=list))
     for dimension in spec.space:
         section, _, name = dimension.name.partition(".")
         fixed[section].pop(name, None)
-    fixed.pop("seed", None)
+    if not spec.per_seed:
+        fixed.pop("seed", None)
     text = json.dumps({"config": fixed, "tuning": spec.identity()}, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -144,7 +150,10 @@ def parse_tuning(raw: Any, where: str, presets: set[str]) -> TuningSpec:
     if not isinstance(pruning, bool):
         raise ConfigError(f"{where}.pruning must be true or false, got {pruning!r}")
     seed = coerce(f"{where}.seed", raw.get("seed", 0), int)
-    return TuningSpec(space, tuple(trials), metric, pruning, seed)
+    per_seed = raw.get("per_seed", False)
+    if not isinstance(per_seed, bool):
+        raise ConfigError(f"{where}.per_seed must be true or false, got {per_seed!r}")
+    return TuningSpec(space, tuple(trials), metric, pruning, seed, per_seed)
 
 
 def parse_dimension(name: str, raw: Any, where: str) -> Dimension:
