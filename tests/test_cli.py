@@ -84,6 +84,10 @@ def test_layering_defaults_file_flags(workdir, synthetic_dir):
         (["train", "--config", "missing.toml"], "missing.toml: no such file"),
         (["train", "--data-dir", "/nonexistent"], "IDX files not found; searched: /nonexistent"),
         (["train", "--threads", "0"], "threads must be between 1 and 256"),
+        (["train", "--seed", "18446744073709551616"], "seed must be between 0 and 4294967295"),
+        (["train", "--seed", "-1"], "seed must be between 0 and 4294967295"),
+        (["train", "--lr", "inf"], "train.lr must be a finite number"),
+        (["train", "--set", "train.weight_decay=nan"], "train.weight_decay must be a finite number"),
         (
             ["study", "status", str(TINY_STUDY), "--tracking-uri", "http://127.0.0.1:9"],
             "cannot reach the tracking server http://127.0.0.1:9",

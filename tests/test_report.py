@@ -95,7 +95,7 @@ def test_figure_data_without_drawing(planted_store):
 def test_pareto_front_marks_only_undominated_points(tmp_path):
     from hypotune.analysis import ArmData, TrialRecord
 
-    arms = 'arms.small = {}\narms.mid = { model = { width = 12 } }\narms.big = { model = { width = 16 } }\n'
+    arms = "arms.small = {}\narms.mid = { model = { width = 12 } }\narms.big = { model = { width = 16 } }\n"
     path = tmp_path / "three.toml"
     path.write_text(
         (STUDIES / "tiny.toml").read_text().split("[[hypotheses]]")[0]
@@ -289,3 +289,30 @@ def test_report_numbers_match_the_runs(planted_store, tmp_path):
     assert f"| learning_matters | learns beats frozen | supported | {effect} | 0.05 | 3 |" in markdown
     assert f"p = {test.pvalue:.3g} (adjusted {fmt(test.pvalue, 3)})" in markdown  # a family of one
     assert "over 3 seeds" in markdown and "Family: hypothesis learning_matters (1 prediction)" in markdown
+
+
+def test_hostile_names_and_statements_stay_text_in_every_report_file(planted_store, tmp_path):
+    """A statement with a script tag and an arm named like matplotlib math: the same runs,
+    reported under those names, give a report whose Markdown and HTML hold them only as text."""
+    study, tracker, _ = planted_store
+    text = (STUDIES / "planted.toml").read_text()
+    text = text.replace(
+        'statement = "A network that learns',
+        'statement = "<script>alert(1)</script> & <img src=x onerror=alert(2)> A network that learns',
+    )
+    text = text.replace("arms.learns", 'arms."cheap ($\\\\nosuchcmd$) | <b>"').replace(
+        'arm = "learns"', 'arm = "cheap ($\\\\nosuchcmd$) | <b>"'
+    )
+    path = tmp_path / "planted.toml"
+    path.write_text(text)
+    hostile = load_study(path)
+    report = build_report(hostile, "quick", tracker, tmp_path / "report")
+    markdown, page = report.markdown_path.read_text(), report.html_path.read_text()
+    for content in (markdown, page):
+        assert "<script>" not in content and "<img src=x" not in content and "<b>" not in content
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;img src=x" in markdown
+    assert "cheap ($\\nosuchcmd$) \\| &lt;b&gt; beats frozen | supported" in markdown
+    figures_written = sorted(p.name for p in (tmp_path / "report" / "figures").glob("*.png"))
+    assert "learning_matters-arms.png" in figures_written  # the arm's label drawn as plain text
+    written = {p for p in tmp_path.rglob("*") if p.is_file()} - {path}
+    assert written and all(p.is_relative_to(tmp_path / "report") for p in written)

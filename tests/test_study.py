@@ -103,6 +103,29 @@ BAD = [
     ),
     ('id = "width"', 'id = "dropout_x_norm"', "id 'dropout_x_norm' is used twice"),
     ('name = "tiny"', 'name = "Bob\'s study"', "name 'Bob's study' may hold only letters, digits"),
+    # names reach file names and store filters: nothing that climbs out of report/ or needs quoting
+    ("[presets.quick]", '[presets."/../../x"]', "presets./../../x: a preset name '/../../x' may hold only"),
+    ("[presets.quick]", '[presets."it\'s"]', "a preset name 'it's' may hold only letters"),
+    ('id = "width"', 'id = "a/b"', "hypotheses[0]: id 'a/b' may hold only letters, digits"),
+    ('id = "width"', 'id = ".."', "hypotheses[0]: id '..' may hold only letters, digits"),
+    ('statement = "Wider is better"', "statement = 5", "hypotheses[0] (width).statement must be a non-empty"),
+    ('description = "A tiny synthetic study"', "description = 7", "description must be a non-empty string"),
+    ("seeds = 2", "seeds = 2\ndescription = []", "presets.quick.description must be a non-empty string"),
+    (
+        'kind = "better", arm = "wide", than = "narrow"',
+        'kind = "best", arm = "wide", among = 5',
+        "prediction.among must be a list of arm names, got 5",
+    ),
+    ('than = "narrow"', 'than = ["narrow"]', "prediction.than must be a non-empty string, got ['narrow']"),
+    ("arms.narrow = {}", 'arms."" = {}', "hypotheses[0] (width): an arm or factor level needs a name"),
+    ("arms.narrow = {}", 'arms." " = {}', "an arm or factor level needs a name, got ' '"),
+    (
+        'kind = "better", arm = "wide", than = "narrow"',
+        'kind = "reaches", arm = "wide", value = nan',
+        "prediction.value must be a finite number, got nan",
+    ),
+    ("depth = 2", "depth = 2\n[base.train]\nlr = inf", "base.train.lr must be a finite number, got inf"),
+    ("width = 16 }", "width = 16 }, train = { weight_decay = -inf }", "weight_decay must be a finite number"),
     (
         "arms.wide = { model = { width = 16 } }",
         "arms.wide = { model = { depth = 9, pools = 5 } }",
@@ -144,7 +167,7 @@ BAD = [
     ),
     (
         "[base.model]",
-        '[statistics]\nmargin = -0.1\n[base.model]',
+        "[statistics]\nmargin = -0.1\n[base.model]",
         "statistics.margin must be a positive number",
     ),
     (
@@ -154,12 +177,12 @@ BAD = [
     ),
     (
         "[base.model]",
-        '[statistics]\nalpha = 1.5\n[base.model]',
+        "[statistics]\nalpha = 1.5\n[base.model]",
         "statistics.alpha must be a number between 0",
     ),
     (
         "[base.model]",
-        '[statistics]\nalhpa = 0.1\n[base.model]',
+        "[statistics]\nalhpa = 0.1\n[base.model]",
         "unknown setting 'statistics.alhpa'",
     ),
     ('name = "tiny"', 'name = "tiny"\nvary_split = "yes"', "vary_split must be true or false"),
@@ -192,6 +215,20 @@ def test_validate_command_prints_one_line_and_exits_2(tmp_path, old, new, messag
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_files_that_are_not_toml_text_are_one_line(tmp_path):
+    binary = tmp_path / "latin1.toml"
+    binary.write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    for path, message in ((binary, "not valid TOML: the file is not UTF-8 text"), (folder, "a folder, not")):
+        for command in (["validate", str(path)], ["study", "run", str(path)], ["report", str(path)]):
+            result = subprocess.run(
+                [sys.executable, "-m", "hypotune.cli", *command], capture_output=True, text=True, cwd=tmp_path
+            )
+            assert result.returncode == 2 and result.stderr.count("\n") == 1, (command, result.stderr)
+            assert message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_validate_accepts_a_good_study_and_a_run_config(tmp_path):

@@ -5,7 +5,7 @@ import mlflow
 import pytest
 
 from hypotune.config import Runtime
-from hypotune.tracking import TAG, Tracker, flat_params, interrupts_held, read_metric
+from hypotune.tracking import TAG, Tracker, flat_params, interrupts_held, read_metric, tag_filter
 from hypotune.train import serialize_weights, train
 
 from .helpers import tiny_config
@@ -112,3 +112,20 @@ def test_held_store_writes_outside_the_main_thread_hold_nothing(python_sigint):
     thread.start()
     thread.join()
     assert errors == [] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_every_filter_is_built_in_one_place_and_never_quotes_a_quote(workdir):
+    tracker = Tracker()
+    experiment_id = tracker.experiment("filters")
+    wanted = tracker.start_run(experiment_id, "a", {f"{TAG}preset": "course", f"{TAG}kind": "trial"})
+    tracker.start_run(experiment_id, "b", {f"{TAG}preset": "quick", f"{TAG}kind": "trial"})
+    tracker.client.set_terminated(wanted, "FINISHED")
+    query = tag_filter({f"{TAG}preset": "course", f"{TAG}kind": "trial"}, status="FINISHED")
+    assert (
+        query
+        == f"attributes.status = 'FINISHED' and tags.`{TAG}preset` = 'course' and tags.`{TAG}kind` = 'trial'"
+    )
+    assert [run.info.run_id for run in tracker.runs(experiment_id, query)] == [wanted]
+    for value in ("it's", 'say "x"', "back\\slash", "tick`"):
+        with pytest.raises(ValueError, match="cannot quote"):
+            tag_filter({f"{TAG}preset": value})

@@ -45,6 +45,12 @@ BAD = [
         "scale is 'exp'; valid: linear, log",
     ),
     (SPACE, 'space."model.norm" = { low = 1, high = 2 }', "model.norm is not numeric; give choices"),
+    (SPACE, 'space."train.lr" = { low = 1e-4, high = inf }', "high must be a finite number, got inf"),
+    (
+        SPACE,
+        'space."model.head_hidden" = { choices = [[32], [64, 32]] }',
+        "model.head_hidden is a list setting; choices must be single values",
+    ),
     (SPACE, 'space."model.dropout" = { low = 0.0, high = 1.5 }', "model.dropout must be in [0, 1)"),
     ("trials = { tuned = 10 }", "trials = { fast = 10 }", "tuning.trials names preset 'fast'"),
     ("trials = { tuned = 10 }", "trials = { tuned = -1 }", "tuning.trials.tuned must be an integer"),

@@ -53,7 +53,7 @@ def collect(study: Study, preset: str, tracker: Tracker) -> StudyData:
     # (two presets with the same budget; a tuned arm whose best setting another arm uses as is).
     most = {h.id: study.presets[preset].seeds.max for h in study.hypotheses}  # any round's seeds
     planned = {t.key: t.arms for t in plan(study, preset, tuned, most)}
-    query = f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'trial'"
+    query = tag_filter({f"{TAG}kind": "trial"}, status="FINISHED")
     for run in tracker.runs(experiment.experiment_id, query):
         tags = run.data.tags
         own = tags.get(f"{TAG}preset") == preset
@@ -98,7 +98,7 @@ def stopped_by_budget(tracker: Tracker, study: Study, preset: str) -> bool:
     experiment = tracker.client.get_experiment_by_name(study.name)
     if experiment is None:
         return False
-    query = f"tags.`{TAG}kind` = 'study' and " + tag_filter({f"{TAG}preset": preset})
+    query = tag_filter({f"{TAG}kind": "study", f"{TAG}preset": preset})
     runs = tracker.runs(experiment.experiment_id, query)
     return any(run.data.tags.get(STOPPED_TAG) == "budget" for run in runs)
 
@@ -137,10 +137,10 @@ def collect_searches(
     experiment = tracker.client.get_experiment_by_name(study.name)
     if experiment is None:
         return {}
-    preset_filter = f"tags.`{TAG}preset` = '{preset}' and tags.`{TAG}study` = '{study.name}'"
+    ours = {f"{TAG}preset": preset, f"{TAG}study": study.name}
     searches: dict[str, SearchRecord] = {}
     space_tag = f"{TAG}space"
-    for run in tracker.runs(experiment.experiment_id, f"tags.`{TAG}kind` = 'search' and {preset_filter}"):
+    for run in tracker.runs(experiment.experiment_id, tag_filter({f"{TAG}kind": "search"} | ours)):
         tags = run.data.tags
         searches[tags[f"{TAG}key"]] = SearchRecord(
             key=tags[f"{TAG}key"],
@@ -153,7 +153,7 @@ def collect_searches(
             edges=[e for e in tags.get(f"{TAG}edge", "").split("; ") if e],
             seed=int(tags[f"{TAG}tuning_seed"]) if f"{TAG}tuning_seed" in tags else None,
         )
-    query = f"tags.`{TAG}kind` = 'tuning_trial' and {preset_filter} and attributes.status = 'FINISHED'"
+    query = tag_filter({f"{TAG}kind": "tuning_trial"} | ours, status="FINISHED")
     for run in tracker.runs(experiment.experiment_id, query):
         search = searches.get(run.data.tags.get(f"{TAG}tuning_key", ""))
         if search is None:

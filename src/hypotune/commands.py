@@ -284,7 +284,7 @@ def run_search(args: argparse.Namespace) -> int:
     from hypotune.executors import LocalExecutor
     from hypotune.runner import study_lock
     from hypotune.search import Search, SearchSource, edge_warnings
-    from hypotune.tracking import TAG, Tracker, interrupts_held
+    from hypotune.tracking import TAG, Tracker, interrupts_held, tag_filter
     from hypotune.tuning import overrides_from_params
 
     if args.workers < 1:
@@ -300,7 +300,7 @@ def run_search(args: argparse.Namespace) -> int:
         f"{group.budget} trials on validation {group.spec.metric}, {args.workers} workers"
     )
     with study_lock(tracker, f"search-{group.key}"):
-        tracker.reap_stale(experiment_id, also=f"tags.`{TAG}tuning_key` = '{group.key}'")
+        tracker.reap_stale(experiment_id, also=tag_filter({f"{TAG}tuning_key": group.key}))
         tags = {f"{TAG}source": "search"}
         search = Search([group], tracker, experiment_id, "search", tags, decide=executor.decide,
                         max_in_flight=args.workers)  # fmt: skip

@@ -21,6 +21,8 @@ from typing import Any
 
 from hypotune.errors import ConfigError
 
+MAX_SEED = 2**32 - 1  # the largest seed every generator a run seeds accepts
+
 
 def setting(default: Any, help: str) -> Any:
     """A config field with its one-line meaning (shown by `--help` and in the docs)."""
@@ -47,6 +49,7 @@ class DataConfig:
         _check(self.val_size >= 0, "data.val_size", "must be >= 0")
         _check(self.train_subset >= 0, "data.train_subset", "must be >= 0")
         _check(self.test_size >= 0, "data.test_size", "must be >= 0")
+        _check(0 <= self.split_seed <= MAX_SEED, "data.split_seed", f"must be between 0 and {MAX_SEED}")
         _choice("data.normalize", self.normalize, ("scale", "standardize"))
         _check(0 <= self.translate <= 8, "data.translate", "must be between 0 and 8 pixels")
         _check(
@@ -149,6 +152,9 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = setting(0, "seed of initialisation, data order, dropout masks and augmentation")
 
+    def __post_init__(self) -> None:
+        _check(0 <= self.seed <= MAX_SEED, "seed", f"must be between 0 and {MAX_SEED}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -220,6 +226,8 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -302,6 +310,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML: the file is not UTF-8 text") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a TOML file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read it ({error.strerror or error})") from None
 
 
 def dotted_to_nested(key: str, value: Any) -> dict[str, Any]:

@@ -149,6 +149,8 @@ def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    # Arm names and statements are the user's text: '$...$' in one is drawn as written, not as math.
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

@@ -392,24 +392,32 @@ def _summary(summary: stats.Summary) -> str:
 
 
 def to_markdown(blocks: list[Block], base: Path) -> str:
+    """The report as Markdown; the user's text (statements, arm names) is escaped, so that no
+    viewer renders HTML from it."""
     lines: list[str] = []
     for block in blocks:
         kind = block[0]
         if kind in ("h1", "h2", "h3"):
-            lines += [f"{'#' * int(kind[1])} {block[1]}", ""]
+            lines += [f"{'#' * int(kind[1])} {_md(block[1])}", ""]
         elif kind == "p":
-            lines += [block[1], ""] if block[1] else []
+            lines += [_md(block[1]), ""] if block[1] else []
         elif kind == "list":
-            lines += [f"- {item}" for item in block[1]] + [""]
+            lines += [f"- {_md(item)}" for item in block[1]] + [""]
         elif kind == "table":
             headers, rows = block[1], block[2]
-            lines.append("| " + " | ".join(headers) + " |")
+            lines.append("| " + " | ".join(_md(h) for h in headers) + " |")
             lines.append("|" + "---|" * len(headers))
-            lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+            lines += ["| " + " | ".join(_md(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
             lines.append("")
         elif kind == "img":
-            lines += [f"![{block[2]}]({Path(block[1]).relative_to(base)})", ""]
+            alt = _md(block[2]).replace("[", "\\[").replace("]", "\\]")
+            lines += [f"![{alt}]({Path(block[1]).relative_to(base)})", ""]
     return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    """Text for Markdown: '&', '<' and '>' as entities, and no line break that ends a block."""
+    return html.escape(text, quote=False).replace("\n", " ")
 
 
 STYLE = """

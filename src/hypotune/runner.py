@@ -54,7 +54,7 @@ def trial_tags(study: Study, preset: str, trial: Trial) -> dict[str, str]:
 
 
 def finished_keys(tracker: Tracker, experiment_id: str) -> set[str]:
-    runs = tracker.runs(experiment_id, f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'trial'")
+    runs = tracker.runs(experiment_id, tag_filter({f"{TAG}kind": "trial"}, status="FINISHED"))
     return {run.data.tags.get(f"{TAG}key", "") for run in runs}
 
 
@@ -77,7 +77,7 @@ def study_lock(tracker: Tracker, name: str) -> Iterator[None]:
 
 def parent_run(tracker: Tracker, experiment_id: str, study: Study, preset: str) -> str:
     """The study's parent run for this preset, reopened when resuming."""
-    filter_string = f"tags.`{TAG}kind` = 'study' and tags.`{TAG}preset` = '{preset}'"
+    filter_string = tag_filter({f"{TAG}kind": "study", f"{TAG}preset": preset})
     existing = tracker.runs(experiment_id, filter_string)
     if existing:
         run_id = existing[0].info.run_id
@@ -368,7 +368,7 @@ def study_status(study: Study, preset: str, tracker: Tracker) -> list[Hypothesis
     states: dict[str, set[str]] = {}
     tuned: dict[str, dict[str, Any]] = {}
     if experiment is not None:
-        for run in tracker.runs(experiment.experiment_id, f"tags.`{TAG}kind` = 'trial'"):
+        for run in tracker.runs(experiment.experiment_id, tag_filter({f"{TAG}kind": "trial"})):
             states.setdefault(run.data.tags.get(f"{TAG}key", ""), set()).add(run.info.status)
         tuned = read_tuned(tracker, experiment.experiment_id, preset)
     seeds = None

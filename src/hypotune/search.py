@@ -68,9 +68,7 @@ def search_groups(study: Study, preset: str, seeds: dict[str, int] | None = None
 
 def read_tuned(tracker: Tracker, experiment_id: str, preset: str) -> dict[str, dict[str, Any]]:
     """Best settings of the finished searches in the store: tuning key -> overrides."""
-    query = (
-        f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'search' and tags.`{TAG}preset` = '{preset}'"
-    )
+    query = tag_filter({f"{TAG}kind": "search", f"{TAG}preset": preset}, status="FINISHED")
     tuned = {}
     for run in tracker.runs(experiment_id, query):
         best = run.data.tags.get(f"{TAG}best")

@@ -74,9 +74,7 @@ def load_study(path: str | Path) -> Study:
 
 def _parse_study(raw: dict[str, Any], path: str) -> Study:
     _known_keys(raw, STUDY_KEYS, "")
-    name = _string(raw, "name", "", required=True)
-    if not STUDY_NAME.fullmatch(name):  # it names a lock file and is quoted in store filters
-        raise ConfigError(f"name '{name}' may hold only letters, digits, '_', '-' and '.'")
+    name = _name(raw, "name", "", "name")
     dataset = raw.get("dataset", "fashion-mnist")
     if dataset != "fashion-mnist":
         raise ConfigError(f"dataset is '{dataset}'; valid: fashion-mnist")
@@ -107,9 +105,8 @@ def _parse_study(raw: dict[str, Any], path: str) -> Study:
     vary_split = raw.get("vary_split", True)
     if not isinstance(vary_split, bool):
         raise ConfigError(f"vary_split must be true or false, got {vary_split!r}")
-    study = Study(
-        name, raw.get("description", ""), base, presets, hypotheses, path, reference, statistics, vary_split
-    )
+    description = _string(raw, "description", "")
+    study = Study(name, description, base, presets, hypotheses, path, reference, statistics, vary_split)
     for index, hypothesis in enumerate(hypotheses):
         for arm in hypothesis.arms:
             for preset in (name for name, p in presets.items() if p.runs(hypothesis.id)):
@@ -212,6 +209,7 @@ def _parse_presets(raw: Any) -> dict[str, Preset]:
     presets = {}
     for name, values in raw.items():
         where = f"presets.{name}"
+        _name({"name": name}, "name", where, "a preset name")
         if not isinstance(values, dict):
             raise ConfigError(f"{where} must be a table")
         _known_keys(values, PRESET_KEYS, where)
@@ -220,7 +218,7 @@ def _parse_presets(raw: Any) -> dict[str, Preset]:
         chosen = values.get("hypotheses", [])
         if not isinstance(chosen, list) or not all(isinstance(h, str) for h in chosen):
             raise ConfigError(f"{where}.hypotheses must be a list of hypothesis ids")
-        presets[name] = Preset(name, seeds, overrides, values.get("description", ""), tuple(chosen))
+        presets[name] = Preset(name, seeds, overrides, _string(values, "description", where), tuple(chosen))
     return presets
 
 
@@ -228,7 +226,7 @@ def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: 
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table")
     _known_keys(raw, HYPOTHESIS_KEYS, where)
-    hid = _string(raw, "id", where, required=True)
+    hid = _name(raw, "id", where, "id")
     where = f"{where} ({hid})"
     tuning = _hypothesis_tuning(raw.get("tuning"), study_tuning, where, presets)
     shared = _settings(raw.get("base", {}), f"{where}.base")
@@ -253,6 +251,9 @@ def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: 
             for _, level_overrides in combination:
                 overrides = merge(overrides, level_overrides)
             arms[label] = overrides
+    for name in arms:
+        if not name.strip():
+            raise ConfigError(f"{where}: an arm or factor level needs a name, got {name!r}")
     metric = raw.get("metric", "val_loss")
     if metric not in METRICS:
         raise ConfigError(f"{where}.metric is '{metric}'; valid: {', '.join(METRICS)}")
@@ -267,7 +268,7 @@ def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: 
     if not isinstance(listed, list):
         raise ConfigError(f"{where}.predictions must be a list of tables")
     margin = _parse_margin(raw["margin"], f"{where}.margin") if "margin" in raw else None
-    hypothesis = Hypothesis(hid, raw.get("statement", ""), arms, metric, (), factors)
+    hypothesis = Hypothesis(hid, _string(raw, "statement", where), arms, metric, (), factors)
     predictions = tuple(
         _parse_prediction(p, hypothesis, f"{where}.prediction" + (f"s[{i}]" if "predictions" in raw else ""))
         for i, p in enumerate(listed)
@@ -346,15 +347,21 @@ def _parse_prediction(raw: Any, hypothesis: Hypothesis, where: str) -> Predictio
     if missing:
         raise ConfigError(f"{where}: a '{kind}' prediction needs {', '.join(missing)}")
     values = dict(raw)
+    for name in ("arm", "than", "reference", "factor", "direction"):
+        if name in values and not (isinstance(values[name], str) and values[name]):
+            raise ConfigError(f"{where}.{name} must be a non-empty string, got {values[name]!r}")
     if "among" in values:
-        values["among"] = tuple(values["among"])
+        among = values["among"]
+        if not isinstance(among, list) or not all(isinstance(arm, str) for arm in among):
+            raise ConfigError(f"{where}.among must be a list of arm names, got {among!r}")
+        values["among"] = tuple(among)
     for name in ("performance", "params"):
         if name in values and not (isinstance(values[name], (int, float)) and 0 < values[name] <= 1):
             raise ConfigError(f"{where}.{name} must be a fraction in (0, 1], got {values[name]!r}")
     if "value" in values:
         value = values["value"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}.value must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{where}.value must be a finite number, got {value!r}")
         if hypothesis.metric.endswith("_acc") and not 0 < value < 1:
             raise ConfigError(
                 f"{where}.value: {hypothesis.metric} is a fraction (0.93 for 93%), got {value!r}"
@@ -398,6 +405,16 @@ def _string(raw: dict[str, Any], key: str, where: str, required: bool = False) -
     value = raw.get(key, "")
     if (required and not value) or not isinstance(value, str):
         raise ConfigError(f"{where + '.' if where else ''}{key} must be a non-empty string")
+    return value
+
+
+def _name(raw: dict[str, Any], key: str, where: str, what: str) -> str:
+    """A study name, preset name or hypothesis id: it names files and is quoted in store filters,
+    so it holds only letters, digits, '_', '-' and '.', and starts with a letter or digit."""
+    value = _string(raw, key, where, required=True)
+    if not STUDY_NAME.fullmatch(value):
+        place = f"{where}: " if where else ""
+        raise ConfigError(f"{place}{what} '{value}' may hold only letters, digits, '_', '-' and '.'")
     return value
 
 

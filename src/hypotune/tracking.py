@@ -99,9 +99,20 @@ def interrupts_held() -> Iterator[None]:
 STOPPED_TAG = f"{TAG}stopped"  # on a study's parent run: "budget" when its time budget ended it
 
 
-def tag_filter(tags: dict[str, str]) -> str:
-    """An MLflow filter matching runs that carry every one of `tags`."""
-    return " and ".join(f"tags.`{name}` = '{value}'" for name, value in tags.items())
+def tag_filter(tags: dict[str, str], status: str = "") -> str:
+    """An MLflow filter matching runs that carry every one of `tags` (and `status`, if given).
+
+    Every filter hypotune sends is built here. MLflow's filter syntax has no reliable escape
+    for a quote inside a value, so the names that reach a filter (study, preset) are restricted
+    to letters, digits, '_', '-' and '.' when a study is read, and a value that could still
+    break out of its quotes is refused here rather than sent.
+    """
+    clauses = [f"attributes.status = '{status}'"] if status else []
+    for name, value in tags.items():
+        if any(c in value for c in "'\"\\`"):
+            raise ValueError(f"a store filter cannot quote {value!r}")
+        clauses.append(f"tags.`{name}` = '{value}'")
+    return " and ".join(clauses)
 
 
 def read_metric(value: float) -> float:
@@ -224,7 +235,7 @@ class Tracker:
         `also` narrows the runs to those matching an extra filter (one search's runs).
         """
         keep = set(keep)
-        query = "attributes.status = 'RUNNING'" + (f" and {also}" if also else "")
+        query = tag_filter({}, status="RUNNING") + (f" and {also}" if also else "")
         stale = [run.info.run_id for run in self.runs(experiment_id, query) if run.info.run_id not in keep]
         for run_id in stale:
             self.fail(run_id, message, status="KILLED")

@@ -173,7 +173,10 @@ def parse_dimension(name: str, raw: Any, where: str) -> Dimension:
         choices = raw["choices"]
         if set(raw) != {"choices"} or not isinstance(choices, list) or len(choices) < 2:
             raise ConfigError(f"{where}: choices must be a list of at least two values, on their own")
-        return Dimension(name, choices=tuple(coerce(f"{where}.choices", c, hint) for c in choices))
+        values = tuple(coerce(f"{where}.choices", c, hint) for c in choices)
+        if any(isinstance(value, tuple) for value in values):
+            raise ConfigError(f"{where}: {name} is a list setting; choices must be single values")
+        return Dimension(name, choices=values)
     if hint not in (int, float):
         raise ConfigError(f"{where}: {name} is not numeric; give choices = [...] instead of a range")
     if "low" not in raw or "high" not in raw:
