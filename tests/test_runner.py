@@ -1,7 +1,9 @@
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -198,6 +200,38 @@ def test_kill_9_of_the_whole_tree_then_rerun_records_each_trial_once(workdir, sy
     assert not tracker.runs(experiment_id, "attributes.status = 'RUNNING'")
     killed = tracker.runs(experiment_id, f"attributes.status = 'KILLED' and tags.`{TAG}kind` = 'trial'")
     assert killed  # what was in flight at the kill is marked, not left RUNNING
+
+
+def session_processes(session: int) -> set[int]:
+    """The live processes of a session (every process a CLI run started, re-parented or not)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session and fields[0] != "Z":  # fields: state, ppid, pgrp, session
+                found.add(int(entry.name))
+    return found
+
+
+def test_workers_exit_within_seconds_when_the_coordinator_is_killed(workdir, synthetic_dir):
+    path = slow_study(workdir)
+    process = start_cli_study(workdir, path, synthetic_dir)
+    try:
+        wait_for_finished_runs(workdir / "runs" / "mlflow.db", 1)
+        helpers = session_processes(process.pid) - {process.pid}
+        assert len(helpers) >= 3  # the forkserver and two workers, busy with trials
+        os.kill(process.pid, signal.SIGKILL)  # the coordinator alone: nobody tells the workers
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while session_processes(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not session_processes(process.pid), "worker processes outlived their coordinator"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(workdir, synthetic_dir):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -67,11 +70,30 @@ def await_decision(read: Callable[[], bool | None], timeout: float = 120.0) -> b
     return decision
 
 
+def exit_with_coordinator() -> None:
+    """End this process as soon as the process that started it is gone.
+
+    A coordinator killed with SIGKILL cannot end its workers; each one watches the pipe its
+    coordinator holds open (multiprocessing's parent sentinel) and exits when it closes, so
+    no worker lives on holding memory and a core.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)  # a trial in flight is lost anyway: its run is reaped on the next start
+
+    threading.Thread(target=watch, name="coordinator-watch", daemon=True).start()
+
+
 def worker_main(tasks: Any, events: Any, runtime: Runtime, slot: Any) -> None:
     """Take (key, config, tuning) tasks until None; the coordinator handles Ctrl-C and ends workers.
 
     The coordinator answers a tuning task's epochs in `slot`, as "<key>|<epoch>|<stop 0 or 1>".
     """
+    exit_with_coordinator()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(runtime.threads)
 
