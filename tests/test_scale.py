@@ -38,8 +38,9 @@ def namespace_or_skip() -> str:
     return name
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_cluster():
+    """One Ray cluster for the module's tests (starting one takes most of a minute)."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'hypotune[ray]')")
     namespace = namespace_or_skip()
     inside = ["ip", "netns", "exec", namespace]
@@ -133,6 +134,46 @@ def postgres():
         stop = [str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-m", "immediate", "stop"]
         subprocess.run(["runuser", "-u", "postgres", "--", *stop], capture_output=True, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def running_ray_trials() -> list[int]:
+    """Processes executing a trial as a Ray task (Ray titles them after the task)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::remote_trial"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_trials_on_ray_stop_when_the_driver_is_killed(ray_cluster, workdir, synthetic_dir):
+    import signal
+    import time
+
+    slow = workdir / "slow.toml"
+    slow.write_text(
+        TINY.read_text().replace("epochs = 2, steps_per_epoch = 8", "epochs = 3, steps_per_epoch = 400")
+    )
+    command = [*ray_cluster, sys.executable, "-m", "hypotune.cli", "study", "run", str(slow),
+               "--executor", "ray", "--address", "auto", "--data-dir", str(synthetic_dir)]  # fmt: skip
+    driver = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not running_ray_trials() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert running_ray_trials(), "no trial started on the cluster"
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while running_ray_trials() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not running_ray_trials(), "trials kept running on Ray after their driver died"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
 
 
 @pytest.fixture
