@@ -1,10 +1,12 @@
+import random
+
 import pytest
 import torch
 
-from hypotune.config import ModelConfig
-from hypotune.errors import ArchitectureError
+from hypotune.config import ModelConfig, RunConfig
+from hypotune.errors import ArchitectureError, ConfigError
 from hypotune.layers import ACTIVATIONS, DROPOUTS, NORMS, POOLS
-from hypotune.model import build_model, check_model, flop_count, param_count
+from hypotune.model import build_model, check_fits, check_model, flop_count, model_size, param_count
 
 
 def forward_shape(config: ModelConfig) -> tuple[int, ...]:
@@ -110,6 +112,54 @@ def test_flop_count_of_one_conv_and_linear():
 def test_impossible_architectures_are_rejected_before_building(settings, message):
     with pytest.raises(ArchitectureError, match=message):
         check_model(ModelConfig(**settings))
+
+
+def random_configs(count: int, seed: int = 0) -> list[ModelConfig]:
+    """Models of every shape the settings allow: orders, norms, residuals, heads, poolings."""
+    rng = random.Random(seed)
+    orders = ["conv-norm-act-dropout-pool", "conv-norm-act-pool-dropout", "pool-conv-norm-act-dropout",
+              "norm-conv-act-dropout-pool", "conv-act-norm-dropout-pool"]  # fmt: skip
+    configs = []
+    while len(configs) < count:
+        settings = dict(
+            depth=rng.randint(1, 7), width=rng.choice([4, 8, 16, 24]), kernel_size=rng.choice([1, 3, 5]),
+            norm=rng.choice(list(NORMS)), dropout=rng.choice([0.0, 0.2]), residual=rng.random() < 0.3,
+            head=rng.choice(["flatten", "gap"]), head_hidden=rng.choice([(), (32,), (16, 8)]),
+            pool_size=rng.choice([2, 3]), pools=rng.randint(0, 2), block_order=rng.choice(orders), groups=4,
+        )  # fmt: skip
+        try:
+            config = ModelConfig(**settings)
+            check_model(config)
+        except (ArchitectureError, ConfigError):
+            continue
+        configs.append(config)
+    return configs
+
+
+def test_the_size_worked_out_from_the_config_is_the_built_models():
+    for config in random_configs(120):
+        size, model = model_size(config), build_model(config)
+        assert (size.params, size.macs) == (param_count(model), flop_count(model)), config
+
+
+def test_a_model_too_big_for_memory_is_refused_before_anything_is_allocated(monkeypatch):
+    import hypotune.model as model_module
+
+    def never(config):
+        raise AssertionError("built a model to size it")
+
+    monkeypatch.setattr(model_module, "build_model", never)
+    huge = RunConfig().replace({"model": {"depth": 8, "width": 4096, "kernel_size": 27, "pools": 0}})
+    with pytest.raises(
+        ArchitectureError, match=r"needs about [0-9.]+ GiB to train at batch 64; this machine"
+    ):
+        check_fits(huge)
+    assert model_size(huge.model).params > 30 * 10**9
+    assert model_module.forward_cost(huge.model) > 10**12  # a study orders its queue without building
+    small = RunConfig()
+    assert check_fits(small, memory=2**30).params == model_size(small.model).params
+    with pytest.raises(ArchitectureError, match="this machine has 0.0 GiB"):
+        check_fits(small, memory=1000)
 
 
 @pytest.mark.parametrize("norm", ["none", "batch", "instance", "layer", "group"])

@@ -132,6 +132,11 @@ BAD = [
         "arms.wide under preset 'quick': model.pools: pooling after layer",
     ),
     (
+        "arms.wide = { model = { width = 16 } }",
+        "arms.wide = { model = { depth = 8, width = 4096, kernel_size = 27 } }",
+        "arms.wide under preset 'quick': the model (",
+    ),
+    (
         'statement = "Wider is better"',
         'statement = "Wider is better"\nmetric = "test_loss"',
         "metric 'test_loss' may be reported, never decide",

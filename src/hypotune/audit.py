@@ -12,7 +12,7 @@ from typing import Any
 from hypotune.analysis import StudyData, TrialRecord
 from hypotune.config import ModelConfig, coerce, field_types, parse_text
 from hypotune.errors import ConfigError
-from hypotune.model import build_model, param_count
+from hypotune.model import model_size
 from hypotune.study import Hypothesis, Study, plan
 from hypotune.tracking import TAG
 
@@ -139,7 +139,7 @@ def model_from_params(params: dict[str, str]) -> ModelConfig:
 def _check_param_count(record: TrialRecord) -> str:
     logged = record.metrics.get("param_count")
     try:
-        rebuilt = param_count(build_model(model_from_params(record.params)))
+        rebuilt = model_size(model_from_params(record.params)).params
     except ConfigError as error:
         return f"the logged model config cannot be rebuilt ({error})"
     if logged is None:

@@ -50,13 +50,13 @@ def progress_bar() -> Progress:
 def run_train(args: argparse.Namespace) -> int:
     from hypotune.cli import resolve_run_config, resolve_runtime
     from hypotune.data import make_dataset
-    from hypotune.model import build_model, param_count
+    from hypotune.model import check_fits
     from hypotune.tracking import TAG, Tracker, interrupts_held
     from hypotune.train import serialize_weights, train
 
     config = resolve_run_config(args)
     runtime = resolve_runtime(args, threads=os.cpu_count() or 1)  # one run: every core
-    build_model(config.model)  # an impossible architecture fails here, before any I/O
+    size = check_fits(config)  # an impossible or oversized model fails here, before any I/O
     dataset = make_dataset(config.data, runtime.data_dir)
     tracker = Tracker(args.tracking_uri)
     experiment_id = tracker.experiment(args.experiment)
@@ -66,7 +66,7 @@ def run_train(args: argparse.Namespace) -> int:
     run_id = tracker.start_run(experiment_id, f"train-{config.key()[:8]}", tags)
     tracker.log_config(run_id, config, runtime)
     console.print(
-        f"training {param_count(build_model(config.model)):,} parameters on "
+        f"training {size.params:,} parameters on "
         f"{len(dataset.train):,} images ({dataset.source}); run {run_id}"
     )
     try:
@@ -157,15 +157,15 @@ def run_ui(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     from hypotune.config import read_toml, run_config_from_dict
-    from hypotune.model import build_model, check_model, param_count
+    from hypotune.model import check_fits
     from hypotune.search import search_groups
     from hypotune.study import plan
     from hypotune.studyfile import load_study
 
     if "hypotheses" not in read_toml(args.file):
         config = run_config_from_dict(read_toml(args.file))
-        check_model(config.model)
-        out.print(f"{args.file}: a valid run config ({param_count(build_model(config.model)):,} parameters)")
+        size = check_fits(config)
+        out.print(f"{args.file}: a valid run config ({size.params:,} parameters)")
         return 0
     study = load_study(args.file)
     out.print(f"{args.file}: study '{study.name}' is valid")

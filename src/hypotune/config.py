@@ -90,13 +90,15 @@ class ModelConfig:
                 f"lists {len(self.width)} widths for {self.depth} layers",
             )
         _check(all(1 <= w <= 4096 for w in self.widths), "model.width", "must be between 1 and 4096")
-        _check(self.kernel_size % 2 == 1 and self.kernel_size >= 1, "model.kernel_size", "must be odd")
+        odd = self.kernel_size % 2 == 1
+        _check(odd and 1 <= self.kernel_size <= 27, "model.kernel_size", "must be odd, from 1 to 27")
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
         _check(0.0 <= self.head_dropout < 1.0, "model.head_dropout", "must be in [0, 1)")
         _choice("model.dropout_kind", self.dropout_kind, ("spatial", "element"))
         _choice("model.head", self.head, ("flatten", "gap"))
         _check(self.pool_size >= 1, "model.pool_size", "must be >= 1")
-        _check(all(h >= 1 for h in self.head_hidden), "model.head_hidden", "sizes must be >= 1")
+        hidden_ok = all(1 <= h <= 65_536 for h in self.head_hidden)
+        _check(hidden_ok, "model.head_hidden", "sizes must be from 1 to 65536")
         if not self.pool_after:
             _check(0 <= self.pools <= self.depth, "model.pools", f"must be between 0 and depth {self.depth}")
         bad = [i for i in self.pool_after if not 1 <= i <= self.depth]

@@ -171,7 +171,8 @@ def render_curves(curves: dict[str, dict[str, Band]], path: Path, title: str) ->
         axis.xaxis.get_major_locator().set_params(integer=True)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("cross-entropy")
-    axes[1].legend(fontsize=7, loc="upper right")
+    if axes[1].get_legend_handles_labels()[0]:  # no run has a curve yet: no legend
+        axes[1].legend(fontsize=7, loc="upper right")
     figure.suptitle(title, fontsize=10)
     return _save(figure, path)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from hypotune.config import ModelConfig
+from hypotune.config import ModelConfig, RunConfig
 from hypotune.errors import ArchitectureError
 from hypotune.layers import (
     ACTIVATIONS,
@@ -107,6 +109,91 @@ def _make_step(
     return POOLS[config.pool](config.pool_size) if pooled else None
 
 
+@dataclass(frozen=True)
+class ModelSize:
+    """What a model costs, worked out from its config without building it."""
+
+    params: int  # trainable parameters
+    macs: int  # multiply-adds of one image's forward pass (conv and linear layers)
+    activations: int  # floats one image's forward pass keeps for the backward pass
+
+    def training_bytes(self, batch_size: int) -> int:
+        """Memory to train at `batch_size`: weights, gradients and two optimiser moments, plus the
+        activations of a batch and their gradients."""
+        return 4 * (4 * self.params + 2 * batch_size * self.activations)
+
+
+def model_size(config: ModelConfig) -> ModelSize:
+    """Parameters, multiply-adds and activations of the network `build_model` would build,
+    counted from the config alone, so that a model too big to exist is never allocated.
+    Raises ArchitectureError if it cannot exist."""
+    side = check_model(config)
+    order = parse_block_order(config.block_order)
+    pool_after = set(config.pool_layers)
+    params = macs = 0
+    activations = IN_CHANNELS * IMAGE_SIZE * IMAGE_SIZE
+    channels, size = IN_CHANNELS, IMAGE_SIZE
+    k = config.kernel_size
+    for layer, width in enumerate(config.widths, start=1):
+        pooled, block_in, block_channels = layer in pool_after, size, channels
+        current = channels
+        for op in order:  # as ConvBlock builds it; a step that is switched off keeps nothing
+            if op == "conv":
+                params += channels * width * k * k + width
+                macs += size * size * width * k * k * channels
+                current = width
+            elif op == "norm":
+                if NORMS[config.norm] is None:
+                    continue
+                params += 2 * current  # every norm here has a per-channel weight and bias
+            elif op == "dropout":
+                if not config.dropout:
+                    continue
+            elif op == "pool":
+                if not pooled or config.residual:  # a residual block pools after its sum
+                    continue
+                size //= config.pool_size
+            activations += current * size * size
+        if config.residual:
+            if block_channels != width:
+                params += block_channels * width
+                macs += block_in * block_in * block_channels * width
+            activations += width * size * size
+            if pooled:
+                size //= config.pool_size
+                activations += width * size * size
+        channels = width
+    features = channels if config.head == "gap" else channels * side * side
+    for hidden in (*config.head_hidden, NUM_CLASSES):
+        params += features * hidden + hidden
+        macs += features * hidden
+        activations += 2 * hidden
+        features = hidden
+    return ModelSize(params, macs, activations)
+
+
+def check_fits(config: RunConfig, memory: int | None = None) -> ModelSize:
+    """The model's size; ArchitectureError if training it would need more than this machine's
+    memory (or `memory` bytes), named with the estimate, before anything is allocated."""
+    size = model_size(config.model)
+    memory = memory or machine_memory()
+    need = size.training_bytes(config.train.batch_size)
+    if need > memory:
+        raise ArchitectureError(
+            f"the model ({size.params:,} parameters) needs about {need / 2**30:.1f} GiB to train at "
+            f"batch {config.train.batch_size}; this machine has {memory / 2**30:.1f} GiB"
+        )
+    return size
+
+
+def machine_memory() -> int:
+    """Physical memory in bytes (assumed large where the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**62
+
+
 def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -144,7 +231,7 @@ CONTIGUOUS_COST = 1.5
 def forward_cost(config: ModelConfig) -> float:
     """One image's forward pass in multiply-adds, weighted by how fast its kernels run here."""
     weight = CONTIGUOUS_COST if memory_layout(config) == torch.contiguous_format else 1.0
-    return flop_count(build_model(config)) * weight
+    return model_size(config).macs * weight
 
 
 def memory_layout(config: ModelConfig) -> torch.memory_format:

@@ -22,7 +22,7 @@ from hypotune.config import (
     unknown_key_message,
 )
 from hypotune.errors import ConfigError, StudyError
-from hypotune.model import check_model
+from hypotune.model import check_fits
 from hypotune.sequential import SeedPlan
 from hypotune.study import (
     DECIDING_METRICS,
@@ -113,7 +113,7 @@ def _parse_study(raw: dict[str, Any], path: str) -> Study:
                 where = f"hypotheses[{index}] ({hypothesis.id}).arms.{arm} under preset '{preset}'"
                 for tuned in _range_ends(hypothesis, preset):
                     try:
-                        check_model(study.arm_config(hypothesis, arm, preset, 0, tuned).model)
+                        check_fits(study.arm_config(hypothesis, arm, preset, 0, tuned))
                     except ConfigError as error:
                         at = f" with tuned {tuned}" if tuned else ""
                         raise ConfigError(f"{where}{at}: {error}") from None

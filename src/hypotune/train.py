@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from hypotune.config import DataConfig, RunConfig, Runtime, TrainConfig
 from hypotune.data import BatchStream, Dataset, Split, eval_batches
 from hypotune.errors import ConfigError
-from hypotune.model import build_model, flop_count, memory_layout, param_count
+from hypotune.model import build_model, check_fits, flop_count, memory_layout, param_count
 
 # Called after every epoch with its metrics; returning False stops the run there ("pruned").
 EpochCallback = Callable[[dict[str, float]], bool | None]
@@ -168,6 +168,7 @@ def train(
     started = time.perf_counter()
     torch.manual_seed(config.seed)  # initialisation and dropout masks
     layout = memory_layout(config.model)
+    check_fits(config)  # before allocating: a model too big for this machine is one clear line
     model = build_model(config.model).to(device, memory_format=layout)
     train_split, val_split = dataset.train.to(device), dataset.val.to(device)
     steps = steps_per_epoch(config.train, len(train_split))
