@@ -137,3 +137,37 @@ def wait_for_finished_runs(database: Path, count: int, timeout: float = 120) -> 
             pass
         time.sleep(0.2)
     raise AssertionError(f"fewer than {count} runs finished in {timeout} s")
+
+
+def session_commands(session: int) -> dict[int, str]:
+    """pid -> command line of every live process of a session (re-parented ones included)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == session and fields[0] != "Z":  # state, ppid, pgrp, session
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def stop_and_wait_for_session(process, seconds: float = 30) -> None:
+    """SIGTERM the process alone (as a service manager does), then assert that every process
+    it started has ended within `seconds`; kill what is left either way."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=seconds)
+        deadline = time.time() + seconds
+        while session_commands(process.pid) and time.time() < deadline:
+            time.sleep(0.3)
+        left = session_commands(process.pid)
+        assert not left, f"still running after SIGTERM: {sorted(left.values())}"
+    finally:
+        import contextlib
+        import os
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)

@@ -7,7 +7,7 @@ import pytest
 
 from hypotune.cli import main
 
-from .helpers import free_port, stop_process_group, wait_for_http
+from .helpers import free_port, stop_and_wait_for_session, stop_process_group, wait_for_http
 
 TINY_STUDY = Path(__file__).parent / "studies" / "tiny.toml"
 
@@ -132,8 +132,24 @@ def test_ui_serves_the_store_on_loopback(workdir):
                               start_new_session=True)  # fmt: skip
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", server, seconds=90)
-    finally:
+    except BaseException:
         stop_process_group(server)
+        raise
+    # A service manager's SIGTERM to hypotune alone ends MLflow's whole tree (server, uvicorn,
+    # job consumers), which would otherwise live on re-parented to init.
+    stop_and_wait_for_session(server)
+
+
+def test_a_server_off_loopback_is_announced_loudly(capsys):
+    from hypotune.commands import warn_if_exposed
+
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        warn_if_exposed(host, auth=False)
+    assert capsys.readouterr().err == ""
+    warn_if_exposed("0.0.0.0", auth=False)
+    assert "WARNING: listening on 0.0.0.0 without authentication" in capsys.readouterr().err
+    warn_if_exposed("192.168.1.5", auth=True)
+    assert "unencrypted" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

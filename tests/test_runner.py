@@ -16,7 +16,7 @@ from hypotune.study import plan
 from hypotune.studyfile import load_study
 from hypotune.tracking import TAG, Tracker
 
-from .helpers import TINY_BASE, default_sigint, wait_for_finished_runs
+from .helpers import TINY_BASE, default_sigint, session_commands, wait_for_finished_runs
 
 TINY = Path(__file__).parent / "studies" / "tiny.toml"
 
@@ -203,17 +203,7 @@ def test_kill_9_of_the_whole_tree_then_rerun_records_each_trial_once(workdir, sy
 
 
 def session_processes(session: int) -> set[int]:
-    """The live processes of a session (every process a CLI run started, re-parented or not)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == session and fields[0] != "Z":  # fields: state, ppid, pgrp, session
-                found.add(int(entry.name))
-    return found
+    return set(session_commands(session))
 
 
 def test_workers_exit_within_seconds_when_the_coordinator_is_killed(workdir, synthetic_dir):

@@ -21,7 +21,7 @@ from hypotune.runner import run_study
 from hypotune.studyfile import load_study
 from hypotune.tracking import TAG, Tracker
 
-from .helpers import free_port, stop_process_group, wait_for_http
+from .helpers import free_port, session_commands, stop_and_wait_for_session, stop_process_group, wait_for_http
 
 TINY = Path(__file__).parent / "studies" / "tiny.toml"
 BIN = Path(sys.executable).parent
@@ -179,15 +179,22 @@ def test_trials_on_ray_stop_when_the_driver_is_killed(ray_cluster, workdir, synt
 @pytest.fixture
 def tracking_server(postgres, tmp_path):
     port = free_port()
-    command = [sys.executable, "-m", "hypotune.cli", "server", "--backend-store-uri", postgres,
+    # The cluster trusts loopback, so any password works; it must never show in `ps`.
+    uri = postgres.replace("postgres@", "postgres:s3cret-pw@")
+    command = [sys.executable, "-m", "hypotune.cli", "server",
                "--artifacts", str(tmp_path / "artifacts"), "--port", str(port)]  # fmt: skip
+    environment = os.environ | {"MLFLOW_BACKEND_STORE_URI": uri}  # as a deployment keeps a password
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)  # fmt: skip
+                              start_new_session=True, env=environment)  # fmt: skip
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", server)
+        shown = session_commands(server.pid)
+        assert len(shown) > 1 and not [c for c in shown.values() if "s3cret-pw" in c]
         yield f"http://127.0.0.1:{port}"
-    finally:
+    except BaseException:
         stop_process_group(server)
+        raise
+    stop_and_wait_for_session(server)  # SIGTERM to hypotune alone ends the server's whole tree
 
 
 def test_a_study_tracks_to_a_postgres_backed_server(tracking_server, synthetic_dir, tmp_path):

@@ -280,8 +280,9 @@ def build_parser() -> Parser:
     server = commands.add_parser("server", help="run a shared MLflow tracking server (e.g. on PostgreSQL)")
     server.add_argument(
         "--backend-store-uri",
-        required=True,
-        help="database for runs, e.g. postgresql://USER@HOST:5432/mlflow (pip install 'hypotune[server]')",
+        default=os.environ.get("MLFLOW_BACKEND_STORE_URI"),
+        help="database for runs, e.g. postgresql://USER@HOST:5432/mlflow (pip install 'hypotune[server]'); "
+        "default: $MLFLOW_BACKEND_STORE_URI, which keeps a password out of `ps`",
     )
     server.add_argument(
         "--artifacts",
@@ -291,6 +292,11 @@ def build_parser() -> Parser:
     )
     server.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     server.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    server.add_argument(
+        "--auth",
+        action="store_true",
+        help="users must log in (MLflow's basic-auth app; needs pip install 'hypotune[server]')",
+    )
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

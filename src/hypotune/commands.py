@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -148,11 +150,69 @@ def run_ui(args: argparse.Namespace) -> int:
         "--port",
         str(args.port),
     ]
+    warn_if_exposed(args.host, auth=False)
     console.print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C to stop)")
+    return serve(command, os.environ | {"MLFLOW_TRACKING_URI": uri})
+
+
+def serve(command: list[str], env: dict[str, str] | None = None, grace: float = 20.0) -> int:
+    """Run a server and all it starts as one process group, and end the whole group when this
+    process is stopped: Ctrl-C, SIGTERM (a service manager, `kill`) or SIGHUP (a closed terminal).
+    MLflow's server starts uvicorn and job consumers; killing only its first process orphans them."""
+    import signal
+
+    child = subprocess.Popen(command, env=env, process_group=0)  # its own group, in this session
+    stopping = False
+
+    def stop(signum: int = signal.SIGTERM, frame: Any = None) -> None:
+        nonlocal stopping
+        stopping = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return subprocess.call(command, env=os.environ | {"MLFLOW_TRACKING_URI": uri})
-    except KeyboardInterrupt:
-        return 0
+        while True:
+            try:
+                code = child.wait()
+                break
+            except KeyboardInterrupt:  # the terminal's Ctrl-C reaches only this process's group
+                stop()
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:  # its helpers shut down on their own, briefly
+            try:
+                os.killpg(child.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child.poll() is None:  # an error in this process: never leave the server behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+    return 0 if stopping else code
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def warn_if_exposed(host: str, auth: bool) -> None:
+    """A server on another address than loopback is reachable by the network: say what that means."""
+    if host in LOOPBACK or host.startswith("127."):
+        return
+    if auth:
+        console.print(f"warning: listening on {host}: users must log in, but HTTP sends passwords and runs "
+                  "unencrypted; put a TLS proxy in front of it beyond a trusted network")  # fmt: skip
+        return
+    console.print(
+        f"[bold red]WARNING[/]: listening on {host} without authentication: anyone who can reach this "
+        "port can read, change and delete every run and write artifacts. Use --auth (MLflow's "
+        "basic-auth app) and a TLS proxy, or keep --host 127.0.0.1 and use an SSH tunnel (docs/scaling.md)."
+    )
 
 
 def run_validate(args: argparse.Namespace) -> int:
@@ -389,22 +449,34 @@ def verdict_table(verdicts: list[Any], findings: dict[str, list[str]]) -> Table:
 def run_server(args: argparse.Namespace) -> int:
     """An MLflow tracking server whose runs live in a database and artifacts in a folder."""
     uri = args.backend_store_uri
+    if not uri:
+        raise HypotuneError(
+            "give --backend-store-uri, or set MLFLOW_BACKEND_STORE_URI (keeps a password out of ps)"
+        )
     if uri.startswith("postgresql://"):  # SQLAlchemy's default PostgreSQL driver is psycopg 3
         try:
             import psycopg  # noqa: F401
         except ImportError:
             raise HypotuneError("a PostgreSQL store needs psycopg: pip install 'hypotune[server]'") from None
+    if args.auth:
+        try:
+            import flask_wtf  # noqa: F401
+        except ImportError:
+            raise HypotuneError("--auth needs MLflow's auth extra: pip install 'hypotune[server]'") from None
     args.artifacts.mkdir(parents=True, exist_ok=True)
+    # The database URI (and its password) travels in the environment, never on a command line
+    # that `ps` shows to every user of the machine.
     command = [
-        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+        sys.executable, "-m", "mlflow", "server",
         "--artifacts-destination", str(args.artifacts.resolve()), "--serve-artifacts",
         "--host", args.host, "--port", str(args.port),
-    ]  # fmt: skip
+    ] + (["--app-name", "basic-auth"] if args.auth else [])  # fmt: skip
+    warn_if_exposed(args.host, args.auth)
     shown = uri.split("@")[-1]  # never print a password
     console.print(f"MLflow server on http://{args.host}:{args.port}, runs in ...@{shown}, "
                   f"artifacts in {args.artifacts} (Ctrl-C to stop)")  # fmt: skip
+    if args.auth and "MLFLOW_AUTH_ADMIN_PASSWORD" not in os.environ:
+        console.print("users log in (MLflow basic auth): on the first start, set MLFLOW_AUTH_ADMIN_PASSWORD "
+                      "to the password of the 'admin' user it creates, or MLflow refuses")  # fmt: skip
     console.print(f"point studies at it with --tracking-uri http://{args.host}:{args.port}")
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 0
+    return serve(command, os.environ | {"MLFLOW_BACKEND_STORE_URI": uri})
