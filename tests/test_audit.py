@@ -268,6 +268,20 @@ def test_runtime_settings_never_make_a_difference(study):
     assert audit(study, "quick", data)["width"] == []
 
 
+def test_runs_that_ran_with_other_threads_or_devices_are_flagged(study):
+    # --threads 1 and 2 give different numbers for the same trial key (val_loss 1.6239 vs 1.6348)
+    data = trained(study, "width")
+    for arm_data in (data["width", "narrow"], data["width", "wide"]):
+        for run in arm_data.records.values():
+            run.tags |= {f"{TAG}threads": "1", f"{TAG}device": "cpu", f"{TAG}precision": "float32"}
+    assert audit(study, "quick", data)["width"] == []
+    data["width", "wide"].records[1].tags[f"{TAG}threads"] = "2"  # one run resumed with more threads
+    assert audit(study, "quick", data)["width"] == [
+        "runs differ in how they ran (threads 1 (narrow), 1|2 (wide)): floating-point results differ "
+        "slightly between these, so rerun with one setting"
+    ]
+
+
 def test_tuned_settings_are_declared(study):
     hypothesis = next(h for h in study.hypotheses if h.id == "optimizer")
     best = {"adam": {"train": {"lr": 0.003}}, "sgd": {"train": {"lr": 0.1}}}

@@ -53,6 +53,8 @@ def test_run_records_every_trial_and_resume_skips_them(workdir, synthetic_dir):
     run = tracker.runs(tracker.experiment("tiny"), f"tags.`{TAG}kind` = 'trial'")[0]
     assert run.data.tags["mlflow.parentRunId"] == first.parent_run_id
     assert run.data.tags[f"{TAG}preset"] == "quick" and f"{TAG}arms" in run.data.tags
+    ran_with = {name: run.data.tags[f"{TAG}{name}"] for name in ("threads", "device", "precision")}
+    assert ran_with == {"threads": "1", "device": "cpu", "precision": "float32"}  # as it really ran
     rows = {row.id: row for row in study_status(study, "quick", tracker)}
     assert (rows["width"].finished, rows["dropout_x_norm"].finished, rows["width"].pending) == (4, 8, 0)
 

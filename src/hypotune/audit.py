@@ -17,6 +17,7 @@ from hypotune.study import Hypothesis, Study, plan
 from hypotune.tracking import TAG
 
 BUDGET = ("train.epochs", "train.steps_per_epoch", "train.batch_size")
+RAN_WITH = ("threads", "device", "precision")  # tags of each run, from the process that trained it
 SPLIT = ("data.val_size", "data.split_seed", "data.train_subset", "data.test_size", "data.validate_on_test")
 
 
@@ -87,6 +88,17 @@ def audit_hypothesis(
             findings.append(
                 f"undeclared difference between arms: {name} = {_show(_values_by_arm(records, get))}"
             )
+    ran = {
+        name: _values_by_arm(records, _tag(name))
+        for name in RAN_WITH
+        if len({r.tags[f"{TAG}{name}"] for _, r in records if f"{TAG}{name}" in r.tags}) > 1
+    }
+    if ran:  # any two runs, not just arms at one seed: every run feeds an interval
+        findings.append(
+            "runs differ in how they ran ("
+            + "; ".join(f"{name} {_show(values)}" for name, values in ran.items())
+            + "): floating-point results differ slightly between these, so rerun with one setting"
+        )
     if any(r.params.get("data.validate_on_test") == "True" for _, r in records):
         findings.append("validated on the test set (course protocol): test metrics are not held out")
     for arm, record in records:
@@ -98,6 +110,10 @@ def audit_hypothesis(
                 f"arm '{arm}' seed {record.seed}: trained from a definition other than the study file's"
             )
     return list(dict.fromkeys(findings))
+
+
+def _tag(name: str) -> Callable[[TrialRecord], str | None]:
+    return lambda record: record.tags.get(f"{TAG}{name}")
 
 
 def _param(name: str) -> Callable[[TrialRecord], str | None]:

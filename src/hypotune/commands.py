@@ -90,7 +90,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise
     weights = None if args.no_weights else serialize_weights(result.state_dict)
     with interrupts_held():
-        tracker.finish(run_id, result.status, result.metrics, weights)
+        tracker.finish(run_id, result.status, result.metrics, weights, result.ran_with)
     out.print(result_table(result.status, result.metrics))
     out.print(f"run {run_id} in {tracker.uri} (experiment '{args.experiment}')")
     return 0 if result.status == "finished" else 1

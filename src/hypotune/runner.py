@@ -341,7 +341,7 @@ class Recorder:
             self.tracker.log_metrics(self.run_ids[key], payload, step=int(payload["epoch"]))
         elif kind == "finished":
             result, weights = payload
-            self.tracker.finish(self.run_ids[key], result.status, result.metrics, weights)
+            self.tracker.finish(self.run_ids[key], result.status, result.metrics, weights, result.ran_with)
             del self.run_ids[key]  # only now recorded: a crash in between marks it KILLED
             self.summary.finished += 1
             self.summary.diverged += result.status == "diverged"

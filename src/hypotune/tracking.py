@@ -192,11 +192,18 @@ class Tracker:
             last.update(fresh)
 
     def finish(
-        self, run_id: str, status: str, metrics: dict[str, float], weights: bytes | None = None
+        self,
+        run_id: str,
+        status: str,
+        metrics: dict[str, float],
+        weights: bytes | None = None,
+        ran_with: dict[str, str] | None = None,
     ) -> None:
         """Record the final result; only then is the run FINISHED and the trial done.
 
         `weights` is a `torch.save`d state dict; load it with `torch.load(..., weights_only=True)`.
+        `ran_with` (threads, device, precision) becomes tags: outside the trial key, but the audit
+        flags a comparison whose runs differ in it.
         """
         self.log_metrics(run_id, metrics, step=int(metrics.get("epochs_run", 0)))
         if weights is not None:
@@ -204,7 +211,10 @@ class Tracker:
                 path = Path(folder) / "model.pt"
                 path.write_bytes(weights)
                 self.client.log_artifact(run_id, str(path))
-        self.client.set_tag(run_id, f"{TAG}status", status)
+        from mlflow.entities import RunTag
+
+        tags = {f"{TAG}status": status} | {f"{TAG}{name}": value for name, value in (ran_with or {}).items()}
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.set_terminated(run_id, "FINISHED")
         self.last_logged.pop(run_id, None)
 

@@ -34,6 +34,9 @@ class TrialResult:
     epochs: list[dict[str, float]] = field(default_factory=list)  # per-epoch metrics
     metrics: dict[str, float] = field(default_factory=dict)  # final metrics
     state_dict: dict[str, torch.Tensor] | None = None  # trained weights, on the CPU
+    # How it ran: torch threads, device, precision. Outside the trial key (the same trial), but
+    # floating-point results differ slightly between them, so the audit compares them.
+    ran_with: dict[str, str] = field(default_factory=dict)
 
 
 def serialize_weights(state_dict: dict[str, torch.Tensor] | None) -> bytes | None:
@@ -43,6 +46,12 @@ def serialize_weights(state_dict: dict[str, torch.Tensor] | None) -> bytes | Non
     buffer = io.BytesIO()
     torch.save(state_dict, buffer)
     return buffer.getvalue()
+
+
+def ran_with(device: torch.device) -> dict[str, str]:
+    """What a run's numbers depend on besides its config: threads, device and precision."""
+    precision = "bfloat16 autocast" if device.type == "cuda" else "float32"
+    return {"threads": str(torch.get_num_threads()), "device": device.type, "precision": precision}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -175,7 +184,7 @@ def train(
     optimizer = make_optimizer(config.train, model)
     schedule, schedule_every = make_schedule(config.train, optimizer, steps * config.train.epochs)
     stream = BatchStream(train_split, config.train.batch_size, config.data, config.seed)
-    result = TrialResult(status="finished")
+    result = TrialResult(status="finished", ran_with=ran_with(device))
     best_val, best_state, stale = math.inf, None, 0
     for epoch in range(1, config.train.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]

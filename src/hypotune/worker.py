@@ -51,7 +51,7 @@ def run_trial(
         result = train(config, dataset, runtime, on_epoch=on_epoch, evaluate_test=not tuning)
         # Weights travel as bytes: tensors sent through a queue would share memory by file
         # descriptor, which the coordinator may read after the worker has moved on.
-        payload = TrialResult(result.status, result.epochs, result.metrics, None)
+        payload = TrialResult(result.status, result.epochs, result.metrics, None, result.ran_with)
         weights = None if tuning else serialize_weights(result.state_dict)
         emit(("finished", key, (payload, weights)))
     except HypotuneError as error:
