@@ -314,6 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HypotuneError as error:
         print(f"hypotune: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as error:  # the machine, not the user: a full disk, a folder gone read-only
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"hypotune: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 1
     except Exception as error:
         if type(error).__module__.startswith("mlflow."):  # the store refused or failed a request
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -66,12 +66,12 @@ def run_train(args: argparse.Namespace) -> int:
     if config.data.validate_on_test:
         tags[f"{TAG}warning"] = "validated on the test set (course protocol)"
     run_id = tracker.start_run(experiment_id, f"train-{config.key()[:8]}", tags)
-    tracker.log_config(run_id, config, runtime)
-    console.print(
-        f"training {size.params:,} parameters on "
-        f"{len(dataset.train):,} images ({dataset.source}); run {run_id}"
-    )
     try:
+        tracker.log_config(run_id, config, runtime)
+        console.print(
+            f"training {size.params:,} parameters on "
+            f"{len(dataset.train):,} images ({dataset.source}); run {run_id}"
+        )
         with progress_bar() as progress:
             task = progress.add_task("epochs", total=config.train.epochs, status="")
 
@@ -85,12 +85,18 @@ def run_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         tracker.fail(run_id, "interrupted", status="KILLED")
         raise
-    except Exception as error:
-        tracker.fail(run_id, f"{type(error).__name__}: {error}")
+    except Exception as error:  # a bug, or the store or disk failing: never leave it RUNNING
+        with contextlib.suppress(Exception):
+            tracker.fail(run_id, f"{type(error).__name__}: {error}")
         raise
     weights = None if args.no_weights else serialize_weights(result.state_dict)
-    with interrupts_held():
-        tracker.finish(run_id, result.status, result.metrics, weights, result.ran_with)
+    try:
+        with interrupts_held():
+            tracker.finish(run_id, result.status, result.metrics, weights, result.ran_with)
+    except Exception as error:  # a full disk while saving the weights: never leave it RUNNING
+        with contextlib.suppress(Exception):
+            tracker.fail(run_id, f"recording the result failed: {error}")
+        raise
     out.print(result_table(result.status, result.metrics))
     out.print(f"run {run_id} in {tracker.uri} (experiment '{args.experiment}')")
     return 0 if result.status == "finished" else 1

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import signal
 import subprocess
 import tempfile
@@ -119,6 +120,22 @@ def read_metric(value: float) -> float:
     return math.inf if value >= INF_THRESHOLD else value
 
 
+def check_writable(database: Path) -> None:
+    """Fail at once, in one line, on a store this process cannot write: MLflow would retry a
+    read-only SQLite file for about two minutes before failing."""
+    folder = database.parent
+    if database.exists() and not os.access(database, os.W_OK):
+        raise TrackingError(f"the store {database} is read-only: give write access or another --tracking-uri")
+    try:  # SQLite also writes a journal beside the file: the folder must take new files
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise TrackingError(
+            f"cannot write in the store folder {folder}/ ({error.strerror}): give write access or "
+            "another --tracking-uri"
+        ) from None
+
+
 class Tracker:
     """Writes to one MLflow store: the embedded SQLite one under ./runs/, or a server."""
 
@@ -137,8 +154,13 @@ class Tracker:
 
         self.local = uri is None or uri.startswith("sqlite:")
         if uri is None:
-            store_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                store_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise TrackingError(f"cannot create the store folder {store_dir}/: {error.strerror}") from None
             uri = default_uri(store_dir)
+        if self.local:
+            check_writable(Path(uri.removeprefix("sqlite:///")))
         self.uri = uri
         # The coordinator's own files (study locks, tuning journals) live beside a local store;
         # with a server they stay on the coordinator's machine, under ./runs/.
