@@ -171,3 +171,11 @@ def stop_and_wait_for_session(process, seconds: float = 30) -> None:
 
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def take_a_task_and_die(inbox, events, runtime, slot) -> None:
+    """A worker's main function that takes its task and dies before saying it started."""
+    import os
+
+    inbox.get()
+    os._exit(3)

@@ -226,6 +226,43 @@ def test_workers_exit_within_seconds_when_the_coordinator_is_killed(workdir, syn
             os.killpg(process.pid, signal.SIGKILL)
 
 
+class ListSource:
+    def __init__(self, tasks):
+        self.tasks = list(tasks)
+
+    def next_task(self):
+        return self.tasks.pop(0) if self.tasks else None
+
+    def exhausted(self):
+        return not self.tasks
+
+
+def test_a_worker_killed_mid_trial_fails_that_trial_and_the_rest_go_on(synthetic_dir):
+    from hypotune.executors import Task
+
+    from .helpers import tiny_config
+
+    tasks = [Task(f"t{i}", tiny_config(epochs=3, steps_per_epoch=200).replace({"seed": i})) for i in range(3)]
+    executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)), poll_seconds=0.2)
+    outcome = {}
+    for kind, key, payload in executor.run(ListSource(tasks)):
+        if kind == "started" and key == "t0":
+            os.kill(payload, signal.SIGKILL)
+        if kind in ("finished", "failed"):
+            outcome[key] = kind if kind == "finished" else payload
+    assert outcome == {"t0": "worker process died (exit code -9)", "t1": "finished", "t2": "finished"}
+
+
+def test_a_worker_that_dies_before_saying_it_started_is_not_waited_for(synthetic_dir):
+    from hypotune.executors import Task
+
+    from .helpers import take_a_task_and_die, tiny_config
+
+    executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)), target=take_a_task_and_die)
+    events = list(executor.run(ListSource([Task("only", tiny_config())])))  # hung forever before
+    assert events == [("failed", "only", "worker process died (exit code 3)")]
+
+
 def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(workdir, synthetic_dir):
     path = slow_study(workdir)
     process = start_cli_study(workdir, path, synthetic_dir)

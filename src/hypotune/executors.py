@@ -11,7 +11,7 @@ checking a flag later, makes a search's pruning independent of timing, so it rep
 from __future__ import annotations
 
 import multiprocessing
-import queue
+import multiprocessing.connection
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -61,10 +61,11 @@ class LocalExecutor:
     worker costs a fork, not a fresh interpreter; each keeps its datasets across trials.
     """
 
-    def __init__(self, workers: int, runtime: Runtime, poll_seconds: float = 0.5) -> None:
+    def __init__(self, workers: int, runtime: Runtime, poll_seconds: float = 0.5, target: Any = None) -> None:
         self.workers = workers
         self.runtime = runtime
         self.poll_seconds = poll_seconds
+        self.target = target  # the worker's main function (default: hypotune.worker.worker_main)
         self.slots: dict[str, Any] = {}  # running task key -> its worker's decision slot
 
     def decide(self, key: str, epoch: int, stop: bool) -> None:
@@ -75,35 +76,54 @@ class LocalExecutor:
     def run(self, source: TaskSource) -> Iterator[Event]:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["hypotune.worker"])
-        tasks, events = context.Queue(), context.Queue()
-        workers: dict[int, tuple[Any, Any]] = {}  # pid -> (process, decision slot)
-        in_flight: dict[str, int] = {}  # task key -> worker pid (0 until it starts)
-        served: set[int] = set()  # workers that have taken a task
+        # Each worker has its own inbox and its own pipe back, and is handed one task at a time:
+        # the coordinator always knows which task a worker holds, so one that dies, even between
+        # taking a task and saying it started, is reported as failed instead of waited for; and
+        # no lock is shared, so a worker killed mid-message (kill -9, the OOM killer) cannot
+        # block the others' events, as it could with one queue for all.
+        workers: dict[int, tuple[Any, Any, Any]] = {}  # pid -> (process, decision slot, inbox)
+        pipes: dict[Any, int] = {}  # the read end of each worker's pipe -> its pid
+        in_flight: dict[str, int] = {}  # task key -> the worker it was handed to
+        served: set[int] = set()  # workers that have started a task
         failed_starts = 0
 
-        def start_worker() -> None:
+        def start_worker() -> int:
             from hypotune.worker import worker_main
 
             slot = context.Array("c", SLOT_BYTES, lock=False)
+            inbox = context.SimpleQueue()
+            reader, writer = context.Pipe(duplex=False)
             process = context.Process(
-                target=worker_main, args=(tasks, events, self.runtime, slot), daemon=True
+                target=self.target or worker_main, args=(inbox, writer, self.runtime, slot), daemon=True
             )
             process.start()
-            workers[process.pid] = (process, slot)
+            writer.close()  # the worker holds the only write end: its death reads as end of file
+            workers[process.pid] = (process, slot, inbox)
+            pipes[reader] = process.pid
+            return process.pid
+
+        def receive() -> Iterator[Event]:
+            """Events from every worker with something to say; a pipe at its end is a worker gone."""
+            for reader in multiprocessing.connection.wait(list(pipes), timeout=self.poll_seconds):
+                try:
+                    yield reader.recv()
+                except (EOFError, OSError):  # dead; dead_workers reports its task
+                    del pipes[reader]
+                    reader.close()
 
         def feed() -> None:
             while len(in_flight) < self.workers and (task := source.next_task()) is not None:
-                tasks.put((task.key, task.config.to_dict(), task.tuning))
-                in_flight[task.key] = 0
-            while len(workers) < len(in_flight):  # also replaces workers that died
-                start_worker()
+                busy = set(in_flight.values())
+                idle = [pid for pid in workers if pid not in busy]
+                pid = idle[0] if idle else start_worker()
+                workers[pid][2].put((task.key, task.config.to_dict(), task.tuning))
+                in_flight[task.key] = pid
 
         try:
             feed()
             while in_flight:
-                try:
-                    kind, key, payload = events.get(timeout=self.poll_seconds)
-                except queue.Empty:
+                received = list(receive())
+                if not received:
                     lost, dead_on_start = dead_workers(workers, in_flight, served)
                     failed_starts += dead_on_start
                     if failed_starts >= 3:  # a broken environment, not a bad trial
@@ -115,35 +135,35 @@ class LocalExecutor:
                         yield ("failed", key, f"worker process died (exit code {exitcode})")
                     feed()
                     continue
-                if kind == "started":
-                    in_flight[key] = payload
-                    served.add(payload)
-                    self.slots[key] = workers[payload][1]
-                elif kind in ("finished", "failed"):
-                    in_flight.pop(key, None)
-                    self.slots.pop(key, None)
-                yield kind, key, payload
-                if kind in ("finished", "failed"):
-                    feed()
+                for kind, key, payload in received:
+                    if kind == "started":
+                        served.add(payload)
+                        self.slots[key] = workers[payload][1]
+                    elif kind in ("finished", "failed"):
+                        in_flight.pop(key, None)
+                        self.slots.pop(key, None)
+                    yield kind, key, payload
+                    if kind in ("finished", "failed"):
+                        feed()
             if not source.exhausted():
                 raise stalled(source)
         finally:
-            for process, _ in workers.values():
+            for process, _, _ in workers.values():
                 if process.is_alive():
                     process.terminate()
-            for process, _ in workers.values():
+            for process, _, _ in workers.values():
                 process.join(timeout=5)
+            for reader in pipes:
+                reader.close()
             self.slots.clear()
-            tasks.cancel_join_thread()
-            events.cancel_join_thread()
 
 
 def dead_workers(
-    workers: dict[int, tuple[Any, Any]], in_flight: dict[str, int], served: set[int]
+    workers: dict[int, tuple[Any, ...]], in_flight: dict[str, int], served: set[int]
 ) -> tuple[list[tuple[str, int]], int]:
-    """Forget exited workers: the (task key, exit code) each was running, and how many never ran one."""
+    """Forget exited workers: the (task key, exit code) each was handed, and how many never started one."""
     lost, dead_on_start = [], 0
-    for pid, (process, _) in list(workers.items()):
+    for pid, (process, *_) in list(workers.items()):
         if process.is_alive():
             continue
         del workers[pid]

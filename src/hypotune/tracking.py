@@ -157,7 +157,9 @@ class Tracker:
             try:
                 store_dir.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                raise TrackingError(f"cannot create the store folder {store_dir}/: {error.strerror}") from None
+                raise TrackingError(
+                    f"cannot create the store folder {store_dir}/: {error.strerror}"
+                ) from None
             uri = default_uri(store_dir)
         if self.local:
             check_writable(Path(uri.removeprefix("sqlite:///")))

@@ -89,7 +89,8 @@ def exit_with_coordinator() -> None:
 
 
 def worker_main(tasks: Any, events: Any, runtime: Runtime, slot: Any) -> None:
-    """Take (key, config, tuning) tasks until None; the coordinator handles Ctrl-C and ends workers.
+    """Take (key, config, tuning) tasks from this worker's inbox until None, and send events down
+    its own pipe (`events`); the coordinator handles Ctrl-C and ends workers.
 
     The coordinator answers a tuning task's epochs in `slot`, as "<key>|<epoch>|<stop 0 or 1>".
     """
@@ -104,4 +105,4 @@ def worker_main(tasks: Any, events: Any, runtime: Runtime, slot: Any) -> None:
     while (task := tasks.get()) is not None:
         key, config_dict, tuning = task
         should_stop = lambda epoch, k=key: await_decision(lambda: read(k, epoch))  # noqa: E731
-        run_trial(key, config_dict, runtime, events.put, tuning, should_stop)
+        run_trial(key, config_dict, runtime, events.send, tuning, should_stop)
