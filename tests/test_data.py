@@ -135,6 +135,17 @@ def test_download_rejects_a_checksum_mismatch_and_keeps_nothing(tmp_path, http_s
     assert not list((tmp_path / "cache").glob("*.part"))
 
 
+def test_parts_left_by_a_killed_download_are_removed_by_the_next(tmp_path, http_server):
+    url, checksums, _ = http_server
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    leftover = cache / "tmpabc123.part"  # what kill -9 in the middle of a download leaves
+    leftover.write_bytes(b"\x1f\x8b half a file")
+    fetch(cache, (url,), checksums, timeout=5)
+    assert not leftover.exists() and not list(cache.glob("*.part"))
+    assert read_raw(str(cache)).train.images.shape == (60, 28, 28)
+
+
 def test_locate_downloads_into_the_cache_when_nothing_is_found(tmp_path, monkeypatch, http_server):
     url, checksums, _ = http_server
     monkeypatch.setattr(data, "SYSTEM_DIR", tmp_path / "system")

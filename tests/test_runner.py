@@ -508,3 +508,20 @@ def test_kill_9_in_a_later_round_then_rerun_finishes_the_same_rounds(workdir, sy
     assert len(keys) == 12 and set(keys.values()) == {1}  # both rounds, each trial once
     study = load_study(path)
     assert {t.key for t in plan(study, "quick", seeds={"same": 2, "tiny_margin": 4})} == set(keys)
+
+
+def test_a_rerun_reopens_the_study_run_clean_and_leaves_other_runs_alone(workdir, synthetic_dir):
+    from hypotune.runner import parent_run
+
+    study, tracker = load_study(TINY), Tracker()
+    experiment_id = tracker.experiment("tiny")
+    parent = parent_run(tracker, experiment_id, study, "quick")
+    tracker.fail(parent, "interrupted", status="KILLED")  # as Ctrl-C leaves it
+    # `hypotune train --experiment tiny`, running at the same time in another terminal
+    foreign = tracker.start_run(experiment_id, "train-by-hand", {f"{TAG}kind": "train"})
+    executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)))
+    summary = run_study(study, "quick", executor, tracker, budget_seconds=1e-6)
+    assert summary.parent_run_id == parent
+    tags = tracker.client.get_run(parent).data.tags
+    assert f"{TAG}error" not in tags and f"{TAG}status" not in tags  # no stale "killed"
+    assert tracker.client.get_run(foreign).info.status == "RUNNING"  # not a leftover of this study

@@ -129,3 +129,18 @@ def test_every_filter_is_built_in_one_place_and_never_quotes_a_quote(workdir):
     for value in ("it's", 'say "x"', "back\\slash", "tick`"):
         with pytest.raises(ValueError, match="cannot quote"):
             tag_filter({f"{TAG}preset": value})
+
+
+def test_first_starts_at_once_on_a_fresh_store_all_succeed(tmp_path):
+    import subprocess
+    import sys
+
+    store = str(tmp_path / "runs")
+    code = (
+        f"from pathlib import Path; from hypotune.tracking import Tracker; Tracker(store_dir=Path({store!r}))"
+    )
+    starts = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(3)
+    ]
+    errors = [start.communicate(timeout=120)[1] for start in starts]
+    assert [start.returncode for start in starts] == [0, 0, 0], errors

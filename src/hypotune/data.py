@@ -104,8 +104,22 @@ def fetch(
     checksums: dict[str, str] = SHA256,
     timeout: float = 60.0,
 ) -> None:
-    """Download the four .gz files into `target`, keeping only files whose content verifies."""
+    """Download the four .gz files into `target`, keeping only files whose content verifies.
+
+    One process downloads at a time (a file lock); it first removes the `.part` files that a
+    download killed midway left behind, which no one else can be writing then.
+    """
+    import fcntl
+
     target.mkdir(parents=True, exist_ok=True)
+    with (target / ".download.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for leftover in target.glob("*.part"):
+            leftover.unlink(missing_ok=True)
+        _fetch_each(target, base_urls, checksums, timeout)
+
+
+def _fetch_each(target: Path, base_urls: Sequence[str], checksums: dict[str, str], timeout: float) -> None:
     for name, expected in checksums.items():
         final = target / f"{name}.gz"
         if final.is_file() and _sha256_of_gz(final) == expected:

@@ -80,9 +80,12 @@ def parent_run(tracker: Tracker, experiment_id: str, study: Study, preset: str) 
     filter_string = tag_filter({f"{TAG}kind": "study", f"{TAG}preset": preset})
     existing = tracker.runs(experiment_id, filter_string)
     if existing:
-        run_id = existing[0].info.run_id
-        tracker.client.update_run(run_id, status="RUNNING")
-        return run_id
+        run = existing[0]
+        tracker.client.update_run(run.info.run_id, status="RUNNING")
+        for stale in (f"{TAG}error", f"{TAG}status"):  # from an interrupted run; this one goes on
+            if stale in run.data.tags:
+                tracker.client.delete_tag(run.info.run_id, stale)
+        return run.info.run_id
     tags = {f"{TAG}kind": "study", f"{TAG}study": study.name, f"{TAG}preset": preset}
     if study.path:
         tags[f"{TAG}study_file"] = str(Path(study.path).resolve())
@@ -243,9 +246,11 @@ def run_study(
 
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     study = study.under(preset)
-    experiment_id = tracker.experiment(study.name)
-    with study_lock(tracker, study.name):
-        tracker.reap_stale(experiment_id)
+    with study_lock(tracker, study.name):  # before anything is written to the store
+        experiment_id = tracker.experiment(study.name)
+        # Every RUNNING run of this study is a dead process's: the lock makes this runner the only
+        # one. Runs of the experiment that are not the study's (`train --experiment`) are not ours.
+        tracker.reap_stale(experiment_id, also=tag_filter({f"{TAG}study": study.name}))
         parent = parent_run(tracker, experiment_id, study, preset)
         tags = {f"{TAG}study": study.name, f"{TAG}preset": preset}
         adaptive = study.presets[preset].seeds.adaptive

@@ -172,9 +172,25 @@ class Tracker:
             check_reachable(uri)
         self.last_logged: dict[str, dict[str, float]] = {}  # per run: latest value of each metric
         try:
-            self.client = MlflowClient(tracking_uri=uri)
+            with self._store_lock():
+                self.client = MlflowClient(tracking_uri=uri)
+                if self.local:
+                    self.client.search_experiments(max_results=1)  # opens the store: creates, migrates
         except Exception as error:  # MLflow raises many kinds for a bad URI
             raise TrackingError(f"cannot open tracking store {uri}: {error}") from None
+
+    @contextlib.contextmanager
+    def _store_lock(self) -> Iterator[None]:
+        """A local store is created and migrated under a file lock: two first-ever starts at once
+        would otherwise race in MLflow's schema migration ("expected to match one row")."""
+        if not self.local:
+            yield
+            return
+        import fcntl
+
+        with (self.state_dir / ".store.lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
 
     def experiment(self, name: str) -> str:
         """The id of the named experiment, created on first use."""
@@ -185,6 +201,11 @@ class Tracker:
             location = f"{self.artifact_root}/{name}" if self.artifact_root else None
             return self.client.create_experiment(name, artifact_location=location)
         except Exception as error:
+            # Two processes creating the same experiment at once: the one that lost finds it.
+            with contextlib.suppress(Exception):
+                found = self.client.get_experiment_by_name(name)
+                if found is not None:
+                    return found.experiment_id
             raise TrackingError(f"tracking store {self.uri}: {error}") from None
 
     def start_run(
