@@ -2,6 +2,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import json
 import struct
 import threading
 from pathlib import Path
@@ -225,3 +226,40 @@ def test_augment_flips_and_shifts_each_image_independently():
     assert shifted.shape == batch.shape
     positions = {tuple(torch.nonzero(img[0])[0].tolist()) for img in shifted if img.sum() > 0}
     assert len(positions) > 3
+
+
+def test_a_same_size_corruption_of_an_official_size_file_is_caught_once_verified(tmp_path, monkeypatch):
+    folder = make_synthetic_dir(tmp_path / "data", 40, 20)
+    names = {p.name.removesuffix(".gz"): p for p in folder.iterdir()}
+    contents = {name: gzip.decompress(path.read_bytes()) for name, path in names.items()}
+    monkeypatch.setattr(data, "SHA256", {n: hashlib.sha256(c).hexdigest() for n, c in contents.items()})
+    monkeypatch.setattr(data, "OFFICIAL_COUNT", {n: 40 if n.startswith("train") else 20 for n in contents})
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data.read_raw.cache_clear()
+    assert read_raw(str(folder)).train.images.shape == (40, 28, 28)
+    verified = json.loads((tmp_path / "cache" / "hypotune" / "fashion-mnist" / "verified.json").read_text())
+    assert len(verified) == 4  # each file hashed once; the next read trusts (path, size, mtime)
+    images = bytearray(contents["train-images-idx3-ubyte"])
+    images[5000] ^= 0xFF  # one pixel: the header and the size still agree
+    names["train-images-idx3-ubyte"].write_bytes(gzip.compress(bytes(images)))
+    data.read_raw.cache_clear()
+    with pytest.raises(DataError, match="content is not Fashion-MNIST's .* the file is corrupt"):
+        read_raw(str(folder))
+
+
+def test_a_corrupt_archive_in_the_cache_is_downloaded_again(tmp_path, monkeypatch, http_server):
+    url, checksums, served = http_server
+    monkeypatch.setattr(data, "SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setattr(data, "SHA256", checksums)
+    monkeypatch.setattr(data, "OFFICIAL_COUNT", {n: 60 if n.startswith("train") else 20 for n in checksums})
+    monkeypatch.setattr(data.fetch, "__defaults__", ((url,), checksums, 5.0))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("HYPOTUNE_DATA", raising=False)
+    data.read_raw.cache_clear()
+    assert len(read_raw().train) == 60  # downloaded into the cache
+    cached = tmp_path / "cache" / "hypotune" / "fashion-mnist" / "train-labels-idx1-ubyte.gz"
+    cached.write_bytes(cached.read_bytes()[:20])  # a disk error, or a copy cut short
+    data.read_raw.cache_clear()
+    assert len(read_raw().train) == 60  # fetched again instead of failing
+    assert cached.read_bytes() == (served / "train-labels-idx1-ubyte.gz").read_bytes()
+    data.read_raw.cache_clear()

@@ -6,9 +6,11 @@ per-item DataLoader: at batch 64 it costs more than the small models it feeds.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import struct
@@ -37,6 +39,14 @@ SHA256 = {
     "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
     "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+# Items in each official file: a file with this many is taken to be Fashion-MNIST's, and its
+# content must then have the official checksum (checked once per file version, see below).
+OFFICIAL_COUNT = {
+    "train-images-idx3-ubyte": 60_000,
+    "train-labels-idx1-ubyte": 60_000,
+    "t10k-images-idx3-ubyte": 10_000,
+    "t10k-labels-idx1-ubyte": 10_000,
 }
 OFFICIAL_URLS = (
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
@@ -122,7 +132,7 @@ def fetch(
 def _fetch_each(target: Path, base_urls: Sequence[str], checksums: dict[str, str], timeout: float) -> None:
     for name, expected in checksums.items():
         final = target / f"{name}.gz"
-        if final.is_file() and _sha256_of_gz(final) == expected:
+        if final.is_file() and _verifies(final, expected):
             continue
         errors = []
         for base in base_urls:
@@ -154,6 +164,14 @@ def _download_verified(url: str, final: Path, expected: str, timeout: float) -> 
         partial.unlink(missing_ok=True)
         raise DataError(f"checksum mismatch (sha256 {actual[:12]}..., expected {expected[:12]}...)")
     partial.replace(final)
+
+
+def _verifies(path: Path, expected: str) -> bool:
+    """Whether a downloaded file reads and has the expected content (else it is fetched again)."""
+    try:
+        return _sha256_of_gz(path) == expected
+    except DataError:
+        return False
 
 
 def _sha256_of_gz(path: Path) -> str:
@@ -190,7 +208,34 @@ def read_idx(path: Path, expect_magic: int) -> torch.Tensor:
     if len(raw) != expected:
         problem = "truncated" if len(raw) < expected else "has trailing bytes"
         raise DataError(f"{path}: {problem} ({len(raw)} bytes, header says {expected})")
+    name = path.name.removesuffix(".gz")
+    if name in SHA256 and dims[0] == OFFICIAL_COUNT[name]:
+        check_content(path, raw, SHA256[name])
     return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(dims)
+
+
+def check_content(path: Path, raw: bytes, expected: str) -> None:
+    """A file of the official size must have the official content: a header and a size can be
+    right while bytes inside are not. Verified once per file version (path, size, mtime)."""
+    stat = path.stat()
+    stamp = [stat.st_size, stat.st_mtime_ns]
+    record = cache_dir() / "verified.json"
+    try:
+        verified = json.loads(record.read_text())
+    except (OSError, ValueError):
+        verified = {}
+    if verified.get(str(path.resolve())) == stamp:
+        return
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != expected:
+        raise DataError(
+            f"{path}: content is not Fashion-MNIST's (sha256 {actual[:12]}..., expected {expected[:12]}...): "
+            "the file is corrupt; reinstall it or delete it to download it again"
+        )
+    verified[str(path.resolve())] = stamp
+    with contextlib.suppress(OSError):  # a read-only home only costs a check next time
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(verified))
 
 
 @dataclass(frozen=True)
@@ -225,7 +270,13 @@ def read_raw(data_dir: str = "") -> RawData:
     """The official train and test sets, checked; cached per process."""
     paths = locate(data_dir or None)
     try:
-        return _read_checked(paths)
+        try:
+            return _read_checked(paths)
+        except DataError:
+            if data_dir or any(path.parent != cache_dir() for path in paths.values()):
+                raise
+            fetch(cache_dir())  # our own download went bad: fetch again what no longer verifies
+            return _read_checked(paths)
     except DataError as error:
         searched = search_path(data_dir or None)[: 1 if data_dir else None]
         raise DataError(f"{error} (searched: {', '.join(map(str, searched))})") from None
