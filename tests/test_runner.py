@@ -525,3 +525,18 @@ def test_a_rerun_reopens_the_study_run_clean_and_leaves_other_runs_alone(workdir
     tags = tracker.client.get_run(parent).data.tags
     assert f"{TAG}error" not in tags and f"{TAG}status" not in tags  # no stale "killed"
     assert tracker.client.get_run(foreign).info.status == "RUNNING"  # not a leftover of this study
+
+
+def test_a_refused_second_runner_writes_nothing_to_the_store(workdir, synthetic_dir):
+    import fcntl
+
+    from hypotune.errors import StudyError
+
+    tracker = Tracker()
+    with (tracker.state_dir / ".tiny.lock").open("w") as held:  # another runner has the study
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(StudyError, match="already running"):
+            run_study(
+                load_study(TINY), "quick", LocalExecutor(1, Runtime(data_dir=str(synthetic_dir))), tracker
+            )
+    assert tracker.client.get_experiment_by_name("tiny") is None  # not even the experiment
