@@ -167,3 +167,39 @@ def test_a_bad_budget_is_one_line(text, capsys):
         main(["study", "run", str(TINY_STUDY), "--budget", text])
     error = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and len(error) == 1 and "argument --budget" in error[0]
+
+
+def test_server_with_auth_asks_for_a_login(tmp_path):
+    import os
+    import urllib.error
+    import urllib.request
+
+    pytest.importorskip(
+        "flask_wtf", reason="MLflow's auth extra is not installed (pip install 'hypotune[server]')"
+    )
+    port = free_port()
+    environment = os.environ | {
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "first-Admin-pass1",
+        "XDG_CONFIG_HOME": str(tmp_path),
+    }
+    command = [sys.executable, "-m", "hypotune.cli", "server", "--backend-store-uri",
+               f"sqlite:///{tmp_path / 'mlflow.db'}", "--artifacts", str(tmp_path / "artifacts"), "--port",
+               str(port), "--auth"]  # fmt: skip
+    server = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", server, seconds=90)
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=30)
+        assert refused.value.code == 401
+        request = urllib.request.Request(url)
+        request.add_header(
+            "Authorization", "Basic " + __import__("base64").b64encode(b"admin:first-Admin-pass1").decode()
+        )
+        assert urllib.request.urlopen(request, timeout=30).status == 200
+        assert (tmp_path / "hypotune" / "server-secret").stat().st_mode & 0o077 == 0  # this user's only
+    except BaseException:
+        stop_process_group(server)
+        raise
+    stop_and_wait_for_session(server)

@@ -477,6 +477,9 @@ def run_server(args: argparse.Namespace) -> int:
         "--artifacts-destination", str(args.artifacts.resolve()), "--serve-artifacts",
         "--host", args.host, "--port", str(args.port),
     ] + (["--app-name", "basic-auth"] if args.auth else [])  # fmt: skip
+    environment = os.environ | {"MLFLOW_BACKEND_STORE_URI": uri}
+    if args.auth and "MLFLOW_FLASK_SERVER_SECRET_KEY" not in environment:
+        environment["MLFLOW_FLASK_SERVER_SECRET_KEY"] = server_secret()  # the login form's CSRF key
     warn_if_exposed(args.host, args.auth)
     shown = uri.split("@")[-1]  # never print a password
     console.print(f"MLflow server on http://{args.host}:{args.port}, runs in ...@{shown}, "
@@ -485,4 +488,19 @@ def run_server(args: argparse.Namespace) -> int:
         console.print("users log in (MLflow basic auth): on the first start, set MLFLOW_AUTH_ADMIN_PASSWORD "
                       "to the password of the 'admin' user it creates, or MLflow refuses")  # fmt: skip
     console.print(f"point studies at it with --tracking-uri http://{args.host}:{args.port}")
-    return serve(command, os.environ | {"MLFLOW_BACKEND_STORE_URI": uri})
+    return serve(command, environment)
+
+
+def server_secret() -> str:
+    """A secret for MLflow's login forms, made once and kept readable by this user only, so that
+    restarts (and several servers of one user) agree on it."""
+    import secrets
+    from pathlib import Path
+
+    path = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "hypotune" / "server-secret"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
