@@ -204,23 +204,19 @@ def test_kill_9_of_the_whole_tree_then_rerun_records_each_trial_once(workdir, sy
     assert killed  # what was in flight at the kill is marked, not left RUNNING
 
 
-def session_processes(session: int) -> set[int]:
-    return set(session_commands(session))
-
-
 def test_workers_exit_within_seconds_when_the_coordinator_is_killed(workdir, synthetic_dir):
     path = slow_study(workdir)
     process = start_cli_study(workdir, path, synthetic_dir)
     try:
         wait_for_finished_runs(workdir / "runs" / "mlflow.db", 1)
-        helpers = session_processes(process.pid) - {process.pid}
+        helpers = set(session_commands(process.pid)) - {process.pid}
         assert len(helpers) >= 3  # the forkserver and two workers, busy with trials
         os.kill(process.pid, signal.SIGKILL)  # the coordinator alone: nobody tells the workers
         process.wait(timeout=30)
         deadline = time.monotonic() + 15
-        while session_processes(process.pid) and time.monotonic() < deadline:
+        while session_commands(process.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not session_processes(process.pid), "worker processes outlived their coordinator"
+        assert not session_commands(process.pid), "worker processes outlived their coordinator"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
