@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -368,6 +369,11 @@ def test_ctrl_c_during_tuning_then_a_rerun_completes_every_search_once(workdir, 
 
     rerun = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
+    # Not a terminal: a plain line per finished trial instead of bars that print nothing until the end.
+    lines = rerun.stderr.splitlines()
+    assert any(re.fullmatch(r"tuning \d+/20 tune \w+ #\d+: (val_loss \d\.\d{4}|pruned) \(\d+ s\)", line)
+               for line in lines), rerun.stderr  # fmt: skip
+    assert any(re.fullmatch(r"trial \d+/\d+ \w+ s\d+: val_loss \d\.\d{4} \(\d+ s\)", line) for line in lines)
     after = tracker.runs(experiment_id, query)
     assert before <= {run.info.run_id for run in after}  # what had finished was kept
     per_search: dict[str, list[str]] = {}

@@ -80,6 +80,8 @@ def run_train(args: argparse.Namespace) -> int:
                     tracker.log_metrics(run_id, metrics, step=int(metrics["epoch"]))
                 status = f"val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.3f}"
                 progress.update(task, advance=1, status=status)
+                if not console.is_terminal:  # a log: a line per epoch instead of a bar
+                    console.print(f"epoch {int(metrics['epoch'])}/{config.train.epochs}: {status}")
 
             result = train(config, dataset, runtime, on_epoch)
     except KeyboardInterrupt:
@@ -283,29 +285,9 @@ def run_study_command(args: argparse.Namespace) -> int:
         )
         + f"; {where}"
     )
-    with progress_bar() as progress:
-        overall = progress.add_task("trials", total=len(plan(study, preset)), status="")
-        tuning = progress.add_task("tuning trials", total=0, status="", visible=False)
-        on_event = trial_progress(progress, overall, tuning)
-
-        started: list[Any] = []
-
-        def on_start(summary: Any) -> None:
-            started.append(summary)
-            progress.update(overall, total=summary.planned, completed=summary.skipped,
-                            status=f"{summary.skipped} already done")  # fmt: skip
-            if summary.tuning_planned:
-                progress.update(tuning, total=summary.tuning_planned, visible=True)
-
-        def on_study_event(event: Any, trial: Any) -> None:
-            on_event(event, trial)
-            if started:  # seeds added in rounds grow the plan (and, tuned per seed, the searches)
-                progress.update(overall, total=started[0].planned)
-                if started[0].tuning_planned:
-                    progress.update(tuning, total=started[0].tuning_planned, visible=True)
-
-        summary = run_study(study, preset, executor, tracker, on_event=on_study_event, on_start=on_start,
-                            budget_seconds=args.budget)  # fmt: skip
+    with trial_display(len(plan(study, preset))) as display:
+        summary = run_study(study, preset, executor, tracker, on_event=display.on_event,
+                            on_start=display.on_start, budget_seconds=args.budget)  # fmt: skip
     tuning_note = f"{summary.tuning_finished} tuning trials, " if summary.tuning_finished else ""
     out.print(
         f"{tuning_note}{summary.finished} trials trained, {summary.skipped} already done, "
@@ -319,27 +301,105 @@ def run_study_command(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def trial_progress(progress: Progress, overall: Any, tuning: Any) -> Any:
-    """An event callback: a bar per running trial, and the overall and tuning counts."""
-    bars: dict[str, Any] = {}
+def trial_display(planned: int, tuning_planned: int = 0, tuning_done: int = 0) -> Any:
+    """Live bars on a terminal; without one (CI, a log file, `| tee`), a plain line per trial."""
+    if console.is_terminal:
+        return TrialBars(planned, tuning_planned, tuning_done)
+    return TrialLines(planned, tuning_planned, tuning_done)
 
-    def on_event(event: Any, trial: Any) -> None:
+
+class TrialBars(contextlib.AbstractContextManager):
+    """A bar per running trial under the overall and tuning counts."""
+
+    def __init__(self, planned: int, tuning_planned: int = 0, tuning_done: int = 0) -> None:
+        self.progress = progress_bar()
+        self.overall = self.progress.add_task("trials", total=planned, status="", visible=bool(planned))
+        self.tuning = self.progress.add_task("tuning trials", total=tuning_planned, completed=tuning_done,
+                                             status="", visible=bool(tuning_planned))  # fmt: skip
+        self.bars: dict[str, Any] = {}
+        self.summary: Any = None
+
+    def __enter__(self) -> TrialBars:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def on_start(self, summary: Any) -> None:
+        """The runner's plan: what is planned, and what an earlier run already finished."""
+        self.summary = summary
+        self.progress.update(self.overall, total=summary.planned, completed=summary.skipped, visible=True,
+                             status=f"{summary.skipped} already done")  # fmt: skip
+        self._grow()
+
+    def _grow(self) -> None:
+        if self.summary is None:  # seeds added in rounds grow the plan, and per-seed searches
+            return
+        self.progress.update(self.overall, total=self.summary.planned)
+        if self.summary.tuning_planned:
+            self.progress.update(self.tuning, total=self.summary.tuning_planned, visible=True)
+
+    def on_event(self, event: Any, trial: Any) -> None:
         kind, key, payload = event
-        count = tuning if trial.tuning else overall
         if kind == "started":
-            bars[key] = progress.add_task(f"  {trial.name}", total=trial.config.train.epochs, status="")
+            self.bars[key] = self.progress.add_task(f"  {trial.name}", total=trial.config.train.epochs,
+                                                    status="")  # fmt: skip
         elif kind == "epoch":
-            progress.update(bars[key], advance=1, status=f"val_loss {payload['val_loss']:.4f}")
+            self.progress.update(self.bars[key], advance=1, status=f"val_loss {payload['val_loss']:.4f}")
         else:
-            if key in bars:
-                progress.remove_task(bars.pop(key))
+            if key in self.bars:
+                self.progress.remove_task(self.bars.pop(key))
             if kind == "finished" and payload[0].status == "pruned":
                 status = "pruned one"
             else:
                 status = "" if kind == "finished" else "a trial failed"
-            progress.update(count, advance=1, status=status)
+            self.progress.update(self.tuning if trial.tuning else self.overall, advance=1, status=status)
+        self._grow()
 
-    return on_event
+
+class TrialLines(contextlib.AbstractContextManager):
+    """One line per finished, pruned, diverged or failed trial, with the counts so far."""
+
+    def __init__(self, planned: int, tuning_planned: int = 0, tuning_done: int = 0) -> None:
+        self.planned, self.tuning_planned = planned, tuning_planned
+        self.done, self.tuning_done = 0, tuning_done
+        self.started: dict[str, float] = {}
+        self.summary: Any = None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def on_start(self, summary: Any) -> None:
+        self.summary = summary
+        self.done = summary.skipped
+        if summary.skipped:
+            console.print(f"{summary.skipped} of {summary.planned} trials already done")
+
+    def on_event(self, event: Any, trial: Any) -> None:
+        kind, key, payload = event
+        if kind == "started":
+            self.started[key] = time.monotonic()
+            return
+        if kind == "epoch":
+            return
+        if self.summary is not None:
+            self.planned, self.tuning_planned = self.summary.planned, self.summary.tuning_planned
+        seconds = time.monotonic() - self.started.pop(key, time.monotonic())
+        if trial.tuning:
+            self.tuning_done += 1
+            count = f"tuning {self.tuning_done}/{self.tuning_planned or '?'}"
+        else:
+            self.done += 1
+            count = f"trial {self.done}/{self.planned}"
+        if kind == "failed":
+            last = str(payload).strip().splitlines() or ["no message"]
+            what = f"failed: {last[-1]}"
+        else:
+            result = payload[0]
+            loss = result.metrics.get("val_loss", math.nan)
+            what = result.status if result.status != "finished" else f"val_loss {loss:.4f}"
+        console.print(f"{count} {trial.name}: {what} ({seconds:.0f} s)", markup=False, highlight=False)
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -374,15 +434,13 @@ def run_search(args: argparse.Namespace) -> int:
         done = search.searches[0].counted()
         if done:
             console.print(f"resuming: {done} of {group.budget} trials already done")
-        with progress_bar() as progress:
-            tuning = progress.add_task("tuning trials", total=group.budget, completed=done, status="")
-            on_event = trial_progress(progress, tuning, tuning)
+        with trial_display(0, group.budget, done) as display:
             try:
                 for event in executor.run(source):
                     trial = source.trials[event[1]]
                     with interrupts_held():
                         search.record(event, trial)
-                    on_event(event, trial)
+                    display.on_event(event, trial)
             except BaseException:
                 search.interrupt()
                 raise
