@@ -76,6 +76,40 @@ def test_report_command_prints_the_verdict_table(planted_store, monkeypatch, cap
     assert (folder / "out" / "index.html").is_file()
 
 
+def test_verdicts_are_machine_readable_and_the_report_is_kept_on_the_study_run(planted_store, tmp_path):
+    study, tracker, _ = planted_store
+    report = build_report(study, "quick", tracker, tmp_path / "report")
+    document = json.loads((tmp_path / "report" / "verdicts.json").read_text())
+    assert document["study"] == "planted" and document["preset"] == "quick"
+    assert document["counts"] == {"supported": 1, "refuted": 0, "equivalent": 1, "inconclusive": 0,
+                                  "exploratory": 0}  # fmt: skip
+    rows = {row["hypothesis"]: row for row in document["verdicts"]}
+    planted = next(v for v in report.verdicts if v.hypothesis == "learning_matters")
+    assert rows["learning_matters"]["verdict"] == "supported"
+    assert rows["learning_matters"]["ci_low"] == planted.ci_low and rows["learning_matters"]["seeds"] == 3
+    lines = (tmp_path / "report" / "verdicts.csv").read_text().splitlines()
+    assert lines[0].startswith("hypothesis,prediction,kind,metric,verdict,effect,ci_low,ci_high,")
+    assert len(lines) == 3 and any(line.startswith("dropout_order,before beats after,") for line in lines)
+    # The study's MLflow run keeps the report as an artifact.
+    experiment_id = tracker.experiment("planted")
+    (study_run,) = tracker.runs(experiment_id, f"tags.`{TAG}kind` = 'study'")
+    kept = {a.path for a in tracker.client.list_artifacts(study_run.info.run_id, "report")}
+    assert {"report/index.html", "report/report.md", "report/verdicts.json", "report/verdicts.csv"} <= kept
+
+
+@pytest.mark.parametrize(("fail_on", "code"), [([], 0), (["refuted"], 0), (["refuted", "equivalent"], 1)])
+def test_report_fail_on_a_verdict_exits_1_for_ci(planted_store, monkeypatch, capsys, fail_on, code):
+    from hypotune.cli import main
+
+    _, _, folder = planted_store
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    flags = [flag for verdict in fail_on for flag in ("--fail-on", verdict)]
+    assert main(["report", str(STUDIES / "planted.toml"), "--out", "out", *flags]) == code
+    printed = capsys.readouterr().out
+    assert ("equivalent: dropout_order: before beats after" in printed) == bool(code)
+
+
 def test_figure_data_without_drawing(planted_store):
     study, tracker, _ = planted_store
     data = collect(study, "quick", tracker)

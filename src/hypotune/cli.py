@@ -272,6 +272,14 @@ def build_parser() -> Parser:
     report.add_argument("study", type=Path, help="study file (TOML)")
     report.add_argument("--preset", help="budget preset (default: the study's first)")
     report.add_argument("--out", type=Path, help="output folder (default: report/STUDY-PRESET)")
+    report.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        choices=("refuted", "inconclusive", "equivalent", "supported", "exploratory"),
+        metavar="VERDICT",
+        help="exit 1 when any prediction has this verdict (repeatable; for CI): refuted, inconclusive, ...",
+    )
     add_tracking_flags(report)
 
     validate = commands.add_parser("validate", help="check a study or run-config file without training")

@@ -490,8 +490,12 @@ def run_report(args: argparse.Namespace) -> int:
 
     out.print(verdict_table(report.verdicts, report.findings))
     out.print(counts_line(report.verdicts))
-    out.print(f"report: {report.html_path.resolve()} (and {report.markdown_path.name} beside it)")
-    return 0
+    out.print(f"report: {report.html_path.resolve()} (and report.md, verdicts.json, verdicts.csv beside it)")
+    failing = [v for v in report.verdicts if v.verdict in args.fail_on]
+    for verdict in failing:
+        line = f"{verdict.verdict}: {verdict.hypothesis}: {verdict.prediction}"
+        out.print(line, markup=False, highlight=False)
+    return 1 if failing else 0
 
 
 def verdict_table(verdicts: list[Any], findings: dict[str, list[str]]) -> Table:

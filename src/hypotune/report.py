@@ -4,7 +4,10 @@ index.html with the same content (figures beside the Markdown, embedded in the H
 from __future__ import annotations
 
 import base64
+import csv
+import dataclasses
 import html
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +93,36 @@ def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> 
     markdown_path.write_text(to_markdown(blocks, out_dir))
     html_path = out_dir / "index.html"
     html_path.write_text(to_html(blocks, f"{study.name} ({preset})"))
+    write_verdicts(study, preset, verdicts, findings, out_dir)
+    tracker.log_report(study.name, preset, out_dir)
     return Report(html_path, markdown_path, verdicts, findings)
+
+
+VERDICT_FIELDS = [field.name for field in dataclasses.fields(Verdict)]
+
+
+def write_verdicts(
+    study: Study, preset: str, verdicts: list[Verdict], findings: dict[str, list[str]], out_dir: Path
+) -> None:
+    """verdicts.json (with the counts and the audit's findings) and verdicts.csv, for scripts and CI.
+    A number that does not exist (no interval yet, no seeds needed) is null in JSON, empty in CSV."""
+
+    def plain(value: object) -> object:
+        return None if isinstance(value, float) and not math.isfinite(value) else value
+
+    rows = [{name: plain(getattr(v, name)) for name in VERDICT_FIELDS} for v in verdicts]
+    document = {
+        "study": study.name,
+        "preset": preset,
+        "counts": counts(verdicts),
+        "verdicts": rows,
+        "findings": {hypothesis: lines for hypothesis, lines in findings.items() if lines},
+    }
+    (out_dir / "verdicts.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
+    with (out_dir / "verdicts.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=VERDICT_FIELDS)
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
 
 
 def _budget_line(study: Study, preset: str) -> str:

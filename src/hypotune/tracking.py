@@ -263,6 +263,20 @@ class Tracker:
         self.client.set_terminated(run_id, "FINISHED")
         self.last_logged.pop(run_id, None)
 
+    def log_report(self, study: str, preset: str, folder: Path) -> str | None:
+        """Keep a report folder as the `report` artifact of the study's run for this preset, when
+        that run exists (a study run made it); the run id, or None."""
+        experiment = self.client.get_experiment_by_name(study)
+        if experiment is None:
+            return None
+        query = tag_filter({f"{TAG}kind": "study", f"{TAG}preset": preset})
+        runs = self.runs(experiment.experiment_id, query)
+        if not runs:
+            return None
+        run_id = runs[0].info.run_id
+        self.client.log_artifacts(run_id, str(folder), artifact_path="report")
+        return run_id
+
     def fail(self, run_id: str, message: str, status: str = "FAILED") -> None:
         self.client.set_tag(run_id, f"{TAG}status", status.lower())
         self.client.set_tag(run_id, f"{TAG}error", message[:5000])
