@@ -30,7 +30,7 @@ data: setup
 	fi
 	$(BIN)/hypotune data
 
-STUDY := studies/fashion_mnist_synergy.toml
+STUDY := fashion_mnist_synergy
 PRESET := quick
 BUDGET := 8m
 

@@ -36,12 +36,12 @@ from hypotune.executors import LocalExecutor
 from hypotune.model import build_model, flop_count
 from hypotune.runner import forward_passes, run_study
 from hypotune.study import plan
-from hypotune.studyfile import load_study
+from hypotune.studyfile import built_in_studies, load_study
 from hypotune.tracking import TAG, Tracker, flat_params, tag_filter
 from kernels import torch_instance_norm, with_norm  # bench/, the script's own folder
 from throughput import CORE_PEAK
 
-BUILT_IN = Path(__file__).parents[1] / "studies" / "fashion_mnist_synergy.toml"
+BUILT_IN = built_in_studies()["fashion_mnist_synergy"]
 
 
 def trial_flops(config: RunConfig) -> float:

@@ -20,10 +20,10 @@ from hypotune.config import Runtime
 from hypotune.executors import LocalExecutor, RayExecutor
 from hypotune.runner import run_study
 from hypotune.study import plan
-from hypotune.studyfile import load_study
+from hypotune.studyfile import built_in_studies, load_study
 from hypotune.tracking import Tracker
 
-BUILT_IN = Path(__file__).parents[1] / "studies" / "fashion_mnist_synergy.toml"
+BUILT_IN = built_in_studies()["fashion_mnist_synergy"]
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -278,3 +279,29 @@ def test_one_arm_is_enough_for_a_reaches_prediction(tmp_path):
     )
     prediction = load_study(path).hypotheses[0].predictions[0]
     assert (prediction.kind, prediction.value, prediction.describe()) == ("reaches", 0.8, "wide reaches 0.8")
+
+
+def test_the_built_in_study_travels_in_the_wheel(tmp_path):
+    pytest.importorskip("setuptools")
+    root = Path(__file__).parents[1]
+    command = [sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation", "-q",
+               "-w", str(tmp_path)]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
+    (wheel,) = tmp_path.glob("hypotune-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert "hypotune/studies/fashion_mnist_synergy.toml" in archive.namelist()
+
+
+def test_a_built_in_study_is_named_from_anywhere(tmp_path, monkeypatch, capsys):
+    from hypotune.cli import main
+
+    monkeypatch.chdir(tmp_path)  # outside the checkout
+    assert main(["studies"]) == 0
+    listed = capsys.readouterr().out
+    assert "fashion_mnist_synergy" in listed and "quick" in listed
+    assert main(["validate", "fashion_mnist_synergy"]) == 0
+    assert "study 'fashion_mnist_synergy' is valid" in capsys.readouterr().out
+    assert main(["validate", "fashion_mnist_synergi"]) == 2
+    error = capsys.readouterr().err
+    assert "no built-in study of that name (built in: fashion_mnist_synergy)" in error
+    assert error.endswith("did you mean fashion_mnist_synergy?\n")

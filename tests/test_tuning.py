@@ -16,7 +16,7 @@ from hypotune.errors import StudyError
 from hypotune.executors import LocalExecutor
 from hypotune.report import build_report
 from hypotune.runner import run_study, study_status
-from hypotune.studyfile import load_study
+from hypotune.studyfile import built_in_studies, load_study
 from hypotune.tracking import TAG, Tracker
 from hypotune.tuning import TUNING_SEED_BASE, Dimension
 from hypotune.verdicts import evaluate
@@ -94,7 +94,7 @@ def test_a_hypothesis_can_opt_out_or_raise_its_own_budget(tmp_path):
 
 
 def test_the_built_in_study_tunes_the_learning_rate_in_full_only():
-    study = load_study(Path(__file__).parents[1] / "studies" / "fashion_mnist_synergy.toml")
+    study = load_study(built_in_studies()["fashion_mnist_synergy"])
     tuned = {preset: [h.id for h in study.hypotheses if h.tuned_in(preset)] for preset in study.presets}
     assert tuned["course"] == []  # the write-up's protocol: one shared rate
     assert len(tuned["full"]) == len(study.hypotheses) and tuned["quick"] == []
@@ -133,7 +133,7 @@ def test_a_search_per_seed_has_its_own_key_seed_and_split(tmp_path):
     assert {shared.tuning_key(shared.hypotheses[0], "adam", "tuned", seed) for seed in range(3)} == {
         search_groups(shared, "tuned")[0].key
     }
-    builtin = load_study(Path(__file__).parents[1] / "studies" / "fashion_mnist_synergy.toml")
+    builtin = load_study(built_in_studies()["fashion_mnist_synergy"])
     first = builtin.hypotheses[0]
     assert builtin.tuning_key(first, next(iter(first.arms)), "full") == "c9b30cc0ac514357"
 

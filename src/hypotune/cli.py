@@ -213,7 +213,7 @@ def add_study_parsers(commands: Any) -> None:
     study = commands.add_parser("study", help="run a study file, or show how far it got")
     study_commands = study.add_subparsers(dest="study_command", required=True, parser_class=Parser)
     study_run = study_commands.add_parser("run", help="train every trial of a study (resumes)")
-    study_run.add_argument("study", type=Path, help="study file (TOML)")
+    study_run.add_argument("study", type=Path, help="study file (TOML), or a built-in study's name")
     study_run.add_argument("--preset", help="budget preset of the study (default: its first)")
     study_run.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="parallel trials (default: one per core)"
@@ -238,7 +238,7 @@ def add_study_parsers(commands: Any) -> None:
     )
     add_tracking_flags(study_run)
     study_status = study_commands.add_parser("status", help="finished/running/failed/pending per hypothesis")
-    study_status.add_argument("study", type=Path, help="study file (TOML)")
+    study_status.add_argument("study", type=Path, help="study file (TOML), or a built-in study's name")
     study_status.add_argument("--preset", help="budget preset (default: the study's first)")
     add_tracking_flags(study_status)
 
@@ -269,7 +269,7 @@ def build_parser() -> Parser:
     add_search_parser(commands)
 
     report = commands.add_parser("report", help="write the study's report from the tracking store")
-    report.add_argument("study", type=Path, help="study file (TOML)")
+    report.add_argument("study", type=Path, help="study file (TOML), or a built-in study's name")
     report.add_argument("--preset", help="budget preset (default: the study's first)")
     report.add_argument("--out", type=Path, help="output folder (default: report/STUDY-PRESET)")
     report.add_argument(
@@ -283,7 +283,11 @@ def build_parser() -> Parser:
     add_tracking_flags(report)
 
     validate = commands.add_parser("validate", help="check a study or run-config file without training")
-    validate.add_argument("file", type=Path, help="a study file, or a run config with [model] etc.")
+    validate.add_argument(
+        "file", type=Path, help="a study file or a built-in study's name, or a run config with [model] etc."
+    )
+
+    commands.add_parser("studies", help="list the studies built into hypotune")
 
     server = commands.add_parser("server", help="run a shared MLflow tracking server (e.g. on PostgreSQL)")
     server.add_argument(

@@ -33,6 +33,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "report": run_report,
         "server": run_server,
         "search": run_search,
+        "studies": run_studies,
     }[args.command]
     return handler(args)
 
@@ -228,8 +229,9 @@ def run_validate(args: argparse.Namespace) -> int:
     from hypotune.model import check_fits
     from hypotune.search import search_groups
     from hypotune.study import plan
-    from hypotune.studyfile import load_study
+    from hypotune.studyfile import load_study, study_path
 
+    args.file = study_path(args.file)
     if "hypotheses" not in read_toml(args.file):
         config = run_config_from_dict(read_toml(args.file))
         size = check_fits(config)
@@ -249,6 +251,20 @@ def run_validate(args: argparse.Namespace) -> int:
             tuning = sum(g.budget for g in groups)
             line += f"; first {tuning} tuning trials ({len(groups)} arms searched)"
         out.print(line)
+    return 0
+
+
+def run_studies(args: argparse.Namespace) -> int:
+    """The built-in studies: name, what they test, their presets."""
+    from hypotune.studyfile import built_in_studies, load_study
+
+    table = Table(title="built-in studies (hypotune study run NAME --preset PRESET)")
+    for column in ("name", "hypotheses", "presets", "description"):
+        table.add_column(column)
+    for name, path in sorted(built_in_studies().items()):
+        study = load_study(path)
+        table.add_row(name, str(len(study.hypotheses)), ", ".join(study.presets), study.description)
+    out.print(table)
     return 0
 
 

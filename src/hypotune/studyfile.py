@@ -6,6 +6,8 @@ through hypotune's own config fields and registries. Every problem names its pla
 
 from __future__ import annotations
 
+import difflib
+import importlib.resources
 import itertools
 import math
 import re
@@ -62,9 +64,35 @@ HYPOTHESIS_KEYS = {
 }  # fmt: skip
 
 
+BUILT_IN = "studies"  # the package folder of the studies hypotune ships
+
+
+def built_in_studies() -> dict[str, Path]:
+    """The studies that ship with hypotune, by name."""
+    folder = importlib.resources.files("hypotune") / BUILT_IN
+    return {
+        Path(entry.name).stem: Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".toml")
+    }
+
+
+def study_path(name_or_path: str | Path) -> Path:
+    """A study file's path: the path itself, or a built-in study named without a path or suffix."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix or len(path.parts) != 1:
+        return path
+    built_in = built_in_studies()
+    if path.name in built_in:
+        return built_in[path.name]
+    names = ", ".join(sorted(built_in))
+    close = difflib.get_close_matches(path.name, built_in, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise StudyError(f"{path}: no such file, and no built-in study of that name (built in: {names}){hint}")
+
+
 def load_study(path: str | Path) -> Study:
-    """Read and fully validate a study file; every problem names its place in the file."""
-    path = Path(path)
+    """Read and fully validate a study file, or a built-in study by name; every problem names
+    its place in the file."""
+    path = study_path(path)
     raw = read_toml(path)
     try:
         return _parse_study(raw, str(path))
