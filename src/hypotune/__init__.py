@@ -1,5 +1,26 @@
-"""hypotune: hypothesis-driven experiments on convolutional networks, tracked in MLflow."""
+"""hypotune: hypothesis-driven experiments on neural networks, tracked in MLflow.
 
+The Python API (docs/api.md): load a study, run it, analyse it, write its report; train or
+search one configuration. Results come back as records with pandas DataFrames.
+"""
+
+from hypotune.api import (
+    Analysis,
+    SearchResult,
+    StudyRun,
+    TrainResult,
+    analyze,
+    built_in_studies,
+    executor_for,
+    load_study,
+    run_config,
+    run_study,
+    search,
+    search_group,
+    study_status,
+    train,
+    write_report,
+)
 from hypotune.config import DataConfig, ModelConfig, RunConfig, Runtime, TrainConfig
 from hypotune.errors import (
     ArchitectureError,
@@ -13,6 +34,7 @@ from hypotune.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Analysis",
     "ArchitectureError",
     "ConfigError",
     "DataConfig",
@@ -21,7 +43,21 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "Runtime",
+    "SearchResult",
     "StudyError",
+    "StudyRun",
     "TrackingError",
     "TrainConfig",
+    "TrainResult",
+    "analyze",
+    "built_in_studies",
+    "executor_for",
+    "load_study",
+    "run_config",
+    "run_study",
+    "search",
+    "search_group",
+    "study_status",
+    "train",
+    "write_report",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from hypotune.config import (
 )
 from hypotune.errors import ConfigError, HypotuneError
 from hypotune.presets import TRAIN_PRESETS
+from hypotune.tuning import DEFAULT_SEARCH_TRIALS
 
 EXIT_USER_ERROR = 2
 
@@ -118,40 +118,15 @@ def resolve_runtime(args: argparse.Namespace, threads: int = 1) -> Runtime:
     return Runtime(**values)
 
 
-DEFAULT_SPACE = {"train.lr": {"low": 1e-4, "high": 1e-2, "scale": "log"}}
-DEFAULT_SEARCH_TRIALS = 20
-
-
 def search_config(args: argparse.Namespace) -> Any:
     """The one search `hypotune search` runs: the file's settings and [tuning], then flags."""
-    from hypotune.model import check_model
-    from hypotune.search import SearchGroup
-    from hypotune.tuning import TUNING_SEED_BASE, parse_tuning, tuning_key
+    from hypotune.api import search_group
 
-    raw = read_toml(args.config) if args.config else {}
-    tuning = raw.pop("tuning", {})
-    if not isinstance(tuning, dict):
-        raise ConfigError(f"{args.config}: tuning must be a table")
-    if args.space:
-        tuning["space"] = dict(parse_space_flag(text) for text in args.space)
-    tuning.setdefault("space", DEFAULT_SPACE)
-    trials = args.trials if args.trials is not None else tuning.get("trials", DEFAULT_SEARCH_TRIALS)
-    if isinstance(trials, int) and not isinstance(trials, bool) and trials < 1:
-        raise ConfigError(f"a search needs at least 1 trial, got {trials}")
-    tuning["trials"] = {"search": trials}
-    if args.metric:
-        tuning["metric"] = args.metric
-    if args.no_pruning:
-        tuning["pruning"] = False
-    spec = parse_tuning(tuning, "tuning", {"search"})
-    config = run_config_from_dict(merge(raw, flag_overrides(args)))
-    check_model(config.model)
-    for end in spec.range_ends():  # each end of each range must be a valid setting
-        config.replace(end)
+    space = dict(parse_space_flag(text) for text in args.space) if args.space else None
     label = args.config.stem if args.config else "config"
-    key = tuning_key(config.to_dict(), spec)
-    return SearchGroup(key, spec, spec.budget("search"), config.replace({"seed": TUNING_SEED_BASE}),
-                       [("search", label)])  # fmt: skip
+    pruning = False if args.no_pruning else None
+    return search_group(args.config, overrides=flag_overrides(args), space=space, trials=args.trials,
+                        metric=args.metric, pruning=pruning, label=label)  # fmt: skip
 
 
 def parse_space_flag(text: str) -> tuple[str, dict[str, Any]]:
@@ -197,15 +172,12 @@ def add_search_parser(commands: Any) -> None:
 
 def duration(text: str) -> float:
     """Seconds in '90s', '30m', '2h' or a plain number of seconds."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    from hypotune.api import seconds
+
     try:
-        seconds = float(number) * units[unit]
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a duration such as 90s, 30m or 2h")
-    return seconds
+        return seconds(text)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration such as 90s, 30m or 2h") from None
 
 
 def add_study_parsers(commands: Any) -> None:
@@ -317,11 +289,21 @@ def build_parser() -> Parser:
     return parser
 
 
+def resolve(args: argparse.Namespace) -> None:
+    """Settings given as a preset, a file and flags, resolved once, before any command runs."""
+    if args.command == "train":
+        args.run_config = resolve_run_config(args)
+        args.runtime = resolve_runtime(args, threads=os.cpu_count() or 1)  # one run: every core
+    elif args.command == "search":
+        args.search_group = search_config(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from hypotune import commands
 
     try:
+        resolve(args)
         return commands.dispatch(args)
     except HypotuneError as error:
         print(f"hypotune: error: {error}", file=sys.stderr)

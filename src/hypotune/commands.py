@@ -51,57 +51,30 @@ def progress_bar() -> Progress:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from hypotune.cli import resolve_run_config, resolve_runtime
-    from hypotune.data import make_dataset
-    from hypotune.model import check_fits
-    from hypotune.tracking import TAG, Tracker, interrupts_held
-    from hypotune.train import serialize_weights, train
+    from hypotune import api
 
-    config = resolve_run_config(args)
-    runtime = resolve_runtime(args, threads=os.cpu_count() or 1)  # one run: every core
-    size = check_fits(config)  # an impossible or oversized model fails here, before any I/O
-    dataset = make_dataset(config.data, runtime.data_dir)
-    tracker = Tracker(args.tracking_uri)
-    experiment_id = tracker.experiment(args.experiment)
-    tags = {f"{TAG}key": config.key(), f"{TAG}seed": str(config.seed), f"{TAG}kind": "train"}
-    if config.data.validate_on_test:
-        tags[f"{TAG}warning"] = "validated on the test set (course protocol)"
-    run_id = tracker.start_run(experiment_id, f"train-{config.key()[:8]}", tags)
-    try:
-        tracker.log_config(run_id, config, runtime)
-        console.print(
-            f"training {size.params:,} parameters on "
-            f"{len(dataset.train):,} images ({dataset.source}); run {run_id}"
-        )
-        with progress_bar() as progress:
-            task = progress.add_task("epochs", total=config.train.epochs, status="")
+    config = args.run_config
+    with progress_bar() as progress:
+        task = progress.add_task("epochs", total=config.train.epochs, status="", visible=False)
 
-            def on_epoch(metrics: dict[str, float]) -> None:
-                with interrupts_held():
-                    tracker.log_metrics(run_id, metrics, step=int(metrics["epoch"]))
-                status = f"val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.3f}"
-                progress.update(task, advance=1, status=status)
-                if not console.is_terminal:  # a log: a line per epoch instead of a bar
-                    console.print(f"epoch {int(metrics['epoch'])}/{config.train.epochs}: {status}")
+        def on_start(start: api.TrainStart) -> None:
+            images = f"{start.images:,} images ({start.source})"
+            console.print(f"training {start.params:,} parameters on {images}; run {start.run_id}")
+            progress.update(task, visible=True)
 
-            result = train(config, dataset, runtime, on_epoch)
-    except KeyboardInterrupt:
-        tracker.fail(run_id, "interrupted", status="KILLED")
-        raise
-    except Exception as error:  # a bug, or the store or disk failing: never leave it RUNNING
-        with contextlib.suppress(Exception):
-            tracker.fail(run_id, f"{type(error).__name__}: {error}")
-        raise
-    weights = None if args.no_weights else serialize_weights(result.state_dict)
-    try:
-        with interrupts_held():
-            tracker.finish(run_id, result.status, result.metrics, weights, result.ran_with)
-    except Exception as error:  # a full disk while saving the weights: never leave it RUNNING
-        with contextlib.suppress(Exception):
-            tracker.fail(run_id, f"recording the result failed: {error}")
-        raise
+        def on_epoch(metrics: dict[str, float]) -> None:
+            status = f"val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.3f}"
+            progress.update(task, advance=1, status=status)
+            if not console.is_terminal:  # a log: a line per epoch instead of a bar
+                console.print(f"epoch {int(metrics['epoch'])}/{config.train.epochs}: {status}")
+
+        runtime = args.runtime
+        result = api.train(config, threads=runtime.threads, device=runtime.device,
+                           data_dir=runtime.data_dir, tracking_uri=args.tracking_uri,
+                           experiment=args.experiment, keep_weights=not args.no_weights,
+                           on_start=on_start, on_epoch=on_epoch)  # fmt: skip
     out.print(result_table(result.status, result.metrics))
-    out.print(f"run {run_id} in {tracker.uri} (experiment '{args.experiment}')")
+    out.print(f"run {result.run_id} in {result.tracking_uri} (experiment '{args.experiment}')")
     return 0 if result.status == "finished" else 1
 
 
@@ -142,9 +115,9 @@ def run_data(args: argparse.Namespace) -> int:
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    from hypotune.tracking import Tracker
+    from hypotune.api import store_uri
 
-    uri = Tracker(args.tracking_uri).uri
+    uri = store_uri(args.tracking_uri)
     if not uri.startswith("sqlite:"):
         raise HypotuneError(f"{uri} is a tracking server: open it in a browser instead")
     command = [
@@ -269,28 +242,17 @@ def run_studies(args: argparse.Namespace) -> int:
 
 
 def run_study_command(args: argparse.Namespace) -> int:
-    from hypotune.config import Runtime
-    from hypotune.data import read_raw
-    from hypotune.executors import LocalExecutor, RayExecutor
-    from hypotune.runner import run_study
+    from hypotune import api
     from hypotune.study import plan
-    from hypotune.studyfile import load_study
-    from hypotune.tracking import Tracker
 
-    study = load_study(args.study)
+    study = api.load_study(args.study)
     preset = study.preset(args.preset).name
     study = study.under(preset)
-    if args.workers < 1:
-        raise HypotuneError("--workers must be at least 1")
-    runtime = Runtime(threads=args.threads, device=args.device, data_dir=args.data_dir)
-    read_raw(args.data_dir)  # fail on missing or corrupt data before starting anything
-    tracker = Tracker(args.tracking_uri)
-    if args.executor == "ray":
-        executor: Any = RayExecutor(runtime, args.address, args.cpus_per_trial, args.gpus_per_trial)
-        where = f"Ray ({args.address or 'local'})"
-    else:
-        executor = LocalExecutor(args.workers, runtime)
-        where = f"{args.workers} workers"
+    executor = api.executor_for(args.executor, workers=args.workers, threads=args.threads,
+                                device=args.device, data_dir=args.data_dir, address=args.address,
+                                cpus_per_trial=args.cpus_per_trial,
+                                gpus_per_trial=args.gpus_per_trial)  # fmt: skip
+    where = f"Ray ({args.address or 'local'})" if args.executor == "ray" else f"{args.workers} workers"
     tuned = sum(h.tuned_in(preset) for h in study.hypotheses)
     console.print(
         f"study '{study.name}', preset '{preset}': {study.presets[preset].seeds.describe()} per arm"
@@ -302,12 +264,14 @@ def run_study_command(args: argparse.Namespace) -> int:
         + f"; {where}"
     )
     with trial_display(len(plan(study, preset))) as display:
-        summary = run_study(study, preset, executor, tracker, on_event=display.on_event,
-                            on_start=display.on_start, budget_seconds=args.budget)  # fmt: skip
+        done = api.run_study(study, preset, executor=executor, data_dir=args.data_dir,
+                             tracking_uri=args.tracking_uri, budget=args.budget, on_event=display.on_event,
+                             on_start=display.on_start)  # fmt: skip
+    summary = done.summary
     tuning_note = f"{summary.tuning_finished} tuning trials, " if summary.tuning_finished else ""
     out.print(
         f"{tuning_note}{summary.finished} trials trained, {summary.skipped} already done, "
-        f"{summary.diverged} diverged, {len(summary.failed)} failed; store {tracker.uri}, "
+        f"{summary.diverged} diverged, {len(summary.failed)} failed; store {done.tracking_uri}, "
         f"experiment '{study.name}'"
     )
     if summary.budget_stopped:
@@ -317,21 +281,21 @@ def run_study_command(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def trial_display(planned: int, tuning_planned: int = 0, tuning_done: int = 0) -> Any:
+def trial_display(planned: int, tuning_planned: int = 0) -> Any:
     """Live bars on a terminal; without one (CI, a log file, `| tee`), a plain line per trial."""
     if console.is_terminal:
-        return TrialBars(planned, tuning_planned, tuning_done)
-    return TrialLines(planned, tuning_planned, tuning_done)
+        return TrialBars(planned, tuning_planned)
+    return TrialLines(planned, tuning_planned)
 
 
 class TrialBars(contextlib.AbstractContextManager):
     """A bar per running trial under the overall and tuning counts."""
 
-    def __init__(self, planned: int, tuning_planned: int = 0, tuning_done: int = 0) -> None:
+    def __init__(self, planned: int, tuning_planned: int = 0) -> None:
         self.progress = progress_bar()
         self.overall = self.progress.add_task("trials", total=planned, status="", visible=bool(planned))
-        self.tuning = self.progress.add_task("tuning trials", total=tuning_planned, completed=tuning_done,
-                                             status="", visible=bool(tuning_planned))  # fmt: skip
+        self.tuning = self.progress.add_task("tuning trials", total=tuning_planned, status="",
+                                             visible=bool(tuning_planned))  # fmt: skip
         self.bars: dict[str, Any] = {}
         self.summary: Any = None
 
@@ -341,6 +305,10 @@ class TrialBars(contextlib.AbstractContextManager):
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+
+    def resume(self, tuning_done: int) -> None:
+        """A search goes on from the trials an earlier run finished."""
+        self.progress.update(self.tuning, completed=tuning_done)
 
     def on_start(self, summary: Any) -> None:
         """The runner's plan: what is planned, and what an earlier run already finished."""
@@ -377,14 +345,17 @@ class TrialBars(contextlib.AbstractContextManager):
 class TrialLines(contextlib.AbstractContextManager):
     """One line per finished, pruned, diverged or failed trial, with the counts so far."""
 
-    def __init__(self, planned: int, tuning_planned: int = 0, tuning_done: int = 0) -> None:
+    def __init__(self, planned: int, tuning_planned: int = 0) -> None:
         self.planned, self.tuning_planned = planned, tuning_planned
-        self.done, self.tuning_done = 0, tuning_done
+        self.done, self.tuning_done = 0, 0
         self.started: dict[str, float] = {}
         self.summary: Any = None
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+    def resume(self, tuning_done: int) -> None:
+        self.tuning_done = tuning_done
 
     def on_start(self, summary: Any) -> None:
         self.summary = summary
@@ -420,90 +391,55 @@ class TrialLines(contextlib.AbstractContextManager):
 
 def run_search(args: argparse.Namespace) -> int:
     """Tune one configuration's nuisance settings on its own and print the best setting."""
-    from hypotune.cli import search_config
-    from hypotune.config import Runtime, toml_tables
-    from hypotune.data import read_raw
-    from hypotune.executors import LocalExecutor
-    from hypotune.runner import study_lock
-    from hypotune.search import Search, SearchSource, edge_warnings
-    from hypotune.tracking import TAG, Tracker, interrupts_held, tag_filter
+    from hypotune import api
+    from hypotune.config import toml_tables
     from hypotune.tuning import overrides_from_params
 
-    if args.workers < 1:
-        raise HypotuneError("--workers must be at least 1")
-    group = search_config(args)
-    runtime = Runtime(threads=args.threads, data_dir=args.data_dir)
-    read_raw(args.data_dir)  # fail on missing or corrupt data before starting anything
-    tracker = Tracker(args.tracking_uri)
-    experiment_id = tracker.experiment(args.experiment)
-    executor = LocalExecutor(args.workers, runtime)
+    group = args.search_group
     console.print(
         f"searching {', '.join(d.describe() for d in group.spec.space)} for {args.config}: "
         f"{group.budget} trials on validation {group.spec.metric}, {args.workers} workers"
     )
-    with study_lock(tracker, f"search-{group.key}"):
-        tracker.reap_stale(experiment_id, also=tag_filter({f"{TAG}tuning_key": group.key}))
-        tags = {f"{TAG}source": "search"}
-        search = Search([group], tracker, experiment_id, "search", tags, decide=executor.decide,
-                        max_in_flight=args.workers)  # fmt: skip
-        source = SearchSource(search)
-        done = search.searches[0].counted()
-        if done:
+    with trial_display(0, group.budget) as display:
+
+        def on_resume(done: int) -> None:
             console.print(f"resuming: {done} of {group.budget} trials already done")
-        with trial_display(0, group.budget, done) as display:
-            try:
-                for event in executor.run(source):
-                    trial = source.trials[event[1]]
-                    with interrupts_held():
-                        search.record(event, trial)
-                    display.on_event(event, trial)
-            except BaseException:
-                search.interrupt()
-                raise
-    opened = search.searches[0]
-    if opened.best is None:
-        raise HypotuneError(f"search found no setting: {opened.error}")
-    best = opened.study.best_trial
-    out.print(f"best of {opened.counted()} trials: {group.spec.metric} {best.value:.4f} with")
-    out.print(toml_tables(overrides_from_params(opened.best)), markup=False, highlight=False)
-    for line in edge_warnings(group.spec, opened.best):
+            display.resume(done)
+
+        result = api.search(group, workers=args.workers, threads=args.threads, data_dir=args.data_dir,
+                            tracking_uri=args.tracking_uri, experiment=args.experiment,
+                            on_event=display.on_event, on_resume=on_resume)  # fmt: skip
+    out.print(f"best of {result.trials} trials: {result.metric} {result.best_value:.4f} with")
+    out.print(toml_tables(overrides_from_params(result.best)), markup=False, highlight=False)
+    for line in result.warnings:
         out.print(f"[yellow]warning:[/] {line}")
-    out.print(f"search run {opened.run_id} in {tracker.uri} (experiment '{args.experiment}')")
+    out.print(f"search run {result.run_id} in {result.tracking_uri} (experiment '{args.experiment}')")
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from hypotune.runner import study_status
-    from hypotune.studyfile import load_study
-    from hypotune.tracking import Tracker
+    from hypotune import api
 
-    study = load_study(args.study)
+    study = api.load_study(args.study)
     preset = study.preset(args.preset).name
     table = Table(title=f"{study.name} ({preset})")
     columns = ("finished", "running", "failed", "pending", "tuning")
     table.add_column("hypothesis")
     for column in columns:
         table.add_column(column if column != "tuning" else "awaiting tuning", justify="right")
-    for row in study_status(study, preset, Tracker(args.tracking_uri)):
+    for row in api.study_status(study, preset, tracking_uri=args.tracking_uri):
         table.add_row(row.id, *(str(getattr(row, column)) for column in columns))
     out.print(table)
     return 0
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from hypotune.report import build_report
-    from hypotune.studyfile import load_study
-    from hypotune.tracking import Tracker
-
-    study = load_study(args.study)
-    preset = study.preset(args.preset).name
-    out_dir = args.out or Path("report") / f"{study.name}-{preset}"
-    with console.status("reading the store and drawing figures"):
-        report = build_report(study, preset, Tracker(args.tracking_uri), out_dir)
+    from hypotune import api
     from hypotune.report import counts_line
 
+    study = api.load_study(args.study)
+    with console.status("reading the store and drawing figures"):
+        report = api.write_report(study, args.preset, args.out, tracking_uri=args.tracking_uri)
     out.print(verdict_table(report.verdicts, report.findings))
     out.print(counts_line(report.verdicts))
     out.print(f"report: {report.html_path.resolve()} (and report.md, verdicts.json, verdicts.csv beside it)")

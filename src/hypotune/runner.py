@@ -404,3 +404,37 @@ def study_status(study: Study, preset: str, tracker: Tracker) -> list[Hypothesis
             counts: Any = table[hypothesis_id]
             setattr(counts, state, getattr(counts, state) + 1)
     return list(table.values())
+
+
+def run_search(
+    group: Any,
+    executor: Executor,
+    tracker: Tracker,
+    experiment: str = "search",
+    on_event: Callable[[Event, Trial], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
+) -> Any:
+    """One configuration's search on its own (`hypotune search`): the same lock, reaping and
+    recording as a study's searches. Returns the opened search (best setting, Optuna study)."""
+    from hypotune.search import SearchSource
+
+    experiment_id = tracker.experiment(experiment)
+    with study_lock(tracker, f"search-{group.key}"):
+        tracker.reap_stale(experiment_id, also=tag_filter({f"{TAG}tuning_key": group.key}))
+        search = Search([group], tracker, experiment_id, "search", {f"{TAG}source": "search"},
+                        decide=executor.decide, max_in_flight=getattr(executor, "workers", 1))  # fmt: skip
+        source = SearchSource(search)
+        done = search.searches[0].counted()
+        if done and on_resume:
+            on_resume(done)
+        try:
+            for event in executor.run(source):
+                trial = source.trials[event[1]]
+                with interrupts_held():
+                    search.record(event, trial)
+                if on_event:
+                    on_event(event, trial)
+        except BaseException:
+            search.interrupt()
+            raise
+    return search.searches[0]

@@ -20,6 +20,10 @@ from typing import Any
 from hypotune.config import SECTIONS, coerce, dotted_to_nested, field_types, unknown_key_message
 from hypotune.errors import ConfigError
 
+# `hypotune search` without a [tuning] table: the learning rate, over 20 trials.
+DEFAULT_SPACE = {"train.lr": {"low": 1e-4, "high": 1e-2, "scale": "log"}}
+DEFAULT_SEARCH_TRIALS = 20
+
 TUNING_KEYS = {"space", "trials", "metric", "pruning", "seed", "per_seed"}
 DIMENSION_KEYS = {"low", "high", "scale", "choices"}
 TUNING_METRICS = {"val_loss": "minimize", "best_val_loss": "minimize", "val_acc": "maximize"}

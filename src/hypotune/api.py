@@ -1,0 +1,529 @@
+"""hypotune from Python: what the command line does, as functions that return records and
+pandas DataFrames, and render in a notebook.
+
+    import hypotune
+    study = hypotune.load_study("fashion_mnist_synergy")
+    hypotune.run_study(study, "quick", workers=2, budget="8m")
+    analysis = hypotune.analyze(study, "quick")
+    analysis.verdicts            # a DataFrame, one row per prediction
+    hypotune.write_report(study, "quick")
+
+Every function takes `tracking_uri` (default: the SQLite store under ./runs/, or
+MLFLOW_TRACKING_URI when set). Nothing here prints; progress comes back through callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hypotune.config import RunConfig, Runtime, merge, run_config_from_dict
+from hypotune.errors import ConfigError, HypotuneError
+
+if TYPE_CHECKING:  # imported when used: `import hypotune` stays light, torch loads on demand
+    import pandas
+
+    from hypotune.analysis import StudyData
+    from hypotune.executors import Executor
+    from hypotune.runner import StudySummary
+    from hypotune.search import SearchGroup
+    from hypotune.study import Study
+    from hypotune.tracking import Tracker
+    from hypotune.verdicts import Verdict
+
+EventCallback = Callable[[Any, Any], None]  # (event, trial)
+
+
+def _tracker(tracking_uri: str | None) -> Tracker:
+    from hypotune.tracking import Tracker
+
+    return Tracker(tracking_uri if tracking_uri is not None else os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+def _study(study: Study | str | Path) -> Study:
+    from hypotune.study import Study
+
+    return study if isinstance(study, Study) else load_study(study)
+
+
+def store_uri(tracking_uri: str | None = None) -> str:
+    """The tracking URI a call with this `tracking_uri` uses (the default store is made if needed)."""
+    return _tracker(tracking_uri).uri
+
+
+def seconds(budget: float | str | None) -> float | None:
+    """A time budget as seconds: a number, or '90s', '30m', '2h'."""
+    if budget is None or isinstance(budget, int | float):
+        if budget is not None and not (math.isfinite(budget) and budget > 0):
+            raise ConfigError(f"a time budget must be a positive number of seconds, got {budget}")
+        return budget
+    text = str(budget).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    try:
+        value = float(number) * unit
+    except ValueError:
+        raise ConfigError(f"'{budget}' is not a duration: use e.g. 90s, 30m or 2h") from None
+    return seconds(value)
+
+
+def load_study(study: str | Path) -> Study:
+    """A study file, or a built-in study by name (`hypotune.built_in_studies()`), fully checked."""
+    from hypotune.studyfile import load_study as load
+
+    return load(study)
+
+
+def built_in_studies() -> dict[str, Path]:
+    """The studies that ship with hypotune, by name."""
+    from hypotune.studyfile import built_in_studies as found
+
+    return found()
+
+
+@dataclass
+class StudyRun:
+    """What one `run_study` call did."""
+
+    study: str
+    preset: str
+    tracking_uri: str
+    summary: StudySummary
+
+    @property
+    def failed(self) -> list[str]:
+        return self.summary.failed
+
+    def _repr_html_(self) -> str:
+        s = self.summary
+        done = (
+            f"{s.finished} trials trained, {s.skipped} already done, {s.diverged} diverged, "
+            f"{len(s.failed)} failed"
+        )
+        budget = "; the time budget stopped it with verdicts open" if s.budget_stopped else ""
+        where = f"{self.study} ({self.preset}) in {self.tracking_uri}"
+        return f"<p><b>{html.escape(where)}</b>: {html.escape(done + budget)}</p>"
+
+
+def executor_for(
+    kind: str = "local",
+    *,
+    workers: int | None = None,
+    threads: int = 1,
+    device: str = "auto",
+    data_dir: str = "",
+    address: str | None = None,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+) -> Executor:
+    """Where trials run: "local" (a pool of worker processes on this machine) or "ray"."""
+    from hypotune.executors import LocalExecutor, RayExecutor
+
+    runtime = Runtime(threads=threads, device=device, data_dir=data_dir)
+    if kind == "ray":
+        return RayExecutor(runtime, address, cpus_per_trial, gpus_per_trial)
+    if kind != "local":
+        raise ConfigError(f"executor is '{kind}'; valid: local, ray")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise HypotuneError("--workers must be at least 1")
+    return LocalExecutor(workers, runtime)
+
+
+def run_study(
+    study: Study | str | Path,
+    preset: str | None = None,
+    *,
+    workers: int | None = None,
+    executor: str | Executor = "local",
+    threads: int = 1,
+    device: str = "auto",
+    data_dir: str = "",
+    tracking_uri: str | None = None,
+    budget: float | str | None = None,
+    on_event: EventCallback | None = None,
+    on_start: Callable[[StudySummary], None] | None = None,
+) -> StudyRun:
+    """Train every trial the preset plans that the store does not hold yet, adding seeds in
+    rounds where verdicts are open, until they are decided, the seed maximum or the time budget.
+    Resumable: run it again after an interruption and it goes on. `executor` is "local", "ray"
+    or an executor object (see `executor_for`)."""
+    from hypotune import runner
+    from hypotune.data import read_raw
+
+    study = _study(study)
+    preset = study.preset(preset).name
+    study = study.under(preset)
+    if isinstance(executor, str):
+        executor = executor_for(executor, workers=workers, threads=threads, device=device, data_dir=data_dir)
+    read_raw(data_dir)  # fail on missing or corrupt data before starting anything
+    tracker = _tracker(tracking_uri)
+    summary = runner.run_study(
+        study, preset, executor, tracker, on_event=on_event, on_start=on_start, budget_seconds=seconds(budget)
+    )
+    return StudyRun(study.name, preset, tracker.uri, summary)
+
+
+@dataclass
+class Analysis:
+    """A study's verdicts and the runs behind them, read from the store (nothing is trained)."""
+
+    study: Study
+    preset: str
+    tracking_uri: str
+    verdict_list: list[Verdict]
+    findings: dict[str, list[str]]
+    data: StudyData = field(repr=False)
+    _tracker: Tracker = field(repr=False)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many predictions ended supported, refuted, equivalent, inconclusive, exploratory."""
+        from hypotune.verdicts import counts
+
+        return counts(self.verdict_list)
+
+    @property
+    def verdicts(self) -> pandas.DataFrame:
+        """One row per prediction: verdict, effect and corrected interval, p, seeds, family."""
+        import dataclasses
+
+        import pandas
+
+        return pandas.DataFrame([dataclasses.asdict(v) for v in self.verdict_list])
+
+    @property
+    def runs(self) -> pandas.DataFrame:
+        """One row per arm and seed: the run behind it, its status and final metrics."""
+        import pandas
+
+        rows = []
+        for (hypothesis, arm), slot in self.data.items():
+            for seed, record in sorted(slot.records.items()):
+                rows.append(
+                    {
+                        "hypothesis": hypothesis,
+                        "arm": arm,
+                        "seed": seed,
+                        "run_id": record.run_id,
+                        "key": record.key,
+                        "status": record.status,
+                    }
+                    | record.metrics
+                )
+        return pandas.DataFrame(rows)
+
+    def history(self, metrics: tuple[str, ...] = ("train_loss", "val_loss", "val_acc")) -> pandas.DataFrame:
+        """Per-epoch metrics of every run above, long form: hypothesis, arm, seed, run_id, epoch,
+        metric, value."""
+        import pandas
+
+        from hypotune.tracking import read_metric
+
+        rows = []
+        cache: dict[tuple[str, str], list[Any]] = {}
+        for (hypothesis, arm), slot in self.data.items():
+            for seed, record in sorted(slot.records.items()):
+                for metric in metrics:
+                    if (record.run_id, metric) not in cache:
+                        client = self._tracker.client
+                        cache[record.run_id, metric] = client.get_metric_history(record.run_id, metric)
+                    rows += [
+                        {
+                            "hypothesis": hypothesis,
+                            "arm": arm,
+                            "seed": seed,
+                            "run_id": record.run_id,
+                            "epoch": m.step,
+                            "metric": metric,
+                            "value": read_metric(m.value),
+                        }
+                        for m in sorted(cache[record.run_id, metric], key=lambda m: m.step)
+                    ]
+        return pandas.DataFrame(
+            rows, columns=["hypothesis", "arm", "seed", "run_id", "epoch", "metric", "value"]
+        )
+
+    def _repr_html_(self) -> str:
+        from hypotune.report import counts_line
+
+        columns = ["hypothesis", "prediction", "verdict", "effect", "ci_low", "ci_high", "seeds", "family"]
+        table = self.verdicts[columns].to_html(index=False, float_format=lambda x: f"{x:.4g}", na_rep="")
+        title = html.escape(f"{self.study.name} ({self.preset}): {counts_line(self.verdict_list)}")
+        return f"<p><b>{title}</b></p>{table}"
+
+
+def analyze(
+    study: Study | str | Path, preset: str | None = None, *, tracking_uri: str | None = None
+) -> Analysis:
+    """Verdicts for every prediction of the preset, with the audit's findings, from the store."""
+    from hypotune.analysis import collect, collect_searches, stopped_by_budget
+    from hypotune.audit import audit
+    from hypotune.tuning import overrides_from_params
+    from hypotune.verdicts import evaluate, next_seeds
+
+    study = _study(study)
+    preset = study.preset(preset).name
+    study = study.under(preset)
+    tracker = _tracker(tracking_uri)
+    data = collect(study, preset, tracker)
+    searches = collect_searches(study, preset, tracker)
+    tuned = {s.key: overrides_from_params(s.best) for own in searches.values() for s in own if s.finished}
+    verdicts = evaluate(study, data, preset, stopped_by_budget(tracker, study, preset))
+    seeds = next_seeds(study, preset, data) if study.presets[preset].seeds.adaptive else None
+    findings = audit(study, preset, data, tuned, seeds)
+    return Analysis(study, preset, tracker.uri, verdicts, findings, data, tracker)
+
+
+def write_report(
+    study: Study | str | Path,
+    preset: str | None = None,
+    out: str | Path | None = None,
+    *,
+    tracking_uri: str | None = None,
+) -> Any:
+    """report.md, a self-contained index.html, verdicts.json and verdicts.csv in `out`
+    (default report/STUDY-PRESET), also kept on the study's MLflow run. Returns the Report
+    (paths, verdicts, findings)."""
+    from hypotune.report import build_report
+
+    study = _study(study)
+    preset = study.preset(preset).name
+    folder = Path(out) if out is not None else Path("report") / f"{study.name}-{preset}"
+    return build_report(study, preset, _tracker(tracking_uri), folder)
+
+
+def study_status(
+    study: Study | str | Path, preset: str | None = None, *, tracking_uri: str | None = None
+) -> Any:
+    """Per hypothesis: trials finished, running, failed, pending and awaiting tuning."""
+    from hypotune import runner
+
+    study = _study(study)
+    return runner.study_status(study, study.preset(preset).name, _tracker(tracking_uri))
+
+
+def run_config(config: RunConfig | dict[str, Any] | str | Path | None = None, **settings: Any) -> RunConfig:
+    """A run's settings: a RunConfig, a nested dict, or a TOML file, then `settings` over it as
+    dotted names with `.` written `__` (model__depth=6) or nested dicts (model={"depth": 6})."""
+    from hypotune.config import dotted_to_nested, read_toml
+
+    if isinstance(config, RunConfig):
+        layered = config.to_dict()
+    elif isinstance(config, str | Path):
+        layered = read_toml(config)
+    else:
+        layered = dict(config or {})
+    for name, value in settings.items():
+        layered = merge(layered, dotted_to_nested(name.replace("__", "."), value))
+    return run_config_from_dict(layered)
+
+
+@dataclass
+class TrainStart:
+    run_id: str
+    params: int  # the model's parameters
+    images: int  # training images
+    source: str  # where the data came from
+
+
+@dataclass
+class TrainResult:
+    """One training run as recorded: its MLflow run, status, final metrics and per-epoch history."""
+
+    run_id: str
+    status: str  # "finished" or "diverged"
+    metrics: dict[str, float]
+    epochs: list[dict[str, float]] = field(default_factory=list, repr=False)
+    tracking_uri: str = ""
+
+    @property
+    def history(self) -> pandas.DataFrame:
+        import pandas
+
+        return pandas.DataFrame(self.epochs)
+
+    def _repr_html_(self) -> str:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in self.metrics.items() if k.startswith(("val_", "test_")))
+        return (
+            f"<p><b>run {html.escape(self.run_id)}</b> ({html.escape(self.status)}): {html.escape(shown)}</p>"
+        )
+
+
+def train(
+    config: RunConfig | dict[str, Any] | str | Path | None = None,
+    *,
+    seed: int | None = None,
+    threads: int | None = None,
+    device: str = "auto",
+    data_dir: str = "",
+    tracking_uri: str | None = None,
+    experiment: str = "train",
+    keep_weights: bool = True,
+    on_start: Callable[[TrainStart], None] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    **settings: Any,
+) -> TrainResult:
+    """Train one configuration (see `run_config`) on one seed and record it as an MLflow run.
+    A run that fails or is interrupted is marked FAILED or KILLED, never left RUNNING."""
+    from hypotune.data import make_dataset
+    from hypotune.model import check_fits
+    from hypotune.tracking import TAG, interrupts_held
+    from hypotune.train import serialize_weights
+    from hypotune.train import train as train_run
+
+    config = run_config(config, **settings)
+    if seed is not None:
+        config = config.replace({"seed": seed})
+    runtime = Runtime(threads=threads or os.cpu_count() or 1, device=device, data_dir=data_dir)
+    size = check_fits(config)  # an impossible or oversized model fails here, before any I/O
+    dataset = make_dataset(config.data, runtime.data_dir)
+    tracker = _tracker(tracking_uri)
+    experiment_id = tracker.experiment(experiment)
+    tags = {f"{TAG}key": config.key(), f"{TAG}seed": str(config.seed), f"{TAG}kind": "train"}
+    if config.data.validate_on_test:
+        tags[f"{TAG}warning"] = "validated on the test set (course protocol)"
+    run_id = tracker.start_run(experiment_id, f"train-{config.key()[:8]}", tags)
+    try:
+        tracker.log_config(run_id, config, runtime)
+        if on_start:
+            on_start(TrainStart(run_id, size.params, len(dataset.train), dataset.source))
+
+        def logged(metrics: dict[str, float]) -> None:
+            with interrupts_held():
+                tracker.log_metrics(run_id, metrics, step=int(metrics["epoch"]))
+            if on_epoch:
+                on_epoch(metrics)
+
+        result = train_run(config, dataset, runtime, logged)
+    except KeyboardInterrupt:
+        tracker.fail(run_id, "interrupted", status="KILLED")
+        raise
+    except Exception as error:  # a bug, or the store or disk failing: never leave it RUNNING
+        with contextlib.suppress(Exception):
+            tracker.fail(run_id, f"{type(error).__name__}: {error}")
+        raise
+    weights = serialize_weights(result.state_dict) if keep_weights else None
+    try:
+        with interrupts_held():
+            tracker.finish(run_id, result.status, result.metrics, weights, result.ran_with)
+    except Exception as error:  # a full disk while saving the weights: never leave it RUNNING
+        with contextlib.suppress(Exception):
+            tracker.fail(run_id, f"recording the result failed: {error}")
+        raise
+    return TrainResult(run_id, result.status, result.metrics, result.epochs, tracker.uri)
+
+
+def search_group(
+    config: RunConfig | dict[str, Any] | str | Path | None = None,
+    *,
+    space: dict[str, dict[str, Any]] | None = None,
+    trials: int | None = None,
+    metric: str | None = None,
+    pruning: bool | None = None,
+    label: str = "config",
+    overrides: dict[str, Any] | None = None,
+    **settings: Any,
+) -> SearchGroup:
+    """One configuration's search: its settings (as `run_config` takes them; a TOML file may
+    hold a [tuning] table), `overrides` (nested) over them, and the tuning arguments over the
+    file's. `space` maps dotted settings to {low, high, scale} or {choices}."""
+    from hypotune.config import read_toml
+    from hypotune.model import check_model
+    from hypotune.search import SearchGroup
+    from hypotune.tuning import (
+        DEFAULT_SEARCH_TRIALS,
+        DEFAULT_SPACE,
+        TUNING_SEED_BASE,
+        parse_tuning,
+        tuning_key,
+    )
+
+    if isinstance(config, str | Path):
+        raw = read_toml(config)
+    else:
+        raw = config.to_dict() if isinstance(config, RunConfig) else dict(config or {})
+    tuning = raw.pop("tuning", {})
+    if not isinstance(tuning, dict):
+        raise ConfigError(f"{config}: tuning must be a table")
+    tuning = dict(tuning)
+    if space:
+        tuning["space"] = space
+    tuning.setdefault("space", DEFAULT_SPACE)
+    trials = trials if trials is not None else tuning.get("trials", DEFAULT_SEARCH_TRIALS)
+    if isinstance(trials, int) and not isinstance(trials, bool) and trials < 1:
+        raise ConfigError(f"a search needs at least 1 trial, got {trials}")
+    tuning["trials"] = {"search": trials}
+    if metric:
+        tuning["metric"] = metric
+    if pruning is not None:
+        tuning["pruning"] = pruning
+    spec = parse_tuning(tuning, "tuning", {"search"})
+    resolved = run_config(merge(raw, overrides or {}), **settings)
+    check_model(resolved.model)
+    for end in spec.range_ends():  # each end of each range must be a valid setting
+        resolved.replace(end)
+    key = tuning_key(resolved.to_dict(), spec)
+    return SearchGroup(
+        key, spec, spec.budget("search"), resolved.replace({"seed": TUNING_SEED_BASE}), [("search", label)]
+    )
+
+
+@dataclass
+class SearchResult:
+    """A finished search: its best setting and every trial, as recorded in MLflow."""
+
+    run_id: str
+    metric: str
+    best: dict[str, Any]  # dotted setting -> value
+    best_value: float
+    trials: int  # complete or pruned
+    warnings: list[str]  # best values at an end of their range
+    tracking_uri: str = ""
+
+    def _repr_html_(self) -> str:
+        best = ", ".join(
+            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in self.best.items()
+        )
+        found = f"best of {self.trials} trials: {self.metric} {self.best_value:.4f} with {best}"
+        return f"<p>{html.escape(found)}</p>"
+
+
+def search(
+    group: SearchGroup,
+    *,
+    workers: int | None = None,
+    threads: int = 1,
+    data_dir: str = "",
+    tracking_uri: str | None = None,
+    experiment: str = "search",
+    on_event: EventCallback | None = None,
+    on_resume: Callable[[int], None] | None = None,
+) -> SearchResult:
+    """Tune one configuration's nuisance settings (see `search_group`) with Optuna; resumable."""
+    from hypotune import runner
+    from hypotune.data import read_raw
+    from hypotune.search import edge_warnings
+
+    executor = executor_for("local", workers=workers, threads=threads, data_dir=data_dir)
+    read_raw(data_dir)  # fail on missing or corrupt data before starting anything
+    tracker = _tracker(tracking_uri)
+    opened = runner.run_search(group, executor, tracker, experiment, on_event=on_event, on_resume=on_resume)
+    if opened.best is None:
+        raise HypotuneError(f"search found no setting: {opened.error}")
+    best = opened.study.best_trial
+    return SearchResult(
+        opened.run_id,
+        group.spec.metric,
+        dict(opened.best),
+        best.value,
+        opened.counted(),
+        edge_warnings(group.spec, opened.best),
+        tracker.uri,
+    )
