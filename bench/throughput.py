@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from hypotune.config import DataConfig, ModelConfig, RunConfig, Runtime, TrainConfig
 from hypotune.data import make_dataset
 from hypotune.model import build_model, flop_count
-from hypotune.train import train
+from hypotune.trainer import train
 
 CORE_PEAK = 2 * 8 * 2 * 2.5e9  # FMA units x fp32 lanes x 2 flops x ~2.5 GHz, one core
 WARMUP_STEPS = 10  # excluded from the clock on both sides: first steps build oneDNN kernels

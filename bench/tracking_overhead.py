@@ -19,7 +19,7 @@ from pathlib import Path
 from hypotune.config import DataConfig, RunConfig, Runtime, TrainConfig
 from hypotune.data import make_dataset
 from hypotune.tracking import TAG, Tracker
-from hypotune.train import serialize_weights, train
+from hypotune.trainer import serialize_weights, train
 
 
 def tracked(

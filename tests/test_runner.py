@@ -442,7 +442,7 @@ class PendingSearch(NoSearch):
     """The per-seed searches of a study: open until `finish`, then every one has its best."""
 
     def __init__(self, study, preset):
-        from hypotune.search import search_groups
+        from hypotune.searches import search_groups
 
         self.study, self.preset, self.best = study, preset, None
         self.searches = []

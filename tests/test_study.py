@@ -6,12 +6,11 @@ from pathlib import Path
 import pytest
 
 from hypotune.errors import StudyError
-from hypotune.search import search_groups
+from hypotune.searches import search_groups
 from hypotune.study import plan
-from hypotune.studyfile import load_study
+from hypotune.studyfile import built_in_studies, load_study
 
 TINY = Path(__file__).parent / "studies" / "tiny.toml"
-STUDIES = Path(__file__).parents[1] / "studies"
 
 
 def test_tiny_study_loads_with_factorial_arms():
@@ -45,9 +44,9 @@ def test_layering_base_preset_arm():
     assert (wide.model.width, wide.model.depth, wide.train.steps_per_epoch, wide.seed) == (16, 2, 8, 1)
 
 
-@pytest.mark.parametrize("path", sorted(STUDIES.glob("*.toml")), ids=lambda p: p.name)
-def test_every_shipped_study_is_valid(path):
-    study = load_study(path)
+@pytest.mark.parametrize("name", sorted(built_in_studies()))
+def test_every_shipped_study_is_valid(name):
+    study = load_study(name)
     for preset in study.presets:
         assert plan(study, preset) or search_groups(study, preset)  # trials, or searches first
 
@@ -296,6 +295,7 @@ def test_a_built_in_study_is_named_from_anywhere(tmp_path, monkeypatch, capsys):
     from hypotune.cli import main
 
     monkeypatch.chdir(tmp_path)  # outside the checkout
+    assert "fashion_mnist_synergy" in built_in_studies()
     assert main(["studies"]) == 0
     listed = capsys.readouterr().out
     assert "fashion_mnist_synergy" in listed and "quick" in listed

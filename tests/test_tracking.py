@@ -6,7 +6,7 @@ import pytest
 
 from hypotune.config import Runtime
 from hypotune.tracking import TAG, Tracker, flat_params, interrupts_held, read_metric, tag_filter
-from hypotune.train import serialize_weights, train
+from hypotune.trainer import serialize_weights, train
 
 from .helpers import tiny_config
 

@@ -102,7 +102,7 @@ def test_the_built_in_study_tunes_the_learning_rate_in_full_only():
 
 
 def test_a_search_per_seed_has_its_own_key_seed_and_split(tmp_path):
-    from hypotune.search import search_groups
+    from hypotune.searches import search_groups
     from hypotune.study import plan
 
     shared = load_study(TUNED)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hypotune import stats
-from hypotune.search import read_tuned
+from hypotune.searches import read_tuned
 from hypotune.study import Hypothesis, Study, plan
 from hypotune.tracking import STOPPED_TAG, TAG, Tracker, read_metric, tag_filter
 from hypotune.tuning import Dimension

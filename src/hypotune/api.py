@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # imported when used: `import hypotune` stays light, torch lo
     from hypotune.analysis import StudyData
     from hypotune.executors import Executor
     from hypotune.runner import StudySummary
-    from hypotune.search import SearchGroup
+    from hypotune.searches import SearchGroup
     from hypotune.study import Study
     from hypotune.tracking import Tracker
     from hypotune.verdicts import Verdict
@@ -375,8 +375,8 @@ def train(
     from hypotune.data import make_dataset
     from hypotune.model import check_fits
     from hypotune.tracking import TAG, interrupts_held
-    from hypotune.train import serialize_weights
-    from hypotune.train import train as train_run
+    from hypotune.trainer import serialize_weights
+    from hypotune.trainer import train as train_run
 
     config = run_config(config, **settings)
     if seed is not None:
@@ -436,7 +436,7 @@ def search_group(
     file's. `space` maps dotted settings to {low, high, scale} or {choices}."""
     from hypotune.config import read_toml
     from hypotune.model import check_model
-    from hypotune.search import SearchGroup
+    from hypotune.searches import SearchGroup
     from hypotune.tuning import (
         DEFAULT_SEARCH_TRIALS,
         DEFAULT_SPACE,
@@ -509,7 +509,7 @@ def search(
     """Tune one configuration's nuisance settings (see `search_group`) with Optuna; resumable."""
     from hypotune import runner
     from hypotune.data import read_raw
-    from hypotune.search import edge_warnings
+    from hypotune.searches import edge_warnings
 
     executor = executor_for("local", workers=workers, threads=threads, data_dir=data_dir)
     read_raw(data_dir)  # fail on missing or corrupt data before starting anything

@@ -200,7 +200,7 @@ def warn_if_exposed(host: str, auth: bool) -> None:
 def run_validate(args: argparse.Namespace) -> int:
     from hypotune.config import read_toml, run_config_from_dict
     from hypotune.model import check_fits
-    from hypotune.search import search_groups
+    from hypotune.searches import search_groups
     from hypotune.study import plan
     from hypotune.studyfile import load_study, study_path
 

@@ -20,7 +20,7 @@ from hypotune.config import RunConfig
 from hypotune.errors import HypotuneError
 from hypotune.executors import Event, Executor, Task
 from hypotune.model import forward_cost
-from hypotune.search import Search, read_tuned, search_groups
+from hypotune.searches import Search, read_tuned, search_groups
 from hypotune.study import Study, Trial, plan
 from hypotune.tracking import STOPPED_TAG, TAG, Tracker, interrupts_held, tag_filter
 
@@ -416,7 +416,7 @@ def run_search(
 ) -> Any:
     """One configuration's search on its own (`hypotune search`): the same lock, reaping and
     recording as a study's searches. Returns the opened search (best setting, Optuna study)."""
-    from hypotune.search import SearchSource
+    from hypotune.searches import SearchSource
 
     experiment_id = tracker.experiment(experiment)
     with study_lock(tracker, f"search-{group.key}"):

@@ -18,7 +18,7 @@ import torch
 from hypotune.config import DataConfig, Runtime, run_config_from_dict
 from hypotune.data import Dataset, make_dataset
 from hypotune.errors import HypotuneError
-from hypotune.train import TrialResult, serialize_weights, train
+from hypotune.trainer import TrialResult, serialize_weights, train
 
 
 @functools.lru_cache(maxsize=8)

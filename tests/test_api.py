@@ -1,0 +1,83 @@
+"""The Python API: docs/api.md runs as written, and its results are records and DataFrames."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+import hypotune
+
+API_DOC = Path(__file__).parents[1] / "docs" / "api.md"
+
+
+def doc_cells() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", API_DOC.read_text(), flags=re.S)
+
+
+def test_the_api_walkthrough_runs_as_written(workdir, synthetic_dir, monkeypatch):
+    monkeypatch.setenv("HYPOTUNE_DATA", str(synthetic_dir))  # the doc's default data, here synthetic
+    cells = doc_cells()
+    assert len(cells) >= 10
+    namespace: dict = {}
+    for cell in cells:
+        exec(compile(cell, str(API_DOC), "exec"), namespace)
+
+    run, analysis = namespace["run"], namespace["analysis"]
+    assert run.summary.finished == 6 and run.summary.failed == []
+    assert "6 trials trained" in run._repr_html_()
+    assert sum(analysis.counts.values()) == 1
+    verdicts = analysis.verdicts
+    assert list(verdicts.hypothesis) == ["width"] and verdicts.verdict[0] in {
+        "supported", "refuted", "equivalent", "inconclusive"}  # fmt: skip
+    assert verdicts.seeds[0] == 3
+    runs = analysis.runs
+    assert len(runs) == 6 and set(runs.arm) == {"narrow", "wide"} and set(runs.seed) == {0, 1, 2}
+    assert runs.val_loss.notna().all()
+    curves = namespace["curves"]
+    assert set(curves.epoch) == {1, 2} and len(curves[curves.metric == "val_loss"]) == 12
+    assert "<table" in analysis._repr_html_() and "width (try)" in analysis._repr_html_()
+    report = namespace["report"]
+    assert {"index.html", "report.md", "verdicts.json", "verdicts.csv"} <= {
+        p.name for p in report.html_path.parent.iterdir()}  # fmt: skip
+
+    result = namespace["result"]
+    assert result.status == "finished" and len(result.history) == 2
+    tracker = hypotune.api._tracker(None)
+    recorded = tracker.client.get_run(result.run_id)
+    assert recorded.info.status == "FINISHED" and recorded.data.params["model.depth"] == "2"
+    best = namespace["best"]
+    assert best.trials == 4 and set(best.best) == {"train.lr"} and 1e-4 <= best.best["train.lr"] <= 1e-2
+    assert "did you mean" in namespace["message"] and "depth" in namespace["message"]
+
+
+def test_run_study_resumes_and_refuses_bad_arguments(workdir, synthetic_dir):
+    study = hypotune.load_study(Path(__file__).parent / "studies" / "tiny.toml")
+    first = hypotune.run_study(study, workers=2, data_dir=str(synthetic_dir))
+    assert first.summary.finished == first.summary.planned > 0
+    again = hypotune.run_study(study, workers=2, data_dir=str(synthetic_dir))
+    assert again.summary.finished == 0 and again.summary.skipped == first.summary.planned
+    with pytest.raises(hypotune.HypotuneError, match="--workers must be at least 1"):
+        hypotune.run_study(study, workers=0, data_dir=str(synthetic_dir))
+    with pytest.raises(hypotune.ConfigError, match="valid: local, ray"):
+        hypotune.run_study(study, executor="slurm", data_dir=str(synthetic_dir))
+    with pytest.raises(hypotune.ConfigError, match="not a duration"):
+        hypotune.run_study(study, budget="soon", data_dir=str(synthetic_dir))
+    with pytest.raises(hypotune.StudyError, match="preset"):
+        hypotune.analyze(study, "nosuchpreset")
+
+
+@pytest.mark.parametrize(
+    ("budget", "seconds"), [(90, 90), ("90s", 90), ("30m", 1800), ("2H", 7200), (None, None)]
+)
+def test_budgets_in_seconds_or_units(budget, seconds):
+    assert hypotune.api.seconds(budget) == seconds
+
+
+def test_settings_layer_as_documented(tmp_path):
+    path = tmp_path / "model.toml"
+    path.write_text("[model]\ndepth = 3\nwidth = 12\n")
+    config = hypotune.run_config(path, model__width=20, train={"epochs": 4})
+    assert (config.model.depth, config.model.width, config.train.epochs) == (3, 20, 4)
+    assert hypotune.run_config(config) == config
+    with pytest.raises(hypotune.ConfigError, match="did you mean"):
+        hypotune.run_config(trian__epochs=3)
