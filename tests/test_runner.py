@@ -1,3 +1,4 @@
+import bisect
 import contextlib
 import os
 import signal
@@ -412,6 +413,22 @@ def test_a_run_from_any_round_serves_every_arm_with_its_config(workdir, syntheti
     )
     data = collect(load_study(path), "quick", tracker)
     assert sorted(data["again", "eight"].records) == [0, 1, 2, 3] and not data["again", "ten"].records
+
+
+def test_every_hypothesis_gets_its_first_look_before_any_gets_another_round(tmp_path):
+    path = tmp_path / "adaptive.toml"
+    path.write_text(ADAPTIVE.replace("arms.eight = {}", "arms.eight = { model = { depth = 3 } }"))
+    study = load_study(path)
+    looks = study.presets["quick"].seeds.looks
+    # Resumed with a later round already wanted for the costlier hypothesis: the cheap one's
+    # first round still goes first, though its trials would otherwise come last.
+    source = StudySource(study, "quick", NoSearch(), set(), seeds={"tiny_margin": looks[1]})
+    handed_out = [source.trials[task.key] for task in iter(source.next_task, None)]
+    rounds = [bisect.bisect_right(looks, trial.config.seed) for trial in handed_out]
+    assert rounds == sorted(rounds) and rounds[-1] == 1
+    first = [t for t in handed_out if t.config.seed < looks[0]]
+    costs = [trial_cost(t.config) for t in first]
+    assert costs == sorted(costs, reverse=True) and costs[0] > min(costs)  # longest first within it
 
 
 def test_a_round_wanted_after_the_budget_is_spent_is_reported_not_started(tmp_path):

@@ -7,6 +7,7 @@ RUNNING by a killed process is marked KILLED on the next start and its trial run
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import json
@@ -122,8 +123,10 @@ class StudySource:
 
     An untuned arm is ready at once; a tuned arm once its search has found its best setting.
     Final trials start longest first, so that no worker is left with a long trial at the end
-    while the others idle. With a seed plan from min to max, a hypothesis whose round of seeds
-    is done is looked at (`advance`), and gets its next round while a verdict is open.
+    while the others idle; but every trial of an earlier round of seeds goes first, so that a
+    time budget never leaves a hypothesis unlooked-at while another gets more seeds. With a
+    seed plan from min to max, a hypothesis whose round of seeds is done is looked at
+    (`advance`), and gets its next round while a verdict is open.
     """
 
     def __init__(
@@ -161,7 +164,12 @@ class StudySource:
                 self.skipped += 1
             else:
                 self.queue.append(trial)
-        self.queue.sort(key=lambda trial: trial_cost(trial.config), reverse=True)  # stable for ties
+        looks = self.study.presets[self.preset].seeds.looks
+        # Every hypothesis gets its first look before any gets a later round (a time budget then
+        # ends the study with every claim looked at); within a round, the longest trials first.
+        self.queue.sort(
+            key=lambda trial: (bisect.bisect_right(looks, trial.config.seed), -trial_cost(trial.config))
+        )
 
     def out_of_time(self) -> bool:
         if self.deadline is None or time.monotonic() < self.deadline:
