@@ -35,9 +35,9 @@ from hypotune.data import make_dataset
 from hypotune.executors import LocalExecutor
 from hypotune.model import build_model, flop_count
 from hypotune.runner import forward_passes, run_study
+from hypotune.store import TAG, Tracker, flat_params, tag_filter
 from hypotune.study import plan
 from hypotune.studyfile import built_in_studies, load_study
-from hypotune.tracking import TAG, Tracker, flat_params, tag_filter
 from kernels import torch_instance_norm, with_norm  # bench/, the script's own folder
 from throughput import CORE_PEAK
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hypotune.config import DataConfig, RunConfig, Runtime, TrainConfig
 from hypotune.data import make_dataset
-from hypotune.tracking import TAG, Tracker
+from hypotune.store import TAG, Tracker
 from hypotune.trainer import serialize_weights, train
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 from hypotune.config import Runtime
 from hypotune.executors import LocalExecutor, RayExecutor
 from hypotune.runner import run_study
+from hypotune.store import Tracker
 from hypotune.study import plan
 from hypotune.studyfile import built_in_studies, load_study
-from hypotune.tracking import Tracker
 
 BUILT_IN = built_in_studies()["fashion_mnist_synergy"]
 

@@ -30,7 +30,7 @@ def synthetic_data(synthetic_dir: Path):
 @pytest.fixture(scope="session")
 def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow SQLite store migrated once; tests copy it instead of migrating their own."""
-    from hypotune.tracking import Tracker
+    from hypotune.store import Tracker
 
     folder = tmp_path_factory.mktemp("store-template")
     Tracker(store_dir=folder / "runs")

@@ -17,9 +17,9 @@ from hypotune.analysis import ArmData, StudyData, TrialRecord
 from hypotune.audit import audit
 from hypotune.config import Runtime
 from hypotune.model import build_model, param_count
+from hypotune.store import TAG, flat_params
 from hypotune.study import Study
 from hypotune.studyfile import load_study
-from hypotune.tracking import TAG, flat_params
 
 from .helpers import TINY_BASE
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from hypotune.cli import main
-from hypotune.tracking import TAG, Tracker
+from hypotune.store import TAG, Tracker
 
 from .helpers import TINY_BASE
 

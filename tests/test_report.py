@@ -13,9 +13,9 @@ from hypotune.figures import Band, curve_data, interaction_data, pareto_data
 from hypotune.model import build_model, param_count
 from hypotune.report import build_report
 from hypotune.runner import run_study
+from hypotune.store import TAG, Tracker
 from hypotune.study import plan
 from hypotune.studyfile import load_study
-from hypotune.tracking import TAG, Tracker
 from hypotune.verdicts import evaluate
 
 from .helpers import TINY_BASE

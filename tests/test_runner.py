@@ -13,9 +13,9 @@ import pytest
 from hypotune.config import RunConfig, Runtime
 from hypotune.executors import LocalExecutor
 from hypotune.runner import StudySource, forward_passes, run_study, study_status, trial_cost
+from hypotune.store import TAG, Tracker
 from hypotune.study import plan
 from hypotune.studyfile import load_study
-from hypotune.tracking import TAG, Tracker
 
 from .helpers import TINY_BASE, default_sigint, session_commands, wait_for_finished_runs
 
@@ -524,11 +524,9 @@ def test_kill_9_in_a_later_round_then_rerun_finishes_the_same_rounds(workdir, sy
 
 
 def test_a_rerun_reopens_the_study_run_clean_and_leaves_other_runs_alone(workdir, synthetic_dir):
-    from hypotune.runner import parent_run
-
     study, tracker = load_study(TINY), Tracker()
     experiment_id = tracker.experiment("tiny")
-    parent = parent_run(tracker, experiment_id, study, "quick")
+    parent = tracker.open_study_run(experiment_id, "tiny", "quick")
     tracker.fail(parent, "interrupted", status="KILLED")  # as Ctrl-C leaves it
     # `hypotune train --experiment tiny`, running at the same time in another terminal
     foreign = tracker.start_run(experiment_id, "train-by-hand", {f"{TAG}kind": "train"})

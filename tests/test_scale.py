@@ -18,8 +18,8 @@ import pytest
 from hypotune.config import Runtime
 from hypotune.executors import LocalExecutor
 from hypotune.runner import run_study
+from hypotune.store import TAG, Tracker
 from hypotune.studyfile import load_study
-from hypotune.tracking import TAG, Tracker
 
 from .helpers import free_port, session_commands, stop_and_wait_for_session, stop_process_group, wait_for_http
 

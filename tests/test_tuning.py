@@ -16,8 +16,8 @@ from hypotune.errors import StudyError
 from hypotune.executors import LocalExecutor
 from hypotune.report import build_report
 from hypotune.runner import run_study, study_status
+from hypotune.store import TAG, Tracker
 from hypotune.studyfile import built_in_studies, load_study
-from hypotune.tracking import TAG, Tracker
 from hypotune.tuning import TUNING_SEED_BASE, Dimension
 from hypotune.verdicts import evaluate
 

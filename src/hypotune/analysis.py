@@ -4,28 +4,15 @@ the searches behind tuned arms. Reads the store only; never trains. `verdicts` d
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from hypotune import stats
 from hypotune.searches import read_tuned
+from hypotune.store import Tracker, TrialRecord
 from hypotune.study import Hypothesis, Study, plan
-from hypotune.tracking import STOPPED_TAG, TAG, Tracker, read_metric, tag_filter
 from hypotune.tuning import Dimension
-
-
-@dataclass
-class TrialRecord:
-    run_id: str
-    key: str
-    seed: int
-    status: str  # "finished" or "diverged"
-    metrics: dict[str, float]
-    params: dict[str, str]
-    tags: dict[str, str]
-    start_time: int = 0
 
 
 @dataclass
@@ -44,33 +31,18 @@ StudyData = dict[tuple[str, str], ArmData]
 def collect(study: Study, preset: str, tracker: Tracker) -> StudyData:
     """Every finished trial of the study under `preset`, filed under each arm it serves."""
     data: StudyData = {(h.id, arm): ArmData(h.id, arm) for h in study.hypotheses for arm in h.arms}
-    experiment = tracker.client.get_experiment_by_name(study.name)
-    if experiment is None:
+    experiment_id = tracker.find_experiment(study.name)
+    if experiment_id is None:
         return data
-    tuned = read_tuned(tracker, experiment.experiment_id, preset)
+    tuned = read_tuned(tracker, experiment_id, preset)
     # A run serves the arms its tags name under this preset, and every arm the study file now
     # resolves to its key: a trial is shared by key, whichever preset or arm trained it first
     # (two presets with the same budget; a tuned arm whose best setting another arm uses as is).
     most = {h.id: study.presets[preset].seeds.max for h in study.hypotheses}  # any round's seeds
     planned = {t.key: t.arms for t in plan(study, preset, tuned, most)}
-    query = tag_filter({f"{TAG}kind": "trial"}, status="FINISHED")
-    for run in tracker.runs(experiment.experiment_id, query):
-        tags = run.data.tags
-        own = tags.get(f"{TAG}preset") == preset
-        arms = [tuple(a) for a in json.loads(tags.get(f"{TAG}arms", "[]"))] if own else []
-        arms += planned.get(tags.get(f"{TAG}key", ""), [])
-        if not arms:
-            continue
-        record = TrialRecord(
-            run_id=run.info.run_id,
-            key=tags.get(f"{TAG}key", ""),
-            seed=int(tags.get(f"{TAG}seed", run.data.params.get("seed", 0))),
-            status=tags.get(f"{TAG}status", "finished"),
-            metrics={k: read_metric(v) for k, v in run.data.metrics.items()},
-            params=dict(run.data.params),
-            tags=dict(tags),
-            start_time=run.info.start_time or 0,
-        )
+    for record in tracker.finished_trials(experiment_id):
+        arms = list(record.arms) if record.preset == preset else []
+        arms += planned.get(record.key, [])
         for hypothesis_id, arm in dict.fromkeys(arms):
             slot = data.get((hypothesis_id, arm))
             if slot is None:
@@ -91,16 +63,6 @@ def arm_summaries(
         arm: stats.summarize(list(data[hypothesis.id, arm].values(metric).values()))
         for arm in hypothesis.arms
     }
-
-
-def stopped_by_budget(tracker: Tracker, study: Study, preset: str) -> bool:
-    """Whether the last run of this preset stopped adding seeds because its time budget ran out."""
-    experiment = tracker.client.get_experiment_by_name(study.name)
-    if experiment is None:
-        return False
-    query = tag_filter({f"{TAG}kind": "study", f"{TAG}preset": preset})
-    runs = tracker.runs(experiment.experiment_id, query)
-    return any(run.data.tags.get(STOPPED_TAG) == "budget" for run in runs)
 
 
 @dataclass
@@ -134,42 +96,25 @@ def collect_searches(
     study: Study, preset: str, tracker: Tracker
 ) -> dict[tuple[str, str], list[SearchRecord]]:
     """The searches behind every tuned arm, by (hypothesis id, arm): one, or one per seed."""
-    experiment = tracker.client.get_experiment_by_name(study.name)
-    if experiment is None:
+    experiment_id = tracker.find_experiment(study.name)
+    if experiment_id is None:
         return {}
-    ours = {f"{TAG}preset": preset, f"{TAG}study": study.name}
-    searches: dict[str, SearchRecord] = {}
-    space_tag = f"{TAG}space"
-    for run in tracker.runs(experiment.experiment_id, tag_filter({f"{TAG}kind": "search"} | ours)):
-        tags = run.data.tags
-        searches[tags[f"{TAG}key"]] = SearchRecord(
-            key=tags[f"{TAG}key"],
-            arms=[tuple(a) for a in json.loads(tags.get(f"{TAG}arms", "[]"))],
-            space=[Dimension(**d | {"choices": tuple(d["choices"])}) for d in json.loads(tags[space_tag])],
-            metric=tags.get(f"{TAG}metric", "val_loss"),
-            budget=int(tags.get(f"{TAG}budget", 0)),
-            finished=run.info.status == "FINISHED",
-            best=json.loads(tags.get(f"{TAG}best", "{}")),
-            edges=[e for e in tags.get(f"{TAG}edge", "").split("; ") if e],
-            seed=int(tags[f"{TAG}tuning_seed"]) if f"{TAG}tuning_seed" in tags else None,
-        )
-    query = tag_filter({f"{TAG}kind": "tuning_trial"} | ours, status="FINISHED")
-    for run in tracker.runs(experiment.experiment_id, query):
-        search = searches.get(run.data.tags.get(f"{TAG}tuning_key", ""))
-        if search is None:
-            continue
-        params = {d.name: _param_value(d, run.data.params.get(d.name, "")) for d in search.space}
-        search.trials.append(
+    searches = []
+    for run in tracker.search_runs(experiment_id, study.name, preset):
+        space = [Dimension(**d | {"choices": tuple(d["choices"])}) for d in run.space]
+        trials = [
             TuningTrialRecord(
-                number=int(run.data.tags.get(f"{TAG}trial_number", 0)),
-                params=params,
-                value=read_metric(run.data.metrics.get(search.metric, math.nan)),
-                status=run.data.tags.get(f"{TAG}status", "finished"),
+                number=t.number,
+                params={d.name: _param_value(d, t.params.get(d.name, "")) for d in space},
+                value=t.metrics.get(run.metric, math.nan),
+                status=t.status,
             )
-        )
+            for t in run.trials
+        ]
+        searches.append(SearchRecord(run.key, run.arms, space, run.metric, run.budget, run.finished, run.best,
+                                     run.edges, trials, run.seed))  # fmt: skip
     by_arm: dict[tuple[str, str], list[SearchRecord]] = {}
-    for search in sorted(searches.values(), key=lambda s: -1 if s.seed is None else s.seed):
-        search.trials.sort(key=lambda t: t.number)
+    for search in sorted(searches, key=lambda s: -1 if s.seed is None else s.seed):
         for arm in search.arms:
             by_arm.setdefault(arm, []).append(search)
     return by_arm

@@ -33,15 +33,15 @@ if TYPE_CHECKING:  # imported when used: `import hypotune` stays light, torch lo
     from hypotune.executors import Executor
     from hypotune.runner import StudySummary
     from hypotune.searches import SearchGroup
+    from hypotune.store import Tracker
     from hypotune.study import Study
-    from hypotune.tracking import Tracker
     from hypotune.verdicts import Verdict
 
 EventCallback = Callable[[Any, Any], None]  # (event, trial)
 
 
 def _tracker(tracking_uri: str | None) -> Tracker:
-    from hypotune.tracking import Tracker
+    from hypotune.store import Tracker
 
     return Tracker(tracking_uri if tracking_uri is not None else os.environ.get("MLFLOW_TRACKING_URI"))
 
@@ -224,28 +224,15 @@ class Analysis:
         metric, value."""
         import pandas
 
-        from hypotune.tracking import read_metric
-
-        rows = []
-        cache: dict[tuple[str, str], list[Any]] = {}
-        for (hypothesis, arm), slot in self.data.items():
-            for seed, record in sorted(slot.records.items()):
-                for metric in metrics:
-                    if (record.run_id, metric) not in cache:
-                        client = self._tracker.client
-                        cache[record.run_id, metric] = client.get_metric_history(record.run_id, metric)
-                    rows += [
-                        {
-                            "hypothesis": hypothesis,
-                            "arm": arm,
-                            "seed": seed,
-                            "run_id": record.run_id,
-                            "epoch": m.step,
-                            "metric": metric,
-                            "value": read_metric(m.value),
-                        }
-                        for m in sorted(cache[record.run_id, metric], key=lambda m: m.step)
-                    ]
+        records = [(k, seed, r) for k, slot in self.data.items() for seed, r in sorted(slot.records.items())]
+        history = self._tracker.history(sorted({r.run_id for _, _, r in records}), metrics)
+        rows = [
+            {"hypothesis": hypothesis, "arm": arm, "seed": seed, "run_id": record.run_id, "epoch": step,
+             "metric": metric, "value": value}
+            for (hypothesis, arm), seed, record in records
+            for metric in metrics
+            for step, value in history[record.run_id][metric]
+        ]  # fmt: skip
         return pandas.DataFrame(
             rows, columns=["hypothesis", "arm", "seed", "run_id", "epoch", "metric", "value"]
         )
@@ -263,7 +250,7 @@ def analyze(
     study: Study | str | Path, preset: str | None = None, *, tracking_uri: str | None = None
 ) -> Analysis:
     """Verdicts for every prediction of the preset, with the audit's findings, from the store."""
-    from hypotune.analysis import collect, collect_searches, stopped_by_budget
+    from hypotune.analysis import collect, collect_searches
     from hypotune.audit import audit
     from hypotune.tuning import overrides_from_params
     from hypotune.verdicts import evaluate, next_seeds
@@ -275,7 +262,7 @@ def analyze(
     data = collect(study, preset, tracker)
     searches = collect_searches(study, preset, tracker)
     tuned = {s.key: overrides_from_params(s.best) for own in searches.values() for s in own if s.finished}
-    verdicts = evaluate(study, data, preset, stopped_by_budget(tracker, study, preset))
+    verdicts = evaluate(study, data, preset, tracker.budget_stopped(study.name, preset))
     seeds = next_seeds(study, preset, data) if study.presets[preset].seeds.adaptive else None
     findings = audit(study, preset, data, tuned, seeds)
     return Analysis(study, preset, tracker.uri, verdicts, findings, data, tracker)
@@ -374,7 +361,7 @@ def train(
     A run that fails or is interrupted is marked FAILED or KILLED, never left RUNNING."""
     from hypotune.data import make_dataset
     from hypotune.model import check_fits
-    from hypotune.tracking import TAG, interrupts_held
+    from hypotune.store import interrupts_held
     from hypotune.trainer import serialize_weights
     from hypotune.trainer import train as train_run
 
@@ -386,10 +373,8 @@ def train(
     dataset = make_dataset(config.data, runtime.data_dir)
     tracker = _tracker(tracking_uri)
     experiment_id = tracker.experiment(experiment)
-    tags = {f"{TAG}key": config.key(), f"{TAG}seed": str(config.seed), f"{TAG}kind": "train"}
-    if config.data.validate_on_test:
-        tags[f"{TAG}warning"] = "validated on the test set (course protocol)"
-    run_id = tracker.start_run(experiment_id, f"train-{config.key()[:8]}", tags)
+    warning = "validated on the test set (course protocol)" if config.data.validate_on_test else ""
+    run_id = tracker.start_train_run(experiment_id, config.key(), config.seed, warning)
     try:
         tracker.log_config(run_id, config, runtime)
         if on_start:

@@ -14,7 +14,6 @@ from hypotune.config import ModelConfig, coerce, field_types, parse_text
 from hypotune.errors import ConfigError
 from hypotune.model import model_size
 from hypotune.study import Hypothesis, Study, plan
-from hypotune.tracking import TAG
 
 BUDGET = ("train.epochs", "train.steps_per_epoch", "train.batch_size")
 RAN_WITH = ("threads", "device", "precision")  # tags of each run, from the process that trained it
@@ -72,10 +71,10 @@ def audit_hypothesis(
                 findings.append(
                     f"{group} differs between arms: {name} = {_show(_values_by_arm(records, get))}"
                 )
-    for tag, what in ((f"{TAG}preset", "preset"), (f"{TAG}code_version", "code version")):
+    for name, what in (("preset", "preset"), ("code_version", "code version")):
         # A run of the planned config counts as this preset's, whichever preset trained it.
-        def tagged(r: TrialRecord, t: str = tag) -> str | None:
-            return preset if t == f"{TAG}preset" and r.key in planned else r.tags.get(t)
+        def tagged(r: TrialRecord, t: str = name) -> str | None:
+            return preset if t == "preset" and r.key in planned else r.tag(t)
 
         if _differs(records, tagged):
             findings.append(f"{what} differs between arms: {_show(_values_by_arm(records, tagged))}")
@@ -91,7 +90,7 @@ def audit_hypothesis(
     ran = {
         name: _values_by_arm(records, _tag(name))
         for name in RAN_WITH
-        if len({r.tags[f"{TAG}{name}"] for _, r in records if f"{TAG}{name}" in r.tags}) > 1
+        if len({r.tag(name) for _, r in records} - {None}) > 1
     }
     if ran:  # any two runs, not just arms at one seed: every run feeds an interval
         findings.append(
@@ -113,7 +112,7 @@ def audit_hypothesis(
 
 
 def _tag(name: str) -> Callable[[TrialRecord], str | None]:
-    return lambda record: record.tags.get(f"{TAG}{name}")
+    return lambda record: record.tag(name)
 
 
 def _param(name: str) -> Callable[[TrialRecord], str | None]:

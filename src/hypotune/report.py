@@ -19,11 +19,10 @@ from hypotune.analysis import (
     arm_summaries,
     collect,
     collect_searches,
-    stopped_by_budget,
 )
 from hypotune.audit import audit
+from hypotune.store import Tracker
 from hypotune.study import Hypothesis, Study
-from hypotune.tracking import Tracker, read_metric
 from hypotune.tuning import TUNING_SEED_BASE, overrides_from_params
 from hypotune.verdicts import Verdict, counts, evaluate, fmt, next_seeds
 
@@ -41,16 +40,8 @@ class Report:
 
 def fetch_history(tracker: Tracker, data: StudyData) -> figures.History:
     """Per-epoch train and validation loss of every run the report uses."""
-    history: figures.History = {}
-    run_ids = {r.run_id for arm in data.values() for r in arm.records.values()}
-    for run_id in sorted(run_ids):
-        history[run_id] = {
-            metric: sorted(
-                (m.step, read_metric(m.value)) for m in tracker.client.get_metric_history(run_id, metric)
-            )
-            for metric in ("train_loss", "val_loss")
-        }
-    return history
+    run_ids = sorted({r.run_id for arm in data.values() for r in arm.records.values()})
+    return tracker.history(run_ids, ("train_loss", "val_loss"))
 
 
 def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> Report:
@@ -59,7 +50,7 @@ def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> 
     data = collect(study, preset, tracker)
     searches = collect_searches(study, preset, tracker)
     tuned = {s.key: overrides_from_params(s.best) for own in searches.values() for s in own if s.finished}
-    verdicts = evaluate(study, data, preset, stopped_by_budget(tracker, study, preset))
+    verdicts = evaluate(study, data, preset, tracker.budget_stopped(study.name, preset))
     seeds = next_seeds(study, preset, data) if study.presets[preset].seeds.adaptive else None
     findings = audit(study, preset, data, tuned, seeds)
     history = fetch_history(tracker, data)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import fcntl
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,8 +21,8 @@ from hypotune.errors import HypotuneError
 from hypotune.executors import Event, Executor, Task
 from hypotune.model import forward_cost
 from hypotune.searches import Search, read_tuned, search_groups
+from hypotune.store import Tracker, interrupts_held
 from hypotune.study import Study, Trial, plan
-from hypotune.tracking import STOPPED_TAG, TAG, Tracker, interrupts_held, tag_filter
 
 EventCallback = Callable[[Event, Trial], None]
 
@@ -42,23 +41,6 @@ class StudySummary:
     seeds: dict[str, int] = field(default_factory=dict)  # seeds each hypothesis was planned for
 
 
-def trial_tags(study: Study, preset: str, trial: Trial) -> dict[str, str]:
-    return {
-        f"{TAG}key": trial.key,
-        f"{TAG}study": study.name,
-        f"{TAG}preset": preset,
-        f"{TAG}seed": str(trial.config.seed),
-        f"{TAG}hypotheses": ",".join(sorted({h for h, _ in trial.arms})),
-        f"{TAG}arms": json.dumps(trial.arms),
-        f"{TAG}kind": "trial",
-    }
-
-
-def finished_keys(tracker: Tracker, experiment_id: str) -> set[str]:
-    runs = tracker.runs(experiment_id, tag_filter({f"{TAG}kind": "trial"}, status="FINISHED"))
-    return {run.data.tags.get(f"{TAG}key", "") for run in runs}
-
-
 @contextlib.contextmanager
 def study_lock(tracker: Tracker, name: str) -> Iterator[None]:
     """One coordinator per study and store, so a RUNNING run of it is surely stale."""
@@ -74,23 +56,6 @@ def study_lock(tracker: Tracker, name: str) -> Iterator[None]:
 
             raise StudyError(f"study '{name}' is already running against {tracker.uri}") from None
         yield  # the OS releases the lock when the process ends, however it ends
-
-
-def parent_run(tracker: Tracker, experiment_id: str, study: Study, preset: str) -> str:
-    """The study's parent run for this preset, reopened when resuming."""
-    filter_string = tag_filter({f"{TAG}kind": "study", f"{TAG}preset": preset})
-    existing = tracker.runs(experiment_id, filter_string)
-    if existing:
-        run = existing[0]
-        tracker.client.update_run(run.info.run_id, status="RUNNING")
-        for stale in (f"{TAG}error", f"{TAG}status"):  # from an interrupted run; this one goes on
-            if stale in run.data.tags:
-                tracker.client.delete_tag(run.info.run_id, stale)
-        return run.info.run_id
-    tags = {f"{TAG}kind": "study", f"{TAG}study": study.name, f"{TAG}preset": preset}
-    if study.path:
-        tags[f"{TAG}study_file"] = str(Path(study.path).resolve())
-    return tracker.start_run(experiment_id, f"{study.name} ({preset})", tags)
 
 
 FASHION_MNIST_TRAIN, FASHION_MNIST_TEST = 60_000, 10_000
@@ -258,9 +223,10 @@ def run_study(
         experiment_id = tracker.experiment(study.name)
         # Every RUNNING run of this study is a dead process's: the lock makes this runner the only
         # one. Runs of the experiment that are not the study's (`train --experiment`) are not ours.
-        tracker.reap_stale(experiment_id, also=tag_filter({f"{TAG}study": study.name}))
-        parent = parent_run(tracker, experiment_id, study, preset)
-        tags = {f"{TAG}study": study.name, f"{TAG}preset": preset}
+        tracker.reap_study(experiment_id, study.name)
+        study_file = str(Path(study.path).resolve()) if study.path else ""
+        parent = tracker.open_study_run(experiment_id, study.name, preset, study_file)
+        scope = {"study": study.name, "preset": preset}
         adaptive = study.presets[preset].seeds.adaptive
 
         def advance() -> dict[str, int]:
@@ -269,13 +235,13 @@ def run_study(
         seeds = advance() if adaptive else None
         groups = search_groups(study, preset, seeds)
         search = Search(
-            groups, tracker, experiment_id, f"{study.name}/{preset}", tags, parent, executor.decide
+            groups, tracker, experiment_id, f"{study.name}/{preset}", scope, parent, executor.decide
         )
         source = StudySource(
             study,
             preset,
             search,
-            finished_keys(tracker, experiment_id),
+            tracker.finished_trial_keys(experiment_id),
             seeds=seeds,
             advance=advance if adaptive else None,
             deadline=deadline,
@@ -307,25 +273,20 @@ def run_study(
             with contextlib.suppress(Exception):
                 # Every trial run still RUNNING, including one created or finishing when the crash
                 # struck; the lock makes every RUNNING run of this study and preset one of ours.
-                message = "the study run was interrupted"
-                tracker.reap_stale(experiment_id, also=tag_filter(tags), message=message)
+                tracker.reap_study(experiment_id, study.name, preset, "the study run was interrupted")
             raise
         summary.failed += search.errors()
         summary.planned, summary.skipped = source.planned(), source.skipped
         summary.budget_stopped = source.budget_stopped
         summary.seeds = dict(source.seeds)
-        tracker.client.set_tag(parent, STOPPED_TAG, "budget" if source.budget_stopped else "")
-        tracker.log_metrics(
-            parent,
-            {
-                "trials_planned": summary.planned,
-                "trials_finished": summary.finished + summary.skipped,
-                "trials_diverged": summary.diverged,
-                "trials_failed": len(summary.failed),
-                "tuning_trials": summary.tuning_finished,
-            },
-        )
-        tracker.client.set_terminated(parent, "FAILED" if summary.failed else "FINISHED")
+        counts = {
+            "trials_planned": summary.planned,
+            "trials_finished": summary.finished + summary.skipped,
+            "trials_diverged": summary.diverged,
+            "trials_failed": len(summary.failed),
+            "tuning_trials": summary.tuning_finished,
+        }
+        tracker.close_study_run(parent, source.budget_stopped, counts, bool(summary.failed))
     return summary
 
 
@@ -342,8 +303,8 @@ class Recorder:
     run_ids: dict[str, str] = field(default_factory=dict)  # trial key -> its run, while in flight
 
     def start(self, trial: Trial, name: str) -> str:
-        tags = trial_tags(self.study, self.preset, trial)
-        return self.tracker.start_run(self.experiment_id, name, tags, self.parent)
+        return self.tracker.start_trial_run(self.experiment_id, name, self.study.name, self.preset, trial.key,
+                                            trial.config.seed, trial.arms, self.parent)  # fmt: skip
 
     def record(self, event: Event, trial: Trial) -> None:
         kind, key, payload = event
@@ -377,13 +338,12 @@ class HypothesisStatus:
 def study_status(study: Study, preset: str, tracker: Tracker) -> list[HypothesisStatus]:
     """Per hypothesis: how many of its arm x seed trials are finished, running, failed, pending."""
     study = study.under(preset)
-    experiment = tracker.client.get_experiment_by_name(study.name)
+    experiment_id = tracker.find_experiment(study.name)
     states: dict[str, set[str]] = {}
     tuned: dict[str, dict[str, Any]] = {}
-    if experiment is not None:
-        for run in tracker.runs(experiment.experiment_id, tag_filter({f"{TAG}kind": "trial"})):
-            states.setdefault(run.data.tags.get(f"{TAG}key", ""), set()).add(run.info.status)
-        tuned = read_tuned(tracker, experiment.experiment_id, preset)
+    if experiment_id is not None:
+        states = tracker.trial_states(experiment_id)
+        tuned = read_tuned(tracker, experiment_id, preset)
     seeds = None
     if study.presets[preset].seeds.adaptive:
         from hypotune.analysis import collect
@@ -428,8 +388,8 @@ def run_search(
 
     experiment_id = tracker.experiment(experiment)
     with study_lock(tracker, f"search-{group.key}"):
-        tracker.reap_stale(experiment_id, also=tag_filter({f"{TAG}tuning_key": group.key}))
-        search = Search([group], tracker, experiment_id, "search", {f"{TAG}source": "search"},
+        tracker.reap_search(experiment_id, group.key)
+        search = Search([group], tracker, experiment_id, "search", {"source": "search"},
                         decide=executor.decide, max_in_flight=getattr(executor, "workers", 1))  # fmt: skip
         source = SearchSource(search)
         done = search.searches[0].counted()

@@ -10,7 +10,6 @@ trials never evaluate the test split.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from collections.abc import Callable
@@ -19,8 +18,8 @@ from typing import Any
 
 from hypotune.config import RunConfig
 from hypotune.executors import Event, Task
+from hypotune.store import Tracker
 from hypotune.study import Study, Trial
-from hypotune.tracking import TAG, Tracker, tag_filter
 from hypotune.tuning import TUNING_SEED_BASE, TuningSpec, overrides_from_params
 
 JOURNAL = "optuna.journal"
@@ -68,13 +67,7 @@ def search_groups(study: Study, preset: str, seeds: dict[str, int] | None = None
 
 def read_tuned(tracker: Tracker, experiment_id: str, preset: str) -> dict[str, dict[str, Any]]:
     """Best settings of the finished searches in the store: tuning key -> overrides."""
-    query = tag_filter({f"{TAG}kind": "search", f"{TAG}preset": preset}, status="FINISHED")
-    tuned = {}
-    for run in tracker.runs(experiment_id, query):
-        best = run.data.tags.get(f"{TAG}best")
-        if best:
-            tuned[run.data.tags[f"{TAG}key"]] = overrides_from_params(json.loads(best))
-    return tuned
+    return {key: overrides_from_params(best) for key, best in tracker.tuned(experiment_id, preset).items()}
 
 
 def open_journal(tracker: Tracker) -> Any:
@@ -128,7 +121,7 @@ class Search:
         tracker: Tracker,
         experiment_id: str,
         namespace: str,
-        tags: dict[str, str],
+        scope: dict[str, str],
         parent_run_id: str | None = None,
         decide: Callable[[str, int, bool], None] = lambda key, epoch, stop: None,
         # Trials in flight per search. At 1 a search asks only after its last answer, so the same
@@ -139,7 +132,7 @@ class Search:
         self.tracker = tracker
         self.experiment_id = experiment_id
         self.namespace = namespace  # Optuna study names are "<namespace>:<tuning key>"
-        self.tags = tags  # study, preset: set on every run this search writes
+        self.scope = scope  # e.g. study and preset: tags every run of this search carries
         self.parent_run_id = parent_run_id
         self.decide = decide  # answers a tuning trial's epoch: stop (pruned) or go on
         self.max_in_flight = max_in_flight
@@ -209,28 +202,13 @@ class Search:
 
     def _search_run(self, group: SearchGroup) -> str:
         """The arm's search run, reopened when resuming."""
-        query = tag_filter({f"{TAG}kind": "search", f"{TAG}key": group.key} | self.tags)
-        existing = self.tracker.runs(self.experiment_id, query)
-        if existing:  # the budget may have grown since: the search goes on from where it was
-            run_id = existing[0].info.run_id
-            self.tracker.client.update_run(run_id, status="RUNNING")
-            self.tracker.client.set_tag(run_id, f"{TAG}budget", str(group.budget))
-            return run_id
-        tags = (
-            self.tags
-            | {
-                f"{TAG}kind": "search",
-                f"{TAG}key": group.key,
-                f"{TAG}arms": json.dumps(group.arms),
-                f"{TAG}hypotheses": ",".join(sorted({h for h, _ in group.arms})),
-                f"{TAG}space": json.dumps([d.__dict__ for d in group.spec.space]),
-                f"{TAG}metric": group.spec.metric,
-                f"{TAG}budget": str(group.budget),
-            }
-            | ({} if group.seed is None else {f"{TAG}tuning_seed": str(group.seed)})
-        )
-        run_id = self.tracker.start_run(self.experiment_id, f"tune {group.label}", tags, self.parent_run_id)
-        self.tracker.log_config(run_id, group.config)
+        space = [d.__dict__ for d in group.spec.space]
+        run_id, new = self.tracker.open_search_run(
+            self.experiment_id, f"tune {group.label}", group.key, group.arms, space, group.spec.metric,
+            group.budget, group.seed, self.scope, self.parent_run_id,
+        )  # fmt: skip
+        if new:
+            self.tracker.log_config(run_id, group.config)
         return run_id
 
     # ---- the task source side -------------------------------------------------------
@@ -269,15 +247,10 @@ class Search:
         search = next(s for s in self.searches if key in s.in_flight)
         optuna_trial = search.in_flight[key]
         if kind == "started":
-            tags = self.tags | {
-                f"{TAG}kind": "tuning_trial",
-                f"{TAG}key": key,
-                f"{TAG}tuning_key": search.group.key,
-                f"{TAG}trial_number": str(optuna_trial.number),
-                f"{TAG}seed": str(trial.config.seed),
-                f"{TAG}arms": json.dumps(search.group.arms),
-            }
-            run_id = self.tracker.start_run(self.experiment_id, trial.name, tags, search.run_id)
+            run_id = self.tracker.start_tuning_trial_run(
+                self.experiment_id, trial.name, key, search.group.key, optuna_trial.number, trial.config.seed,
+                search.group.arms, self.scope, search.run_id,
+            )  # fmt: skip
             search.trial_runs[key] = run_id
             self.tracker.log_config(run_id, trial.config)
         elif kind == "epoch":
@@ -336,15 +309,10 @@ class Search:
         search.best = dict(best.params)
         states = [t.state.name.lower() for t in search.study.get_trials(deepcopy=False)]
         edges = edge_warnings(search.group.spec, search.best)
-        run_id = search.run_id
-        self.tracker.client.set_tag(run_id, f"{TAG}best", json.dumps(search.best))
-        if edges:
-            self.tracker.client.set_tag(run_id, f"{TAG}edge", "; ".join(edges))
         metrics = {f"trials_{state}": float(states.count(state)) for state in ("complete", "pruned", "fail")}
-        self.tracker.log_metrics(run_id, metrics | {"best_value": float(best.value)})
-        for name, value in search.best.items():  # tags, not params: a larger budget may change them
-            self.tracker.client.set_tag(run_id, f"best.{name}", str(value))
-        self.tracker.client.set_terminated(run_id, "FINISHED")
+        self.tracker.finish_search_run(
+            search.run_id, search.best, edges, metrics | {"best_value": float(best.value)}
+        )
 
     def interrupt(self) -> None:
         """Ctrl-C or a crash: trials in flight did not finish; the next run retries them."""
@@ -353,8 +321,9 @@ class Search:
                 self.tracker.fail(search.run_id, "interrupted", status="KILLED")
             # every trial run of this search still RUNNING, including one created or finishing
             # at the moment of the interrupt, which the in-flight table does not hold
-            ours = tag_filter({f"{TAG}tuning_key": search.group.key} | self.tags)
-            self.tracker.reap_stale(self.experiment_id, also=ours, message="the search was interrupted")
+            self.tracker.reap_search(
+                self.experiment_id, search.group.key, self.scope, "the search was interrupted"
+            )
 
 
 def edge_warnings(spec: TuningSpec, best: dict[str, Any]) -> list[str]:

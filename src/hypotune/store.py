@@ -1,9 +1,15 @@
-"""The one writer to MLflow: runs, params, per-epoch metrics, results, artifacts; resume lookups."""
+"""The store: the only module that knows MLflow's runs, tags, filters and read-back.
+
+`Tracker` writes (runs, params, per-epoch metrics, results, artifacts) and reads back what
+hypotune recorded as records: trial runs, search runs and their tuning trials, a study's run.
+The tag schema, `hypotune.<name>` on every run, is written here and nowhere else.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import math
 import os
@@ -13,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +105,55 @@ def interrupts_held() -> Iterator[None]:
 
 
 STOPPED_TAG = f"{TAG}stopped"  # on a study's parent run: "budget" when its time budget ended it
+
+
+def tag(name: str) -> str:
+    """The full name of one of hypotune's tags: tag('key') -> 'hypotune.key'."""
+    return f"{TAG}{name}"
+
+
+@dataclass
+class TrialRecord:
+    """A finished trial run as the store holds it."""
+
+    run_id: str
+    key: str
+    seed: int
+    status: str  # "finished" or "diverged"
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    start_time: int = 0
+    preset: str = ""  # the preset that trained it
+    arms: list[tuple[str, str]] = field(default_factory=list)  # (hypothesis, arm) it was trained for
+
+    def tag(self, name: str) -> str | None:
+        """One of hypotune's tags on the run: record.tag('code_version')."""
+        return self.tags.get(tag(name))
+
+
+@dataclass
+class TuningRunRecord:
+    number: int
+    params: dict[str, str]  # dotted setting -> value as logged (text)
+    metrics: dict[str, float]
+    status: str  # "finished", "pruned" or "diverged"
+
+
+@dataclass
+class SearchRunRecord:
+    """An arm's search run as the store holds it, with its finished tuning trials."""
+
+    key: str
+    arms: list[tuple[str, str]]
+    space: list[dict[str, Any]]  # the dimensions as recorded
+    metric: str
+    budget: int
+    finished: bool
+    best: dict[str, Any]  # dotted setting -> value; empty until finished
+    edges: list[str]  # best values at an end of their range
+    seed: int | None  # the seed this search chose for, when searches are repeated per seed
+    trials: list[TuningRunRecord] = field(default_factory=list)
 
 
 def tag_filter(tags: dict[str, str], status: str = "") -> str:
@@ -276,6 +332,220 @@ class Tracker:
         run_id = runs[0].info.run_id
         self.client.log_artifacts(run_id, str(folder), artifact_path="report")
         return run_id
+
+    # ---- what hypotune records, by kind of run -----------------------------------------
+    def find_experiment(self, name: str) -> str | None:
+        """The id of the named experiment, or None: reading never creates one."""
+        found = self.client.get_experiment_by_name(name)
+        return None if found is None else found.experiment_id
+
+    def open_study_run(self, experiment_id: str, study: str, preset: str, study_file: str = "") -> str:
+        """The study's run for this preset (the parent of its trial runs), reopened when resuming."""
+        existing = self.runs(experiment_id, tag_filter({tag("kind"): "study", tag("preset"): preset}))
+        if existing:
+            run = existing[0]
+            self.client.update_run(run.info.run_id, status="RUNNING")
+            for stale in (tag("error"), tag("status")):  # from an interrupted run; this one goes on
+                if stale in run.data.tags:
+                    self.client.delete_tag(run.info.run_id, stale)
+            return run.info.run_id
+        tags = {tag("kind"): "study", tag("study"): study, tag("preset"): preset}
+        if study_file:
+            tags[tag("study_file")] = study_file
+        return self.start_run(experiment_id, f"{study} ({preset})", tags)
+
+    def close_study_run(
+        self, run_id: str, budget_stopped: bool, metrics: dict[str, float], failed: bool
+    ) -> None:
+        self.client.set_tag(run_id, STOPPED_TAG, "budget" if budget_stopped else "")
+        self.log_metrics(run_id, metrics)
+        self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+    def budget_stopped(self, study: str, preset: str) -> bool:
+        """Whether the last run of this preset stopped adding seeds because its time budget ran out."""
+        experiment_id = self.find_experiment(study)
+        if experiment_id is None:
+            return False
+        runs = self.runs(experiment_id, tag_filter({tag("kind"): "study", tag("preset"): preset}))
+        return any(run.data.tags.get(STOPPED_TAG) == "budget" for run in runs)
+
+    def reap_study(self, experiment_id: str, study: str, preset: str = "", message: str = "") -> list[str]:
+        """Mark the study's RUNNING runs (of one preset, if given) KILLED: under the study's lock
+        they were left by a dead process. Other runs of the experiment are not touched."""
+        tags = {tag("study"): study} | ({tag("preset"): preset} if preset else {})
+        return self.reap_stale(
+            experiment_id, also=tag_filter(tags), **({"message": message} if message else {})
+        )
+
+    def start_trial_run(
+        self, experiment_id: str, name: str, study: str, preset: str, key: str, seed: int,
+        arms: list[tuple[str, str]], parent_id: str,
+    ) -> str:  # fmt: skip
+        tags = {
+            tag("key"): key,
+            tag("study"): study,
+            tag("preset"): preset,
+            tag("seed"): str(seed),
+            tag("hypotheses"): ",".join(sorted({h for h, _ in arms})),
+            tag("arms"): json.dumps(arms),
+            tag("kind"): "trial",
+        }
+        return self.start_run(experiment_id, name, tags, parent_id)
+
+    def start_train_run(self, experiment_id: str, key: str, seed: int, warning: str = "") -> str:
+        """A run of `hypotune train`: one configuration, outside any study."""
+        tags = {tag("key"): key, tag("seed"): str(seed), tag("kind"): "train"}
+        if warning:
+            tags[tag("warning")] = warning
+        return self.start_run(experiment_id, f"train-{key[:8]}", tags)
+
+    def finished_trial_keys(self, experiment_id: str) -> set[str]:
+        """The keys of every finished trial run: what a resumed study does not train again."""
+        runs = self.runs(experiment_id, tag_filter({tag("kind"): "trial"}, status="FINISHED"))
+        return {run.data.tags.get(tag("key"), "") for run in runs}
+
+    def trial_states(self, experiment_id: str) -> dict[str, set[str]]:
+        """Trial key -> the statuses of its runs (FINISHED, RUNNING, FAILED, KILLED)."""
+        states: dict[str, set[str]] = {}
+        for run in self.runs(experiment_id, tag_filter({tag("kind"): "trial"})):
+            states.setdefault(run.data.tags.get(tag("key"), ""), set()).add(run.info.status)
+        return states
+
+    def finished_trials(self, experiment_id: str) -> list[TrialRecord]:
+        """Every finished trial run, read back."""
+        records = []
+        for run in self.runs(experiment_id, tag_filter({tag("kind"): "trial"}, status="FINISHED")):
+            tags = run.data.tags
+            records.append(
+                TrialRecord(
+                    run_id=run.info.run_id,
+                    key=tags.get(tag("key"), ""),
+                    seed=int(tags.get(tag("seed"), run.data.params.get("seed", 0))),
+                    status=tags.get(tag("status"), "finished"),
+                    metrics={k: read_metric(v) for k, v in run.data.metrics.items()},
+                    params=dict(run.data.params),
+                    tags=dict(tags),
+                    start_time=run.info.start_time or 0,
+                    preset=tags.get(tag("preset"), ""),
+                    arms=[tuple(a) for a in json.loads(tags.get(tag("arms"), "[]"))],
+                )
+            )
+        return records
+
+    def history(
+        self, run_ids: Iterable[str], metrics: Iterable[str]
+    ) -> dict[str, dict[str, list[tuple[int, float]]]]:
+        """Per-epoch values of `metrics` for each run: run id -> metric -> [(epoch, value)]."""
+        return {
+            run_id: {
+                metric: sorted(
+                    (m.step, read_metric(m.value)) for m in self.client.get_metric_history(run_id, metric)
+                )
+                for metric in metrics
+            }
+            for run_id in run_ids
+        }
+
+    # ---- searches ------------------------------------------------------------------------
+    def tuned(self, experiment_id: str, preset: str) -> dict[str, dict[str, Any]]:
+        """Best settings of the finished searches: tuning key -> dotted setting -> value."""
+        query = tag_filter({tag("kind"): "search", tag("preset"): preset}, status="FINISHED")
+        tuned = {}
+        for run in self.runs(experiment_id, query):
+            best = run.data.tags.get(tag("best"))
+            if best:
+                tuned[run.data.tags[tag("key")]] = json.loads(best)
+        return tuned
+
+    def open_search_run(
+        self, experiment_id: str, name: str, key: str, arms: list[tuple[str, str]],
+        space: list[dict[str, Any]], metric: str, budget: int, seed: int | None, scope: dict[str, str],
+        parent_id: str | None,
+    ) -> tuple[str, bool]:  # fmt: skip
+        """An arm's search run, reopened when resuming (with its budget updated); (run id, new).
+        `scope` (e.g. study and preset) is tagged on every run of the search."""
+        tags = {tag(name): value for name, value in scope.items()}
+        existing = self.runs(experiment_id, tag_filter({tag("kind"): "search", tag("key"): key} | tags))
+        if existing:  # the budget may have grown since: the search goes on from where it was
+            run_id = existing[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            self.client.set_tag(run_id, tag("budget"), str(budget))
+            return run_id, False
+        own = {
+            tag("kind"): "search",
+            tag("key"): key,
+            tag("arms"): json.dumps(arms),
+            tag("hypotheses"): ",".join(sorted({h for h, _ in arms})),
+            tag("space"): json.dumps(space),
+            tag("metric"): metric,
+            tag("budget"): str(budget),
+        } | ({} if seed is None else {tag("tuning_seed"): str(seed)})
+        return self.start_run(experiment_id, name, tags | own, parent_id), True
+
+    def start_tuning_trial_run(
+        self, experiment_id: str, name: str, key: str, search_key: str, number: int, seed: int,
+        arms: list[tuple[str, str]], scope: dict[str, str], search_run_id: str,
+    ) -> str:  # fmt: skip
+        tags = {tag(name): value for name, value in scope.items()}
+        own = {
+            tag("kind"): "tuning_trial",
+            tag("key"): key,
+            tag("tuning_key"): search_key,
+            tag("trial_number"): str(number),
+            tag("seed"): str(seed),
+            tag("arms"): json.dumps(arms),
+        }
+        return self.start_run(experiment_id, name, tags | own, search_run_id)
+
+    def finish_search_run(
+        self, run_id: str, best: dict[str, Any], edges: list[str], metrics: dict[str, float]
+    ) -> None:
+        self.client.set_tag(run_id, tag("best"), json.dumps(best))
+        if edges:
+            self.client.set_tag(run_id, tag("edge"), "; ".join(edges))
+        self.log_metrics(run_id, metrics)
+        for name, value in best.items():  # tags, not params: a larger budget may change them
+            self.client.set_tag(run_id, f"best.{name}", str(value))
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def reap_search(self, experiment_id: str, search_key: str, scope: dict[str, str] | None = None,
+                    message: str = "process ended before the run finished") -> list[str]:  # fmt: skip
+        """Mark a search's RUNNING tuning trial runs KILLED."""
+        tags = {tag("tuning_key"): search_key} | {tag(name): value for name, value in (scope or {}).items()}
+        return self.reap_stale(experiment_id, also=tag_filter(tags), message=message)
+
+    def search_runs(self, experiment_id: str, study: str, preset: str) -> list[SearchRunRecord]:
+        """The study's search runs for this preset, each with its finished tuning trials."""
+        ours = {tag("preset"): preset, tag("study"): study}
+        searches: dict[str, SearchRunRecord] = {}
+        for run in self.runs(experiment_id, tag_filter({tag("kind"): "search"} | ours)):
+            tags = run.data.tags
+            searches[tags[tag("key")]] = SearchRunRecord(
+                key=tags[tag("key")],
+                arms=[tuple(a) for a in json.loads(tags.get(tag("arms"), "[]"))],
+                space=json.loads(tags[tag("space")]),
+                metric=tags.get(tag("metric"), "val_loss"),
+                budget=int(tags.get(tag("budget"), 0)),
+                finished=run.info.status == "FINISHED",
+                best=json.loads(tags.get(tag("best"), "{}")),
+                edges=[e for e in tags.get(tag("edge"), "").split("; ") if e],
+                seed=int(tags[tag("tuning_seed")]) if tag("tuning_seed") in tags else None,
+            )
+        query = tag_filter({tag("kind"): "tuning_trial"} | ours, status="FINISHED")
+        for run in self.runs(experiment_id, query):
+            search = searches.get(run.data.tags.get(tag("tuning_key"), ""))
+            if search is not None:
+                search.trials.append(
+                    TuningRunRecord(
+                        number=int(run.data.tags.get(tag("trial_number"), 0)),
+                        params=dict(run.data.params),
+                        metrics={k: read_metric(v) for k, v in run.data.metrics.items()},
+                        status=run.data.tags.get(tag("status"), "finished"),
+                    )
+                )
+        for search in searches.values():
+            search.trials.sort(key=lambda t: t.number)
+        return list(searches.values())
 
     def fail(self, run_id: str, message: str, status: str = "FAILED") -> None:
         self.client.set_tag(run_id, f"{TAG}status", status.lower())

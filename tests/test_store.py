@@ -5,7 +5,7 @@ import mlflow
 import pytest
 
 from hypotune.config import Runtime
-from hypotune.tracking import TAG, Tracker, flat_params, interrupts_held, read_metric, tag_filter
+from hypotune.store import TAG, Tracker, flat_params, interrupts_held, read_metric, tag_filter
 from hypotune.trainer import serialize_weights, train
 
 from .helpers import tiny_config
@@ -136,9 +136,7 @@ def test_first_starts_at_once_on_a_fresh_store_all_succeed(tmp_path):
     import sys
 
     store = str(tmp_path / "runs")
-    code = (
-        f"from pathlib import Path; from hypotune.tracking import Tracker; Tracker(store_dir=Path({store!r}))"
-    )
+    code = f"from pathlib import Path; from hypotune.store import Tracker; Tracker(store_dir=Path({store!r}))"
     starts = [
         subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(3)
     ]
