@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hypotune.config import RunConfig, Runtime
+from hypotune.events import Failed, Finished, Started
 from hypotune.executors import LocalExecutor
 from hypotune.runner import StudySource, forward_passes, run_study, study_status, trial_cost
 from hypotune.store import TAG, Tracker
@@ -242,11 +243,11 @@ def test_a_worker_killed_mid_trial_fails_that_trial_and_the_rest_go_on(synthetic
     tasks = [Task(f"t{i}", tiny_config(epochs=3, steps_per_epoch=200).replace({"seed": i})) for i in range(3)]
     executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)), poll_seconds=0.2)
     outcome = {}
-    for kind, key, payload in executor.run(ListSource(tasks)):
-        if kind == "started" and key == "t0":
-            os.kill(payload, signal.SIGKILL)
-        if kind in ("finished", "failed"):
-            outcome[key] = kind if kind == "finished" else payload
+    for event in executor.run(ListSource(tasks)):
+        if isinstance(event, Started) and event.key == "t0":
+            os.kill(event.worker, signal.SIGKILL)
+        if isinstance(event, (Finished, Failed)):
+            outcome[event.key] = "finished" if isinstance(event, Finished) else event.message
     assert outcome == {"t0": "worker process died (exit code -9)", "t1": "finished", "t2": "finished"}
 
 
@@ -257,7 +258,7 @@ def test_a_worker_that_dies_before_saying_it_started_is_not_waited_for(synthetic
 
     executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)), target=take_a_task_and_die)
     events = list(executor.run(ListSource([Task("only", tiny_config())])))  # hung forever before
-    assert events == [("failed", "only", "worker process died (exit code 3)")]
+    assert events == [Failed("only", "worker process died (exit code 3)")]
 
 
 def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(workdir, synthetic_dir):

@@ -79,6 +79,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def result_table(status: str, metrics: dict[str, float]) -> Table:
+    from hypotune.stats import fmt
+
     table = Table(title=f"result: {status}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -94,16 +96,8 @@ def result_table(status: str, metrics: dict[str, float]) -> Table:
         "peak_rss_mb",
     ):
         if name in metrics:
-            table.add_row(name, format_number(metrics[name]))
+            table.add_row(name, fmt(metrics[name]))
     return table
-
-
-def format_number(value: Any) -> str:
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:.4f}"
-    return f"{int(value):,}"
 
 
 def run_data(args: argparse.Namespace) -> int:
@@ -325,19 +319,23 @@ class TrialBars(contextlib.AbstractContextManager):
             self.progress.update(self.tuning, total=self.summary.tuning_planned, visible=True)
 
     def on_event(self, event: Any, trial: Any) -> None:
-        kind, key, payload = event
-        if kind == "started":
+        from hypotune.events import Epoch, Finished, Started
+
+        key = event.key
+        if isinstance(event, Started):
             self.bars[key] = self.progress.add_task(f"  {trial.name}", total=trial.config.train.epochs,
                                                     status="")  # fmt: skip
-        elif kind == "epoch":
-            self.progress.update(self.bars[key], advance=1, status=f"val_loss {payload['val_loss']:.4f}")
+        elif isinstance(event, Epoch):
+            self.progress.update(
+                self.bars[key], advance=1, status=f"val_loss {event.metrics['val_loss']:.4f}"
+            )
         else:
             if key in self.bars:
                 self.progress.remove_task(self.bars.pop(key))
-            if kind == "finished" and payload[0].status == "pruned":
-                status = "pruned one"
+            if isinstance(event, Finished):
+                status = "pruned one" if event.result.status == "pruned" else ""
             else:
-                status = "" if kind == "finished" else "a trial failed"
+                status = "a trial failed"
             self.progress.update(self.tuning if trial.tuning else self.overall, advance=1, status=status)
         self._grow()
 
@@ -364,11 +362,13 @@ class TrialLines(contextlib.AbstractContextManager):
             console.print(f"{summary.skipped} of {summary.planned} trials already done")
 
     def on_event(self, event: Any, trial: Any) -> None:
-        kind, key, payload = event
-        if kind == "started":
+        from hypotune.events import Epoch, Failed, Started
+
+        key = event.key
+        if isinstance(event, Started):
             self.started[key] = time.monotonic()
             return
-        if kind == "epoch":
+        if isinstance(event, Epoch):
             return
         if self.summary is not None:
             self.planned, self.tuning_planned = self.summary.planned, self.summary.tuning_planned
@@ -379,11 +379,10 @@ class TrialLines(contextlib.AbstractContextManager):
         else:
             self.done += 1
             count = f"trial {self.done}/{self.planned}"
-        if kind == "failed":
-            last = str(payload).strip().splitlines() or ["no message"]
-            what = f"failed: {last[-1]}"
+        if isinstance(event, Failed):
+            what = f"failed: {event.last_line}"
         else:
-            result = payload[0]
+            result = event.result
             loss = result.metrics.get("val_loss", math.nan)
             what = result.status if result.status != "finished" else f"val_loss {loss:.4f}"
         console.print(f"{count} {trial.name}: {what} ({seconds:.0f} s)", markup=False, highlight=False)

@@ -1,7 +1,7 @@
 """Executors run trials somewhere and report events; they know nothing of MLflow.
 
-Every executor yields the same events for the same tasks: ("started", key, worker),
-("epoch", key, metrics), ("finished", key, (TrialResult, weights bytes)), ("failed", key, text).
+Every executor yields the same events (`hypotune.events`) for the same tasks: Started, an
+Epoch per epoch, then Finished (the result, and weights as bytes) or Failed (a message).
 Tasks are pulled from a source as capacity frees up, so a search can decide its next trial
 after seeing the last one. After each epoch of a tuning task the worker waits for
 `decide(key, epoch, stop)`: go on, or stop there (pruned). Waiting for the answer, rather than
@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from hypotune.config import RunConfig, Runtime
 from hypotune.errors import HypotuneError
+from hypotune.events import ENDS, Event, Failed, Started
 
-Event = tuple[str, str, Any]
 SLOT_BYTES = 96  # room for "<task key>|<epoch>|<0 or 1>" in a worker's decision slot
 
 
@@ -132,18 +132,18 @@ class LocalExecutor:
                     for key, exitcode in lost:
                         del in_flight[key]
                         self.slots.pop(key, None)
-                        yield ("failed", key, f"worker process died (exit code {exitcode})")
+                        yield Failed(key, f"worker process died (exit code {exitcode})")
                     feed()
                     continue
-                for kind, key, payload in received:
-                    if kind == "started":
-                        served.add(payload)
-                        self.slots[key] = workers[payload][1]
-                    elif kind in ("finished", "failed"):
-                        in_flight.pop(key, None)
-                        self.slots.pop(key, None)
-                    yield kind, key, payload
-                    if kind in ("finished", "failed"):
+                for event in received:
+                    if isinstance(event, Started):
+                        served.add(event.worker)
+                        self.slots[event.key] = workers[event.worker][1]
+                    elif isinstance(event, ENDS):
+                        in_flight.pop(event.key, None)
+                        self.slots.pop(event.key, None)
+                    yield event
+                    if isinstance(event, ENDS):
                         feed()
             if not source.exhausted():
                 raise stalled(source)
@@ -258,7 +258,7 @@ class RayExecutor:
             feed()
             while remaining:
                 try:
-                    kind, key, payload = events.get(timeout=self.poll_seconds)
+                    event = events.get(timeout=self.poll_seconds)
                 except Empty:
                     done, _ = ray.wait(list(pending), timeout=0, num_returns=len(pending))
                     for ref in done:
@@ -268,13 +268,13 @@ class RayExecutor:
                         except Exception as error:  # the task, its worker or its node died
                             if key in remaining:
                                 remaining.discard(key)
-                                yield ("failed", key, f"Ray task lost: {type(error).__name__}: {error}")
+                                yield Failed(key, f"Ray task lost: {type(error).__name__}: {error}")
                     feed()
                     continue
-                if kind in ("finished", "failed"):
-                    remaining.discard(key)
-                yield kind, key, payload
-                if kind in ("finished", "failed"):
+                if isinstance(event, ENDS):
+                    remaining.discard(event.key)
+                yield event
+                if isinstance(event, ENDS):
                     feed()
             if not source.exhausted():
                 raise stalled(source)

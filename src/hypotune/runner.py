@@ -18,7 +18,8 @@ from typing import Any
 
 from hypotune.config import RunConfig
 from hypotune.errors import HypotuneError
-from hypotune.executors import Event, Executor, Task
+from hypotune.events import ENDS, Epoch, Event, Failed, Finished, Started
+from hypotune.executors import Executor, Task
 from hypotune.model import forward_cost
 from hypotune.searches import Search, read_tuned, search_groups
 from hypotune.store import Tracker, interrupts_held
@@ -253,14 +254,14 @@ def run_study(
         recorder = Recorder(tracker, experiment_id, study, preset, parent, summary)
         try:
             for event in executor.run(source):
-                trial = source.trials[event[1]]
+                trial = source.trials[event.key]
                 with interrupts_held():
                     if trial.tuning:
                         search.record(event, trial)
-                        summary.tuning_finished += event[0] == "finished"
+                        summary.tuning_finished += isinstance(event, Finished)
                     else:
                         recorder.record(event, trial)
-                if not trial.tuning and event[0] in ("finished", "failed"):
+                if not trial.tuning and isinstance(event, ENDS):
                     source.finished(trial)
                     summary.planned = source.planned()
                     summary.tuning_planned = sum(s.group.budget for s in search.searches)
@@ -307,22 +308,24 @@ class Recorder:
                                             trial.config.seed, trial.arms, self.parent)  # fmt: skip
 
     def record(self, event: Event, trial: Trial) -> None:
-        kind, key, payload = event
-        if kind == "started":
-            self.run_ids[key] = self.start(trial, trial.name)
-            self.tracker.log_config(self.run_ids[key], trial.config)
-        elif kind == "epoch":
-            self.tracker.log_metrics(self.run_ids[key], payload, step=int(payload["epoch"]))
-        elif kind == "finished":
-            result, weights = payload
-            self.tracker.finish(self.run_ids[key], result.status, result.metrics, weights, result.ran_with)
-            del self.run_ids[key]  # only now recorded: a crash in between marks it KILLED
-            self.summary.finished += 1
-            self.summary.diverged += result.status == "diverged"
-        elif kind == "failed":
-            run_id = self.run_ids.pop(key, None) or self.start(trial, trial.arms[0][1])
-            self.tracker.fail(run_id, str(payload))
-            self.summary.failed.append(f"{key}: {str(payload).strip().splitlines()[-1]}")
+        key = event.key
+        match event:
+            case Started():
+                self.run_ids[key] = self.start(trial, trial.name)
+                self.tracker.log_config(self.run_ids[key], trial.config)
+            case Epoch(metrics=metrics):
+                self.tracker.log_metrics(self.run_ids[key], metrics, step=int(metrics["epoch"]))
+            case Finished(result=result, weights=weights):
+                self.tracker.finish(
+                    self.run_ids[key], result.status, result.metrics, weights, result.ran_with
+                )
+                del self.run_ids[key]  # only now recorded: a crash in between marks it KILLED
+                self.summary.finished += 1
+                self.summary.diverged += result.status == "diverged"
+            case Failed(message=message):
+                run_id = self.run_ids.pop(key, None) or self.start(trial, trial.arms[0][1])
+                self.tracker.fail(run_id, message)
+                self.summary.failed.append(f"{key}: {event.last_line}")
 
 
 @dataclass
@@ -397,7 +400,7 @@ def run_search(
             on_resume(done)
         try:
             for event in executor.run(source):
-                trial = source.trials[event[1]]
+                trial = source.trials[event.key]
                 with interrupts_held():
                     search.record(event, trial)
                 if on_event:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hypotune.config import RunConfig
-from hypotune.executors import Event, Task
+from hypotune.events import Epoch, Event, Failed, Finished, Started
+from hypotune.executors import Task
 from hypotune.store import Tracker
 from hypotune.study import Study, Trial
 from hypotune.tuning import TUNING_SEED_BASE, TuningSpec, overrides_from_params
@@ -243,27 +244,28 @@ class Search:
 
     # ---- the event side -------------------------------------------------------------
     def record(self, event: Event, trial: Trial) -> None:
-        kind, key, payload = event
+        key = event.key
         search = next(s for s in self.searches if key in s.in_flight)
         optuna_trial = search.in_flight[key]
-        if kind == "started":
-            run_id = self.tracker.start_tuning_trial_run(
-                self.experiment_id, trial.name, key, search.group.key, optuna_trial.number, trial.config.seed,
-                search.group.arms, self.scope, search.run_id,
-            )  # fmt: skip
-            search.trial_runs[key] = run_id
-            self.tracker.log_config(run_id, trial.config)
-        elif kind == "epoch":
-            self.tracker.log_metrics(search.trial_runs[key], payload, step=int(payload["epoch"]))
-            value = payload["val_acc" if search.group.spec.metric == "val_acc" else "val_loss"]
-            epoch = int(payload["epoch"])
-            optuna_trial.report(value, epoch)
-            last = epoch >= trial.config.train.epochs
-            self.decide(key, epoch, not last and optuna_trial.should_prune())
-        elif kind == "finished":
-            self._finished(search, key, payload[0])
-        elif kind == "failed":
-            self._failed(search, key, str(payload))
+        match event:
+            case Started():
+                run_id = self.tracker.start_tuning_trial_run(
+                    self.experiment_id, trial.name, key, search.group.key, optuna_trial.number,
+                    trial.config.seed, search.group.arms, self.scope, search.run_id,
+                )  # fmt: skip
+                search.trial_runs[key] = run_id
+                self.tracker.log_config(run_id, trial.config)
+            case Epoch(metrics=metrics):
+                self.tracker.log_metrics(search.trial_runs[key], metrics, step=int(metrics["epoch"]))
+                value = metrics["val_acc" if search.group.spec.metric == "val_acc" else "val_loss"]
+                epoch = int(metrics["epoch"])
+                optuna_trial.report(value, epoch)
+                last = epoch >= trial.config.train.epochs
+                self.decide(key, epoch, not last and optuna_trial.should_prune())
+            case Finished(result=result):
+                self._finished(search, key, result)
+            case Failed(message=message):
+                self._failed(search, key, message)
 
     def _finished(self, search: _Open, key: str, result: Any) -> None:
         from optuna.trial import TrialState

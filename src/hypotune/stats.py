@@ -162,3 +162,15 @@ def seeds_for(effect_size: float, alpha: float, target: float = POWER) -> int | 
         else:
             low = middle + 1
     return low
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A number for a person, the one way hypotune shows numbers: 4 significant digits, whole
+    numbers with thousands separators, n/a for missing, inf for infinite."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if float(value).is_integer() and abs(value) >= 10**digits:
+        return f"{int(value):,}"
+    return f"{value:.{digits}g}"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from hypotune import sequential, stats
 from hypotune.analysis import StudyData
+from hypotune.stats import fmt
 from hypotune.study import FAILURE_SCORE, Hypothesis, Prediction, Study
 
 DECIDED = ("supported", "refuted", "equivalent")
@@ -415,15 +416,6 @@ def evidence_line(verdict: Verdict, label: str, note: str, equivalence: bool) ->
         elif equivalence and not math.isfinite(verdict.margin):
             text += "; set a margin to let it decide a null and to size the seeds it needs"
     return text
-
-
-def fmt(value: float | None, digits: int = 4) -> str:
-    """A number for a person: 4 significant digits, n/a for missing, inf for infinite."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.{digits}g}"
 
 
 def counts(verdicts: list[Verdict]) -> dict[str, int]:

@@ -18,6 +18,7 @@ import torch
 from hypotune.config import DataConfig, Runtime, run_config_from_dict
 from hypotune.data import Dataset, make_dataset
 from hypotune.errors import HypotuneError
+from hypotune.events import Epoch, Failed, Finished, Started
 from hypotune.trainer import TrialResult, serialize_weights, train
 
 
@@ -34,15 +35,15 @@ def run_trial(
     tuning: bool = False,
     should_stop: Callable[[int], bool] | None = None,
 ) -> None:
-    """Train one task, emitting ("started" | "epoch" | "finished" | "failed", key, payload).
+    """Train one task, emitting Started, an Epoch per epoch, then Finished or Failed.
 
     A tuning trial never sees the test split and keeps no weights; after each of its epochs
     `should_stop(epoch)` waits for the search's answer: go on, or stop there (pruned).
     """
-    emit(("started", key, os.getpid()))
+    emit(Started(key, os.getpid()))
 
     def on_epoch(metrics: dict[str, float]) -> bool:
-        emit(("epoch", key, metrics))
+        emit(Epoch(key, metrics))
         return not (tuning and should_stop and should_stop(int(metrics["epoch"])))
 
     try:
@@ -53,11 +54,11 @@ def run_trial(
         # descriptor, which the coordinator may read after the worker has moved on.
         payload = TrialResult(result.status, result.epochs, result.metrics, None, result.ran_with)
         weights = None if tuning else serialize_weights(result.state_dict)
-        emit(("finished", key, (payload, weights)))
+        emit(Finished(key, payload, weights))
     except HypotuneError as error:
-        emit(("failed", key, str(error)))
+        emit(Failed(key, str(error)))
     except Exception:  # a bug or a resource problem: keep the traceback for the failed run
-        emit(("failed", key, traceback.format_exc()))
+        emit(Failed(key, traceback.format_exc()))
 
 
 def await_decision(read: Callable[[], bool | None], timeout: float = 120.0) -> bool:
