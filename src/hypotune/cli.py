@@ -20,7 +20,7 @@ from hypotune.config import (
     parse_text,
     read_toml,
     run_config_from_dict,
-    unknown_key_message,
+    setting_type,
 )
 from hypotune.errors import ConfigError, HypotuneError
 from hypotune.presets import TRAIN_PRESETS
@@ -67,20 +67,6 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             )
 
 
-def setting_type(key: str) -> Any:
-    """The type of a dotted setting ('model.depth'; a bare unique name is accepted too)."""
-    if key == "seed":
-        return int
-    if "." not in key:
-        key = f"{flag_owner(key)}.{key}"
-    section, _, name = key.partition(".")
-    hints = field_types(SECTIONS[section]) if section in SECTIONS else {}
-    if name not in hints:
-        valid = [f"{section}.{n}" for n in hints] or [*SECTIONS, "seed"]
-        raise ConfigError(unknown_key_message(key, valid))
-    return hints[name]
-
-
 def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Settings given as --name VALUE flags and --set KEY=VALUE, as nested overrides."""
     flags = vars(args).items()
@@ -92,7 +78,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         pairs.append((key if "." in key or key == "seed" else f"{flag_owner(key)}.{key}", text))
     overrides: dict[str, Any] = {}
     for key, text in pairs:
-        value = parse_text(key, text, setting_type(key))
+        value = parse_text(key, text, setting_type(key, bare=True))
         overrides = merge(overrides, dotted_to_nested(key, value))
     return overrides
 
@@ -137,7 +123,7 @@ def parse_space_flag(text: str) -> tuple[str, dict[str, Any]]:
         raise ConfigError(f"--space expects KEY=LOW:HIGH or KEY=LOW:HIGH:log, got '{text}'")
     if "." not in name:
         name = f"{flag_owner(name)}.{name}"
-    hint = setting_type(name)
+    hint = setting_type(name, bare=True)
     kind = int if hint is int else float
     low, high = (parse_text(f"--space {name}", part, kind) for part in parts[:2])
     return name, {"low": low, "high": high, "scale": parts[2] if len(parts) == 3 else "linear"}

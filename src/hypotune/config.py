@@ -328,6 +328,23 @@ def dotted_to_nested(key: str, value: Any) -> dict[str, Any]:
     return nested
 
 
+def setting_type(key: str, where: str = "", bare: bool = False) -> Any:
+    """The type of a dotted setting ('model.depth'), the one place a setting's name is resolved;
+    with `bare`, also 'seed' and a setting's unique bare name ('depth'). An unknown name is a
+    ConfigError that lists the valid ones and suggests the closest."""
+    if bare and key == "seed":
+        return int
+    if bare and "." not in key:
+        key = f"{flag_owner(key)}.{key}"
+    section, _, name = key.partition(".")
+    hints = field_types(SECTIONS[section]) if section in SECTIONS else {}
+    if name not in hints:
+        valid = [f"{s}.{n}" for s, cls in SECTIONS.items() for n in field_types(cls)]
+        message = unknown_key_message(key, valid)
+        raise ConfigError(f"{where}: {message}" if where else message)
+    return hints[name]
+
+
 def flag_owner(name: str) -> str:
     """The section ('data', 'model', 'train') that owns a setting name; names are unique."""
     for section, cls in SECTIONS.items():

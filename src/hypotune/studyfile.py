@@ -21,6 +21,7 @@ from hypotune.config import (
     field_types,
     merge,
     read_toml,
+    setting_type,
     unknown_key_message,
 )
 from hypotune.errors import ConfigError, StudyError
@@ -347,7 +348,7 @@ def _parse_factors(raw: Any, where: str) -> tuple[Factor, ...]:
         if isinstance(values, list):  # a setting and its values: "model.dropout" = [0, 0.1]
             if len(values) < 2:
                 raise ConfigError(f"{where}.{name} needs at least two values")
-            _setting_type(name, f"{where}.{name}")
+            setting_type(name, f"{where}.{name}")
             levels = tuple(
                 (_label(v), _settings(dotted_to_nested(name, v), f"{where}.{name}")) for v in values
             )
@@ -444,14 +445,6 @@ def _name(raw: dict[str, Any], key: str, where: str, what: str) -> str:
         place = f"{where}: " if where else ""
         raise ConfigError(f"{place}{what} '{value}' may hold only letters, digits, '_', '-' and '.'")
     return value
-
-
-def _setting_type(dotted: str, where: str) -> Any:
-    section, _, name = dotted.partition(".")
-    if section not in SECTIONS or name not in field_types(SECTIONS[section]):
-        valid = [f"{s}.{n}" for s, cls in SECTIONS.items() for n in field_types(cls)]
-        raise ConfigError(f"{where}: {unknown_key_message(dotted, valid)}")
-    return field_types(SECTIONS[section])[name]
 
 
 def _settings(raw: Any, where: str) -> dict[str, Any]:

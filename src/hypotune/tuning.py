@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from hypotune.config import SECTIONS, coerce, dotted_to_nested, field_types, unknown_key_message
+from hypotune.config import coerce, dotted_to_nested, setting_type, unknown_key_message
 from hypotune.errors import ConfigError
 
 # `hypotune search` without a [tuning] table: the learning rate, over 20 trials.
@@ -161,11 +161,7 @@ def parse_tuning(raw: Any, where: str, presets: set[str]) -> TuningSpec:
 
 
 def parse_dimension(name: str, raw: Any, where: str) -> Dimension:
-    section, _, field = name.partition(".")
-    if section not in SECTIONS or field not in field_types(SECTIONS[section]):
-        valid = [f"{s}.{n}" for s, cls in SECTIONS.items() for n in field_types(cls)]
-        raise ConfigError(f"{where}: {unknown_key_message(name, valid)}")
-    hint = field_types(SECTIONS[section])[field]
+    hint = setting_type(name, where)
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{where} must be a table: {{ low = ..., high = ..., scale = 'log' }} or {{ choices = [...] }}"
