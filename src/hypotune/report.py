@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from hypotune import figures, stats
 from hypotune.analysis import (
@@ -26,8 +27,44 @@ from hypotune.study import Hypothesis, Study
 from hypotune.tuning import TUNING_SEED_BASE, overrides_from_params
 from hypotune.verdicts import Verdict, counts, evaluate, fmt, next_seeds
 
-Block = tuple  # ("h1"|"h2"|"h3"|"p", text) | ("table", headers, rows) | ("img", path, alt) | ("list", items)
 VERDICT_MARK = {"supported", "refuted", "equivalent", "inconclusive", "exploratory"}
+
+
+# The report is a list of blocks; templates/report.md.jinja and report.html.jinja draw them.
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+    kind: ClassVar[str] = "heading"
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str  # **bold** is the only markup
+    kind: ClassVar[str] = "text"
+
+
+@dataclass(frozen=True)
+class Items:
+    items: list[str]
+    kind: ClassVar[str] = "items"
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    kind: ClassVar[str] = "table"
+
+
+@dataclass(frozen=True)
+class Figure:
+    path: Path
+    alt: str
+    kind: ClassVar[str] = "figure"
+
+
+Block = Heading | Text | Items | Table | Figure
 
 
 @dataclass
@@ -56,21 +93,21 @@ def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> 
     history = fetch_history(tracker, data)
     figure_dir = out_dir / "figures"
     blocks: list[Block] = [
-        ("h1", f"{study.name}: {preset} preset"),
-        ("p", study.description),
-        ("p", _budget_line(study, preset)),
-        ("p", seeds_line(study, preset)),
-        ("h2", "Verdicts"),
-        ("p", counts_line(verdicts)),
+        Heading(1, f"{study.name}: {preset} preset"),
+        Text(study.description),
+        Text(_budget_line(study, preset)),
+        Text(seeds_line(study, preset)),
+        Heading(2, "Verdicts"),
+        Text(counts_line(verdicts)),
         verdict_table(verdicts, findings),
-        ("p", method_line(study)),
+        Text(method_line(study)),
     ]
     if left_out:
         others = [name for name in study.presets if name != preset and not study.presets[name].hypotheses]
         where = f" (presets {', '.join(others)})" if others else ""
         names = ", ".join(left_out)
         text = f"This preset leaves {len(left_out)} hypotheses to longer budgets{where}: {names}."
-        blocks.append(("p", text))
+        blocks.append(Text(text))
     for hypothesis in study.hypotheses:
         own = [v for v in verdicts if v.hypothesis == hypothesis.id]
         blocks += hypothesis_section(
@@ -192,7 +229,7 @@ def verdict_rows(verdicts: list[Verdict], findings: dict[str, list[str]]) -> lis
 
 
 def verdict_table(verdicts: list[Verdict], findings: dict[str, list[str]]) -> Block:
-    return ("table", VERDICT_HEADERS, verdict_rows(verdicts, findings))
+    return Table(VERDICT_HEADERS, verdict_rows(verdicts, findings))
 
 
 def hypothesis_section(
@@ -204,7 +241,7 @@ def hypothesis_section(
     figure_dir: Path,
     tuned: bool = False,
 ) -> list[Block]:
-    blocks: list[Block] = [("h2", hypothesis.id), ("p", hypothesis.statement)]
+    blocks: list[Block] = [Heading(2, hypothesis.id), Text(hypothesis.statement)]
     summaries = arm_summaries(hypothesis, data)
     # Test figures are reported in the deciding metric's kind: accuracy for accuracy, else loss.
     reported = "test_acc" if hypothesis.metric.endswith("_acc") else "test_loss"
@@ -223,20 +260,15 @@ def hypothesis_section(
                 f"{len(records)}" + (f" ({diverged} diverged)" if diverged else ""),
             ]
         )
-    blocks.append(
-        (
-            "table",
-            ["arm", f"{hypothesis.metric} (deciding)", f"{reported} (reported)", "parameters", "seeds"],
-            rows,
-        )
-    )
-    blocks.append(("list", [verdict_item(v) for v in verdicts]))
+    headers = ["arm", f"{hypothesis.metric} (deciding)", f"{reported} (reported)", "parameters", "seeds"]
+    blocks.append(Table(headers, rows))
+    blocks.append(Items([verdict_item(v) for v in verdicts]))
     if findings:
-        blocks.append(("p", "**Audit findings** (these weaken the verdicts above):"))
-        blocks.append(("list", findings))
+        blocks.append(Text("**Audit findings** (these weaken the verdicts above):"))
+        blocks.append(Items(findings))
     else:
         blocks.append(
-            ("p", "Audit: arms differ only in what the hypothesis declares; same budget, split and preset.")
+            Text("Audit: arms differ only in what the hypothesis declares; same budget, split and preset.")
         )
     return blocks + hypothesis_figures(hypothesis, data, history, figure_dir, tuned)
 
@@ -258,31 +290,28 @@ def hypothesis_figures(
     blocks: list[Block] = []
     stem = hypothesis.id
     intervals = figures.interval_data(hypothesis, data, hypothesis.metric)
-    blocks.append(
-        (
-            "img",
-            figures.render_intervals(
-                intervals,
-                hypothesis.metric,
-                figure_dir / f"{stem}-arms.png",
-                hypothesis.id,
-                tuple(p.value for p in hypothesis.predictions if p.kind == "reaches"),
-            ),
-            f"{hypothesis.metric} per arm"
-            + (" at its own best tuned setting (isolation plot)" if tuned else ""),
-        )
+    path = figures.render_intervals(
+        intervals,
+        hypothesis.metric,
+        figure_dir / f"{stem}-arms.png",
+        hypothesis.id,
+        tuple(p.value for p in hypothesis.predictions if p.kind == "reaches"),
     )
+    alt = f"{hypothesis.metric} per arm" + (
+        " at its own best tuned setting (isolation plot)" if tuned else ""
+    )
+    blocks.append(Figure(path, alt))
     lines = figures.interaction_data(hypothesis, data)
     if lines:
         path = figures.render_interaction(
             lines, hypothesis.metric, figure_dir / f"{stem}-interaction.png", f"{hypothesis.id}: interaction"
         )
-        blocks.append(("img", path, "interaction plot"))
+        blocks.append(Figure(path, "interaction plot"))
     curves = figures.curve_data(hypothesis, data, history)
     path = figures.render_curves(
         curves, figure_dir / f"{stem}-curves.png", f"{hypothesis.id}: learning curves"
     )
-    blocks.append(("img", path, "learning curves"))
+    blocks.append(Figure(path, "learning curves"))
     return blocks
 
 
@@ -306,9 +335,8 @@ def tuning_section(
         else f"training seed {TUNING_SEED_BASE}; its seeds were then trained at its best setting"
     )
     blocks: list[Block] = [
-        ("h3", f"{hypothesis.id}: nuisance settings tuned per arm"),
-        (
-            "p",
+        Heading(3, f"{hypothesis.id}: nuisance settings tuned per arm"),
+        Text(
             f"Each arm searched {', '.join(d.describe() for d in spec.space)} on its own with "
             f"{spec.budget(preset)} Optuna trials (TPE{', median pruning' if spec.pruning else ''}) on "
             f"{spec.metric} of the validation split, {how}; the test set took no part. The runs at the "
@@ -337,17 +365,17 @@ def tuning_section(
         )
         warnings += [f"**{label}**: {edge}" for edge in search.edges]
     headers = ["arm", "best setting", f"its tuning {spec.metric}", "at the study's own setting", "trials"]
-    blocks.append(("table", headers, rows))
+    blocks.append(Table(headers, rows))
     if warnings:
-        blocks.append(("p", "**Range warnings**: a best value at the edge of its range may not be the best."))
-        blocks.append(("list", warnings))
+        blocks.append(Text("**Range warnings**: a best value at the edge of its range may not be the best."))
+        blocks.append(Items(warnings))
     plots = figures.nuisance_data(hypothesis, searches)
     if any(points for arms in plots.values() for points in arms.values()):
         path = figures.render_nuisance(
             plots, {d.name: d for d in spec.space}, spec.metric, figure_dir / f"{hypothesis.id}-nuisance.png",
             f"{hypothesis.id}: tuning trials per arm",
         )  # fmt: skip
-        blocks.append(("img", path, "validation metric against each tuned setting, per arm"))
+        blocks.append(Figure(path, "validation metric against each tuned setting, per arm"))
     return blocks
 
 
@@ -363,15 +391,13 @@ def overview_section(study: Study, data: StudyData, figure_dir: Path) -> list[Bl
     path = figures.render_pareto(points, figure_dir / "pareto.png", "parameters vs test loss")
     front = [p for p in points if p.on_front]
     return [
-        ("h2", "Parameters vs test loss"),
-        (
-            "p",
+        Heading(2, "Parameters vs test loss"),
+        Text(
             "Every distinct configuration the study trained; the red line joins those no other "
             "configuration beats with fewer parameters.",
         ),
-        ("img", path, "Pareto front"),
-        (
-            "table",
+        Figure(path, "Pareto front"),
+        Table(
             ["configuration on the front", "parameters", "test loss"],
             [[p.label, f"{p.params:,.0f}", fmt(p.test_loss)] for p in front],
         ),
@@ -394,13 +420,12 @@ def reference_section(study: Study, preset: str, tracker: Tracker, data: StudyDa
             row.append(_summary(stats.summarize(values)) if values else "not run")
         rows.append(row)
     return [
-        ("h2", "Original write-up vs this study"),
-        (
-            "p",
+        Heading(2, "Original write-up vs this study"),
+        Text(
             "Each figure the original write-up claimed (one unseeded run each, validated on the test "
             "set), next to the same arm here: mean and 95% CI over seeds.",
         ),
-        ("table", headers, rows),
+        Table(headers, rows),
     ]
 
 
@@ -412,35 +437,6 @@ def _summary(summary: stats.Summary) -> str:
     if summary.n == 1 or not math.isfinite(summary.ci_low):
         return fmt(summary.mean)
     return f"{fmt(summary.mean)} ± {fmt((summary.ci_high - summary.ci_low) / 2)}"
-
-
-def to_markdown(blocks: list[Block], base: Path) -> str:
-    """The report as Markdown; the user's text (statements, arm names) is escaped, so that no
-    viewer renders HTML from it."""
-    lines: list[str] = []
-    for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2", "h3"):
-            lines += [f"{'#' * int(kind[1])} {_md(block[1])}", ""]
-        elif kind == "p":
-            lines += [_md(block[1]), ""] if block[1] else []
-        elif kind == "list":
-            lines += [f"- {_md(item)}" for item in block[1]] + [""]
-        elif kind == "table":
-            headers, rows = block[1], block[2]
-            lines.append("| " + " | ".join(_md(h) for h in headers) + " |")
-            lines.append("|" + "---|" * len(headers))
-            lines += ["| " + " | ".join(_md(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
-            lines.append("")
-        elif kind == "img":
-            alt = _md(block[2]).replace("[", "\\[").replace("]", "\\]")
-            lines += [f"![{alt}]({Path(block[1]).relative_to(base)})", ""]
-    return "\n".join(lines)
-
-
-def _md(text: str) -> str:
-    """Text for Markdown: '&', '<' and '>' as entities, and no line break that ends a block."""
-    return html.escape(text, quote=False).replace("\n", " ")
 
 
 STYLE = """
@@ -458,43 +454,50 @@ h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
 """
 
 
+def _environment(autoescape: bool) -> Any:
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("hypotune", "templates"),
+        autoescape=autoescape,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.filters |= {"md": _md, "inline": _inline, "embed": _embed, "anchor": _anchor}
+    return environment
+
+
+def to_markdown(blocks: list[Block], base: Path) -> str:
+    """The report as Markdown; the user's text (statements, arm names) is escaped, so that no
+    viewer renders HTML from it."""
+    template = _environment(autoescape=False).get_template("report.md.jinja")
+    return template.render(blocks=blocks, relative=lambda path: Path(path).relative_to(base).as_posix())
+
+
 def to_html(blocks: list[Block], title: str) -> str:
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{STYLE}</style></head><body>"
-    ]
-    for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2", "h3"):
-            anchor = html.escape(block[1]).replace(" ", "-")
-            parts.append(f"<{kind} id='{anchor}'>{html.escape(block[1])}</{kind}>")
-        elif kind == "p" and block[1]:
-            parts.append(f"<p>{_inline(block[1])}</p>")
-        elif kind == "list":
-            parts.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in block[1]) + "</ul>")
-        elif kind == "table":
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
-            body = "".join(
-                "<tr>"
-                + "".join(
-                    f"<td class='{cell}'>{html.escape(cell)}</td>"
-                    if cell in VERDICT_MARK
-                    else f"<td>{html.escape(cell)}</td>"
-                    for cell in row
-                )
-                + "</tr>"
-                for row in block[2]
-            )
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        elif kind == "img":
-            encoded = base64.b64encode(Path(block[1]).read_bytes()).decode()
-            parts.append(f"<img alt='{html.escape(block[2])}' src='data:image/png;base64,{encoded}'>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    """The report as one self-contained page: figures embedded, the user's text escaped."""
+    template = _environment(autoescape=True).get_template("report.html.jinja")
+    return template.render(blocks=blocks, title=title, style=STYLE, verdicts=VERDICT_MARK)
 
 
-def _inline(text: str) -> str:
+def _md(text: str) -> str:
+    """Text for Markdown: '&', '<' and '>' as entities, and no line break that ends a block."""
+    return html.escape(text, quote=False).replace("\n", " ")
+
+
+def _inline(text: str) -> Any:
     """Escape, then turn **bold** into <strong>."""
-    escaped = html.escape(text)
-    pieces = escaped.split("**")
-    return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(pieces))
+    from markupsafe import Markup
+
+    pieces = html.escape(text).split("**")
+    return Markup("".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(pieces)))
+
+
+def _embed(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def _anchor(text: str) -> str:
+    return text.replace(" ", "-")
