@@ -9,8 +9,9 @@ from scipy import stats as scipy_stats
 
 from hypotune import sequential, stats
 from hypotune.analysis import ArmData, TrialRecord
+from hypotune.predictions import cells
 from hypotune.studyfile import load_study
-from hypotune.verdicts import cells, counts, evaluate, next_seeds
+from hypotune.verdicts import counts, evaluate, next_seeds
 
 from .helpers import TINY_BASE
 

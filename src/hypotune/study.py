@@ -59,7 +59,7 @@ class Statistics:
 
 @dataclass(frozen=True)
 class Prediction:
-    kind: str  # one of PREDICTION_FIELDS
+    kind: str  # one of predictions.KINDS
     arm: str = ""  # better/best/efficiency/reaches: the arm predicted to win (or to reach)
     than: str = ""  # better: the arm it beats
     among: tuple[str, ...] = ()  # best: the arms it is best of (empty = all)
@@ -72,23 +72,9 @@ class Prediction:
     exploratory: bool = False  # reported with its unadjusted interval, never a verdict or a family member
 
     def describe(self) -> str:
-        if self.kind == "better":
-            return f"{self.arm} beats {self.than}"
-        if self.kind == "best":
-            return f"{self.arm} is best" + (f" of {', '.join(self.among)}" if self.among else "")
-        if self.kind in ("synergy", "diminishing"):
-            return {
-                "synergy": "combined effect exceeds the sum",
-                "diminishing": "combined effect falls short of the sum",
-            }[self.kind]
-        if self.kind == "efficiency":
-            return (
-                f"{self.arm} reaches {self.performance:.0%} of {self.reference} "
-                f"with <= {self.params:.0%} of its parameters"
-            )
-        if self.kind == "reaches":
-            return f"{self.arm} reaches {self.value:g}"
-        return f"{self.direction} with {self.factor}"
+        from hypotune.predictions import KINDS
+
+        return KINDS[self.kind].describe(self)
 
 
 @dataclass(frozen=True)

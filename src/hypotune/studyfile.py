@@ -26,6 +26,7 @@ from hypotune.config import (
 )
 from hypotune.errors import ConfigError, StudyError
 from hypotune.model import check_fits
+from hypotune.predictions import KINDS
 from hypotune.sequential import SeedPlan
 from hypotune.study import (
     DECIDING_METRICS,
@@ -42,15 +43,6 @@ from hypotune.study import (
 )
 from hypotune.tuning import TuningSpec, parse_tuning
 
-PREDICTION_FIELDS: dict[str, dict[str, bool]] = {  # kind -> {field: required}
-    "better": {"arm": True, "than": True},
-    "best": {"arm": True, "among": False},
-    "synergy": {},
-    "diminishing": {},
-    "efficiency": {"arm": True, "reference": True, "performance": True, "params": True},
-    "trend": {"factor": True, "direction": True},
-    "reaches": {"arm": True, "value": True},
-}
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 STUDY_KEYS = {
     "name", "description", "dataset", "base", "presets", "hypotheses", "reference", "tuning", "statistics",
@@ -366,9 +358,9 @@ def _parse_prediction(raw: Any, hypothesis: Hypothesis, where: str) -> Predictio
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table")
     kind = raw.get("kind")
-    if kind not in PREDICTION_FIELDS:
-        raise ConfigError(f"{where}.kind is {kind!r}; valid: {', '.join(PREDICTION_FIELDS)}")
-    fields = PREDICTION_FIELDS[kind]
+    if kind not in KINDS:
+        raise ConfigError(f"{where}.kind is {kind!r}; valid: {', '.join(KINDS)}")
+    fields = KINDS[kind].fields
     _known_keys(raw, {"kind", "exploratory", *fields}, where)
     if not isinstance(raw.get("exploratory", False), bool):
         raise ConfigError(f"{where}.exploratory must be true or false")
@@ -402,20 +394,7 @@ def _parse_prediction(raw: Any, hypothesis: Hypothesis, where: str) -> Predictio
         _known_arm(arm, hypothesis, f"{where}.among")
     if prediction.among and prediction.arm not in prediction.among:
         raise ConfigError(f"{where}.among must include the arm '{prediction.arm}'")
-    if kind in ("synergy", "diminishing"):
-        shape = "x".join(str(len(f.levels)) for f in hypothesis.factors) or f"{len(hypothesis.arms)} arms"
-        if len(hypothesis.factors) != 2 or shape != "2x2":
-            raise ConfigError(
-                f"{where}: '{kind}' needs a 2x2 factorial (two factors of two levels), got {shape}"
-            )
-    if kind == "trend":
-        names = [f.name for f in hypothesis.factors]
-        if prediction.factor not in names:
-            raise ConfigError(f"{where}.factor '{prediction.factor}' is not a factor here; factors: {names}")
-        if len(hypothesis.factors) != 1:
-            raise ConfigError(f"{where}: 'trend' needs a one-factor sweep")
-        if prediction.direction not in ("increasing", "decreasing"):
-            raise ConfigError(f"{where}.direction is {prediction.direction!r}; valid: increasing, decreasing")
+    KINDS[kind].check(prediction, hypothesis, where)
     return prediction
 
 

@@ -18,17 +18,16 @@ rate of false decisions by alpha. Exploratory predictions get a plain 95% interv
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
 from hypotune import sequential, stats
 from hypotune.analysis import StudyData
+from hypotune.predictions import KINDS, Evidence, collect_evidence, raw_values
 from hypotune.stats import fmt
-from hypotune.study import FAILURE_SCORE, Hypothesis, Prediction, Study
+from hypotune.study import Hypothesis, Prediction, Study
 
 DECIDED = ("supported", "refuted", "equivalent")
-THRESHOLD_KINDS = ("efficiency", "reaches")  # a claim about a level, with no "equivalent"
 
 
 @dataclass
@@ -53,19 +52,6 @@ class Verdict:
     family: str = ""  # which family, and its size
     correction: str = ""  # how the interval was widened for the family and the looks
     stopped: str = ""  # where the seed loop stands for this prediction
-
-
-@dataclass
-class Evidence:
-    """A prediction's per-seed numbers, before any interval."""
-
-    per_seed: dict[int, float]  # in favour of the prediction
-    label: str  # what the numbers measure, for the evidence line
-    test: str
-    threshold: float = 0.0  # the interval must clear this (efficiency: the performance share)
-    forced: str = ""  # a verdict settled without a test (a parameter budget broken)
-    note: str = ""
-    rivals: dict[str, dict[int, float]] | None = None  # best: advantage over each rival
 
 
 def evaluate(study: Study, data: StudyData, preset: str, budget_stopped: bool = False) -> list[Verdict]:
@@ -100,7 +86,7 @@ def _margin(study: Study, hypothesis: Hypothesis, data: StudyData) -> float:
     spec = study.margin(hypothesis)
     if spec is None:
         return math.nan
-    values = [v for arm in hypothesis.arms for v in _raw_values(hypothesis, data, arm).values()]
+    values = [v for arm in hypothesis.arms for v in raw_values(hypothesis, data, arm).values()]
     finite = [v for v in values if math.isfinite(v)]
     return spec.resolve(sum(finite) / len(finite) if finite else math.nan)
 
@@ -117,145 +103,6 @@ def _stop_reason(verdicts: list[Verdict], plan: sequential.SeedPlan, budget_stop
     if not plan.adaptive:
         return f"open at the preset's {plan.min} seeds"
     return f"open at {seeds} of up to {plan.max} seeds: running the study again adds seeds"
-
-
-def failure_score(hypothesis: Hypothesis, data: StudyData) -> float:
-    """What a diverged run scores: chance level, or the worst finished run if that is worse."""
-    finished = [
-        r.metrics.get(hypothesis.metric, math.nan)
-        for arm in hypothesis.arms
-        for r in data[hypothesis.id, arm].records.values()
-        if r.status != "diverged"
-    ]
-    finite = [v for v in finished if math.isfinite(v)]
-    chance = FAILURE_SCORE.get(hypothesis.metric, math.nan)
-    if hypothesis.lower_is_better:
-        return max([chance, *finite])
-    return min([chance, *finite])
-
-
-def _raw_values(hypothesis: Hypothesis, data: StudyData, arm: str) -> dict[int, float]:
-    """The metric per seed, a diverged run at its failure score; a missing metric is nan."""
-    failed = None
-    values = {}
-    for seed, record in data[hypothesis.id, arm].records.items():
-        value = record.metrics.get(hypothesis.metric, math.nan)
-        if record.status == "diverged" or math.isinf(value):
-            failed = failure_score(hypothesis, data) if failed is None else failed
-            value = failed
-        values[seed] = value
-    return values
-
-
-def _goodness(hypothesis: Hypothesis, data: StudyData, arm: str) -> dict[int, float]:
-    sign = -1.0 if hypothesis.lower_is_better else 1.0
-    return {s: sign * v for s, v in _raw_values(hypothesis, data, arm).items()}
-
-
-def collect_evidence(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
-    return EVIDENCE[prediction.kind](hypothesis, prediction, data)
-
-
-def _better(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
-    a, b = _goodness(hypothesis, data, prediction.arm), _goodness(hypothesis, data, prediction.than)
-    return Evidence(stats.paired_differences(a, b), f"{prediction.arm} vs {prediction.than}", "paired t")
-
-
-def _best(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
-    rivals = [a for a in (prediction.among or hypothesis.arms) if a != prediction.arm]
-    own = _goodness(hypothesis, data, prediction.arm)
-    advantages = {r: stats.paired_differences(own, _goodness(hypothesis, data, r)) for r in rivals}
-    return Evidence({}, f"{prediction.arm} vs", "paired t per rival", rivals=advantages)
-
-
-def cells(hypothesis: Hypothesis) -> dict[tuple[int, int], str]:
-    """The arm in each cell of a 2x2 factorial: (level of the first factor, of the second)."""
-    first, second = hypothesis.factors
-    short = [f.name.rsplit(".", 1)[-1] for f in (first, second)]
-    return {
-        (i, j): f"{short[0]}={label_a}, {short[1]}={label_b}"
-        for i, (label_a, _) in enumerate(first.levels)
-        for j, (label_b, _) in enumerate(second.levels)
-    }
-
-
-def _interaction(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
-    values = {cell: _goodness(hypothesis, data, arm) for cell, arm in cells(hypothesis).items()}
-    contrasts = stats.interaction_contrasts(values)
-    if prediction.kind == "diminishing":
-        contrasts = {s: -v for s, v in contrasts.items()}
-    what = "together minus the sum of single effects"
-    if prediction.kind == "diminishing":
-        what = "the sum of single effects minus together"
-    return Evidence(contrasts, f"interaction ({what})", "one-sample t of the per-seed contrast")
-
-
-def _efficiency(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
-    arm = _raw_values(hypothesis, data, prediction.arm)
-    reference = _raw_values(hypothesis, data, prediction.reference)
-    # performance ratio on each seed: arm over reference, inverted for losses
-    shares = stats.ratios(reference, arm) if hypothesis.lower_is_better else stats.ratios(arm, reference)
-    label = (
-        f"{prediction.arm} / {prediction.reference} performance ratio (needs >= {prediction.performance:g})"
-    )
-    evidence = Evidence(shares, label, "one-sample t of the per-seed ratio", threshold=prediction.performance)
-    params = [
-        next((r.metrics.get("param_count") for r in data[hypothesis.id, name].records.values()), None)
-        for name in (prediction.arm, prediction.reference)
-    ]
-    if params[0] and params[1]:
-        share = params[0] / params[1]
-        evidence.note = (
-            f"parameters {params[0]:,.0f} vs {params[1]:,.0f} ({share:.1%}, limit {prediction.params:.0%})"
-        )
-        evidence.forced = "refuted" if share > prediction.params else ""
-    return evidence
-
-
-def _reaches(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
-    sign = -1.0 if hypothesis.lower_is_better else 1.0
-    values = _raw_values(hypothesis, data, prediction.arm)
-    margins = {s: sign * (v - prediction.value) for s, v in values.items()}
-    return Evidence(margins, f"{prediction.arm} against {prediction.value:g}", "one-sample t")
-
-
-def trend_steps(hypothesis: Hypothesis, prediction: Prediction) -> list[str]:
-    """The factor's arms in order of their values (file order for named levels): the steps of a trend."""
-    factor = next(f for f in hypothesis.factors if f.name == prediction.factor)
-    short = factor.name.rsplit(".", 1)[-1]
-    labels = [label for label, _ in factor.levels]
-    with contextlib.suppress(ValueError):  # named levels keep the order of the file
-        labels.sort(key=float)
-    return [f"{short}={label}" for label in labels]
-
-
-def _trend(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
-    # The slope against the rank of each level, not its raw value: a factor whose values grow
-    # geometrically (1e-4, 1e-3, 1e-2) then has even steps, as on its natural scale.
-    arms = trend_steps(hypothesis, prediction)
-    per_level = [_raw_values(hypothesis, data, arm) for arm in arms]
-    per_seed = stats.slopes(range(len(arms)), per_level)
-    if prediction.direction == "decreasing":
-        per_seed = {s: -v for s, v in per_seed.items()}
-    means = [stats.summarize(list(v.values())).mean for v in per_level]
-    rising = all(b >= a for a, b in zip(means, means[1:], strict=False))
-    falling = all(b <= a for a, b in zip(means, means[1:], strict=False))
-    monotone = rising if prediction.direction == "increasing" else falling
-    short = prediction.factor.rsplit(".", 1)[-1]
-    note = "arm means " + ("are" if monotone else "are not") + f" monotone in {short}"
-    label = f"slope of {hypothesis.metric} over the steps of {short} ({' < '.join(arms)})"
-    return Evidence(per_seed, label, "one-sample t of the per-seed slope", note=note)
-
-
-EVIDENCE = {
-    "better": _better,
-    "best": _best,
-    "synergy": _interaction,
-    "diminishing": _interaction,
-    "efficiency": _efficiency,
-    "reaches": _reaches,
-    "trend": _trend,
-}
 
 
 def classify(
@@ -286,7 +133,7 @@ def decide(
 ) -> Verdict:
     looks = plan.looks
     level = alpha / max(size, 1)
-    equivalence = prediction.kind not in THRESHOLD_KINDS
+    equivalence = not KINDS[prediction.kind].threshold
     verdict, interval, label = _read(prediction, evidence, margin, looks, level, alpha)
     note = evidence.note
     if interval.n >= 2 and interval.std == 0 and not interval.bounded:
@@ -346,7 +193,7 @@ def _read(
         verdict, interval, rival = _decide_best(evidence.rivals, margin, looks, level)
         return evidence.forced or verdict, interval, f"{evidence.label} {rival}"
     interval = sequential.sequential_interval(evidence.per_seed, looks, level, threshold)
-    verdict = classify(interval, margin, threshold, prediction.kind not in THRESHOLD_KINDS)
+    verdict = classify(interval, margin, threshold, not KINDS[prediction.kind].threshold)
     if interval.n < looks[0]:
         verdict = "inconclusive"
     return evidence.forced or verdict, interval, evidence.label
@@ -387,11 +234,7 @@ def _decide_best(
 def evidence_line(verdict: Verdict, label: str, note: str, equivalence: bool) -> str:
     if verdict.seeds == 0:
         return "no finished trials yet"
-    what = {
-        "efficiency": "mean",
-        "reaches": f"margin in {verdict.metric}",
-        "trend": f"change in {verdict.metric} per step, the predicted way",
-    }.get(verdict.kind, f"improvement in {verdict.metric}")
+    what = KINDS[verdict.kind].effect.format(metric=verdict.metric)
     interval = ""
     if math.isfinite(verdict.ci_low) and math.isfinite(verdict.ci_high):
         interval = f" ({verdict.confidence:.1%} CI {fmt(verdict.ci_low)} to {fmt(verdict.ci_high)})"
