@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from hypotune.errors import StudyError
+from hypotune.predictions import describe
 from hypotune.searches import search_groups
 from hypotune.study import plan
 from hypotune.studyfile import built_in_studies, load_study
@@ -277,7 +278,7 @@ def test_one_arm_is_enough_for_a_reaches_prediction(tmp_path):
         'prediction = { kind = "reaches", arm = "wide", value = 0.8 }',
     )
     prediction = load_study(path).hypotheses[0].predictions[0]
-    assert (prediction.kind, prediction.value, prediction.describe()) == ("reaches", 0.8, "wide reaches 0.8")
+    assert (prediction.kind, prediction.value, describe(prediction)) == ("reaches", 0.8, "wide reaches 0.8")
 
 
 def test_the_built_in_study_travels_in_the_wheel(tmp_path):

@@ -231,5 +231,10 @@ KINDS: dict[str, Kind] = {
 }  # fmt: skip
 
 
+def describe(prediction: Prediction) -> str:
+    """The prediction in words: "wide beats narrow"."""
+    return KINDS[prediction.kind].describe(prediction)
+
+
 def collect_evidence(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
     return KINDS[prediction.kind].evidence(hypothesis, prediction, data)

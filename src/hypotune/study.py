@@ -71,11 +71,6 @@ class Prediction:
     value: float = 0.0  # reaches: the value the arm's mean gets to (at or above; at or below for a loss)
     exploratory: bool = False  # reported with its unadjusted interval, never a verdict or a family member
 
-    def describe(self) -> str:
-        from hypotune.predictions import KINDS
-
-        return KINDS[self.kind].describe(self)
-
 
 @dataclass(frozen=True)
 class Factor:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from hypotune import sequential, stats
 from hypotune.analysis import StudyData
-from hypotune.predictions import KINDS, Evidence, collect_evidence, raw_values
+from hypotune.predictions import KINDS, Evidence, collect_evidence, describe, raw_values
 from hypotune.stats import fmt
 from hypotune.study import Hypothesis, Prediction, Study
 
@@ -151,7 +151,7 @@ def decide(
     correction = "none (exploratory)" if prediction.exploratory else _correction(size, looks, evidence)
     result = Verdict(
         hypothesis=hypothesis.id,
-        prediction=prediction.describe(),
+        prediction=describe(prediction),
         kind=prediction.kind,
         metric=hypothesis.metric,
         verdict=verdict,
