@@ -306,3 +306,9 @@ def test_a_built_in_study_is_named_from_anywhere(tmp_path, monkeypatch, capsys):
     error = capsys.readouterr().err
     assert "no built-in study of that name (built in: fashion_mnist_synergy)" in error
     assert error.endswith("did you mean fashion_mnist_synergy?\n")
+
+
+def test_validate_reads_a_piped_study_once():
+    result = subprocess.run([sys.executable, "-m", "hypotune.cli", "validate", "/dev/stdin"],
+                            input=TINY.read_text(), capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0 and "study 'tiny' is valid" in result.stdout, result.stderr

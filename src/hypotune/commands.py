@@ -196,15 +196,16 @@ def run_validate(args: argparse.Namespace) -> int:
     from hypotune.model import check_fits
     from hypotune.searches import search_groups
     from hypotune.study import plan
-    from hypotune.studyfile import load_study, study_path
+    from hypotune.studyfile import parse_study, study_path
 
     args.file = study_path(args.file)
-    if "hypotheses" not in read_toml(args.file):
-        config = run_config_from_dict(read_toml(args.file))
+    raw = read_toml(args.file)  # once: the file may be a pipe (/dev/stdin)
+    if "hypotheses" not in raw:
+        config = run_config_from_dict(raw)
         size = check_fits(config)
         out.print(f"{args.file}: a valid run config ({size.params:,} parameters)")
         return 0
-    study = load_study(args.file)
+    study = parse_study(raw, args.file)
     out.print(f"{args.file}: study '{study.name}' is valid")
     for name, preset in study.presets.items():
         narrowed = study.under(name)

@@ -86,7 +86,11 @@ def load_study(path: str | Path) -> Study:
     """Read and fully validate a study file, or a built-in study by name; every problem names
     its place in the file."""
     path = study_path(path)
-    raw = read_toml(path)
+    return parse_study(read_toml(path), path)
+
+
+def parse_study(raw: dict[str, Any], path: str | Path) -> Study:
+    """A study from a study file's parsed TOML, checked as `load_study` checks it."""
     try:
         return _parse_study(raw, str(path))
     except ConfigError as error:
