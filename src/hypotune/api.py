@@ -250,22 +250,14 @@ def analyze(
     study: Study | str | Path, preset: str | None = None, *, tracking_uri: str | None = None
 ) -> Analysis:
     """Verdicts for every prediction of the preset, with the audit's findings, from the store."""
-    from hypotune.analysis import collect, collect_searches
-    from hypotune.audit import audit
-    from hypotune.tuning import overrides_from_params
-    from hypotune.verdicts import evaluate, next_seeds
+    from hypotune.report import analyse
 
     study = _study(study)
     preset = study.preset(preset).name
     study = study.under(preset)
     tracker = _tracker(tracking_uri)
-    data = collect(study, preset, tracker)
-    searches = collect_searches(study, preset, tracker)
-    tuned = {s.key: overrides_from_params(s.best) for own in searches.values() for s in own if s.finished}
-    verdicts = evaluate(study, data, preset, tracker.budget_stopped(study.name, preset))
-    seeds = next_seeds(study, preset, data) if study.presets[preset].seeds.adaptive else None
-    findings = audit(study, preset, data, tuned, seeds)
-    return Analysis(study, preset, tracker.uri, verdicts, findings, data, tracker)
+    analysed = analyse(study, preset, tracker)
+    return Analysis(study, preset, tracker.uri, analysed.verdicts, analysed.findings, analysed.data, tracker)
 
 
 def write_report(

@@ -81,15 +81,38 @@ def fetch_history(tracker: Tracker, data: StudyData) -> figures.History:
     return tracker.history(run_ids, ("train_loss", "val_loss"))
 
 
-def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> Report:
-    left_out = [h.id for h in study.hypotheses if not study.presets[preset].runs(h.id)]
+@dataclass
+class Analysed:
+    """What the store says of a study under one preset: its runs by arm, its searches, the
+    verdicts and the audit's findings."""
+
+    data: StudyData
+    searches: dict[tuple[str, str], list[SearchRecord]]
+    verdicts: list[Verdict]
+    findings: dict[str, list[str]]
+
+
+def analyse(study: Study, preset: str, tracker: Tracker) -> Analysed:
+    """Read the study's runs and searches from the store, decide every prediction, audit it."""
     study = study.under(preset)
     data = collect(study, preset, tracker)
     searches = collect_searches(study, preset, tracker)
     tuned = {s.key: overrides_from_params(s.best) for own in searches.values() for s in own if s.finished}
     verdicts = evaluate(study, data, preset, tracker.budget_stopped(study.name, preset))
     seeds = next_seeds(study, preset, data) if study.presets[preset].seeds.adaptive else None
-    findings = audit(study, preset, data, tuned, seeds)
+    return Analysed(data, searches, verdicts, audit(study, preset, data, tuned, seeds))
+
+
+def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> Report:
+    left_out = [h.id for h in study.hypotheses if not study.presets[preset].runs(h.id)]
+    study = study.under(preset)
+    analysed = analyse(study, preset, tracker)
+    data, searches, verdicts, findings = (
+        analysed.data,
+        analysed.searches,
+        analysed.verdicts,
+        analysed.findings,
+    )
     history = fetch_history(tracker, data)
     figure_dir = out_dir / "figures"
     blocks: list[Block] = [
