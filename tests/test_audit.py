@@ -7,6 +7,7 @@ store is opened.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,12 @@ def test_arms_trained_by_different_code_versions_are_flagged(study):
     assert audit(study, "quick", data)["width"] == [
         f"code version differs between arms: {VERSION} (narrow), 0.1.0+gdef5678 (wide)"
     ]
+    narrow = data["width", "narrow"].records
+    first = next(iter(narrow.values()))
+    narrow[99] = dataclasses.replace(first, seed=99, tags=dict(first.tags))  # a third run, as the second
+    first.tags[f"{TAG}code_version"] = "0.1.0+gdef5678"
+    line = f"code version differs between arms: 0.1.0+gdef5678|{VERSION} (narrow), 0.1.0+gdef5678 (wide)"
+    assert line in audit(study, "quick", data)["width"]  # each arm's versions once, not once a run
 
 
 def test_a_setting_the_hypothesis_does_not_declare_is_flagged_when_it_differs(study):

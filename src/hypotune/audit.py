@@ -129,11 +129,13 @@ def _differs(records: list[tuple[str, TrialRecord]], get: Callable[[TrialRecord]
 
 
 def _values_by_arm(records: list[tuple[str, TrialRecord]], get: Any) -> dict[str, str]:
-    values: dict[str, str] = {}
+    """Each arm's distinct values, in the order first seen, joined by '|'."""
+    seen: dict[str, list[Any]] = {}
     for arm, record in records:
-        value = get(record)
-        values[arm] = value if arm not in values or values[arm] == value else f"{values[arm]}|{value}"
-    return values
+        own = seen.setdefault(arm, [])
+        if get(record) not in own:
+            own.append(get(record))
+    return {arm: own[0] if len(own) == 1 else "|".join(map(str, own)) for arm, own in seen.items()}
 
 
 def _show(values: dict[str, str]) -> str:
