@@ -104,6 +104,7 @@ def interrupts_held() -> Iterator[None]:
         signal.raise_signal(signal.SIGINT)  # now handled as it would have been
 
 
+STALE = "process ended before the run finished"  # why a RUNNING run left by a dead process is KILLED
 STOPPED_TAG = f"{TAG}stopped"  # on a study's parent run: "budget" when its time budget ended it
 
 
@@ -369,13 +370,11 @@ class Tracker:
         runs = self.runs(experiment_id, tag_filter({tag("kind"): "study", tag("preset"): preset}))
         return any(run.data.tags.get(STOPPED_TAG) == "budget" for run in runs)
 
-    def reap_study(self, experiment_id: str, study: str, preset: str = "", message: str = "") -> list[str]:
+    def reap_study(self, experiment_id: str, study: str, preset: str = "", message: str = STALE) -> list[str]:
         """Mark the study's RUNNING runs (of one preset, if given) KILLED: under the study's lock
         they were left by a dead process. Other runs of the experiment are not touched."""
         tags = {tag("study"): study} | ({tag("preset"): preset} if preset else {})
-        return self.reap_stale(
-            experiment_id, also=tag_filter(tags), **({"message": message} if message else {})
-        )
+        return self.reap_stale(experiment_id, also=tag_filter(tags), message=message)
 
     def start_trial_run(
         self, experiment_id: str, name: str, study: str, preset: str, key: str, seed: int,
@@ -509,7 +508,7 @@ class Tracker:
         self.client.set_terminated(run_id, "FINISHED")
 
     def reap_search(self, experiment_id: str, search_key: str, scope: dict[str, str] | None = None,
-                    message: str = "process ended before the run finished") -> list[str]:  # fmt: skip
+                    message: str = STALE) -> list[str]:  # fmt: skip
         """Mark a search's RUNNING tuning trial runs KILLED."""
         tags = {tag("tuning_key"): search_key} | {tag(name): value for name, value in (scope or {}).items()}
         return self.reap_stale(experiment_id, also=tag_filter(tags), message=message)
@@ -567,7 +566,7 @@ class Tracker:
         experiment_id: str,
         keep: Iterable[str] = (),
         also: str = "",
-        message: str = "process ended before the run finished",
+        message: str = STALE,
     ) -> list[str]:
         """Mark RUNNING runs not in `keep` (left by a killed process) as KILLED.
 
