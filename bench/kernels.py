@@ -22,9 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hypotune.config import ModelConfig
-from hypotune.layers import MaxPool2d
-from hypotune.model import build_model, memory_layout
+from hypotune.fashion.config import ModelConfig
+from hypotune.fashion.layers import MaxPool2d
+from hypotune.fashion.model import build_model, memory_layout
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 EVAL_BATCHES = (32, 64, 128, 256, 1024)

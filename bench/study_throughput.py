@@ -31,10 +31,11 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from hypotune.config import RunConfig, Runtime
-from hypotune.data import make_dataset
 from hypotune.executors import LocalExecutor
-from hypotune.model import build_model, flop_count
-from hypotune.runner import forward_passes, run_study
+from hypotune.fashion import TRAINABLE, forward_passes
+from hypotune.fashion.data import make_dataset
+from hypotune.fashion.model import build_model, flop_count
+from hypotune.runner import run_study
 from hypotune.store import TAG, Tracker, flat_params, tag_filter
 from hypotune.study import plan
 from hypotune.studyfile import built_in_studies, load_study
@@ -45,7 +46,7 @@ BUILT_IN = built_in_studies()["fashion_mnist_synergy"]
 
 
 def trial_flops(config: RunConfig) -> float:
-    return 2 * flop_count(build_model(config.model)) * forward_passes(config)
+    return 2 * flop_count(build_model(config.model)) * forward_passes(config.settings)
 
 
 def gflops(config: RunConfig, seconds: float, cores: int = 1) -> str:
@@ -142,7 +143,7 @@ def hypotune_side(study, preset: str, trials: list, store: Path, workers: int) -
     tracker = Tracker(store_dir=store)
     tracker.experiment(study.name)
     start = time.perf_counter()
-    summary = run_study(study, preset, LocalExecutor(workers, Runtime()), tracker)
+    summary = run_study(study, preset, LocalExecutor(workers, Runtime(), preload=TRAINABLE.preload), tracker)
     seconds = time.perf_counter() - start
     assert summary.finished == len(trials), summary
     trial_runs = tracker.runs(tracker.experiment(study.name), tag_filter({f"{TAG}kind": "trial"}))

@@ -23,10 +23,11 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from hypotune.config import DataConfig, ModelConfig, RunConfig, Runtime, TrainConfig
-from hypotune.data import make_dataset
-from hypotune.model import build_model, flop_count
-from hypotune.trainer import train
+from hypotune.config import RunConfig, Runtime
+from hypotune.fashion.config import DataConfig, ModelConfig, Settings, TrainConfig
+from hypotune.fashion.data import make_dataset
+from hypotune.fashion.model import build_model, flop_count
+from hypotune.fashion.trainer import train
 
 CORE_PEAK = 2 * 8 * 2 * 2.5e9  # FMA units x fp32 lanes x 2 flops x ~2.5 GHz, one core
 WARMUP_STEPS = 10  # excluded from the clock on both sides: first steps build oneDNN kernels
@@ -63,9 +64,11 @@ def plain_loop(model_config: ModelConfig, steps: int, threads: int) -> float:
 def hypotune_loop(model_config: ModelConfig, steps: int, threads: int) -> float:
     """images/s of hypotune's second epoch, in steady state: the first absorbs the warm-up."""
     config = RunConfig(
-        data=DataConfig(val_size=1000),
-        model=model_config,
-        train=TrainConfig(epochs=2, steps_per_epoch=steps, batch_size=64, schedule="constant"),
+        Settings(
+            data=DataConfig(val_size=1000),
+            model=model_config,
+            train=TrainConfig(epochs=2, steps_per_epoch=steps, batch_size=64, schedule="constant"),
+        )
     )
     dataset = make_dataset(config.data)
     result = train(config, dataset, Runtime(threads=threads))

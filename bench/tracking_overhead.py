@@ -16,10 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from hypotune.config import DataConfig, RunConfig, Runtime, TrainConfig
-from hypotune.data import make_dataset
+from hypotune.config import RunConfig, Runtime
+from hypotune.fashion.config import DataConfig, Settings, TrainConfig
+from hypotune.fashion.data import make_dataset
+from hypotune.fashion.trainer import serialize_weights, train
 from hypotune.store import TAG, Tracker
-from hypotune.trainer import serialize_weights, train
 
 
 def tracked(
@@ -40,7 +41,7 @@ def tracked(
     timed(tracker.log_config, run_id, config, runtime)
     result = train(config, dataset, runtime, lambda m: timed(tracker.log_metrics, run_id, m, int(m["epoch"])))
     weights = serialize_weights(result.state_dict)
-    timed(tracker.finish, run_id, result.status, result.metrics, weights)
+    timed(tracker.finish, run_id, result.status, result.metrics, {"model.pt": weights})
     return time.perf_counter() - start, in_tracker
 
 
@@ -59,7 +60,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     config = RunConfig(
-        data=DataConfig(val_size=2000), train=TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps)
+        Settings(
+            data=DataConfig(val_size=2000), train=TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps)
+        )
     )
     dataset = make_dataset(config.data)
     runtime = Runtime(threads=args.threads)

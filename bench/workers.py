@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hypotune.config import Runtime
 from hypotune.executors import LocalExecutor, RayExecutor
+from hypotune.fashion import TRAINABLE
 from hypotune.runner import run_study
 from hypotune.store import Tracker
 from hypotune.study import plan
@@ -51,7 +52,7 @@ def main() -> None:
             if args.executor == "ray":
                 executor = RayExecutor(Runtime(), args.address, cpus_per_trial=2 / workers)
             else:
-                executor = LocalExecutor(workers, Runtime())
+                executor = LocalExecutor(workers, Runtime(), preload=TRAINABLE.preload)
             start = time.perf_counter()
             summary = run_study(study, args.preset, executor, tracker)
             seconds = time.perf_counter() - start

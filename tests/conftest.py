@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hypotune.config import DataConfig
-from hypotune.data import locate, read_raw
 from hypotune.errors import DataError
+from hypotune.fashion.config import DataConfig
+from hypotune.fashion.data import locate, read_raw
 
 from .helpers import make_synthetic_dir
 
@@ -22,7 +22,7 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def synthetic_data(synthetic_dir: Path):
     """A small Dataset: 1,000 train, 200 validation, 300 test images."""
-    from hypotune.data import make_dataset
+    from hypotune.fashion.data import make_dataset
 
     return make_dataset(DataConfig(val_size=200), str(synthetic_dir))
 

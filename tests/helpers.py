@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 
-from hypotune.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from hypotune.data import PARTS
+from hypotune.config import RunConfig
+from hypotune.fashion.config import DataConfig, ModelConfig, Settings, TrainConfig
+from hypotune.fashion.data import PARTS
 
 
 def write_idx(path: Path, array: torch.Tensor, compress: bool = True) -> Path:
@@ -62,11 +63,12 @@ val_size = 200
 
 def tiny_config(**train: object) -> RunConfig:
     """A model and budget small enough to train in well under a second."""
-    return RunConfig(
+    settings = Settings(
         data=DataConfig(val_size=200),
         model=ModelConfig(depth=2, width=8, pool_size=2, head="flatten", head_hidden=()),
         train=TrainConfig(**({"epochs": 2, "steps_per_epoch": 10, "batch_size": 32} | train)),
     )
+    return RunConfig(settings)
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ import pytest
 from hypotune.analysis import ArmData, StudyData, TrialRecord
 from hypotune.audit import audit
 from hypotune.config import Runtime
-from hypotune.model import build_model, param_count
+from hypotune.fashion.model import build_model, param_count
 from hypotune.store import TAG, flat_params
 from hypotune.study import Study
 from hypotune.studyfile import load_study
@@ -311,7 +311,7 @@ def test_a_logged_param_count_that_the_config_does_not_build_is_flagged(study):
     built = built_params(study, "width", "wide")
     assert built != 999
     assert audit(study, "quick", data)["width"] == [
-        f"arm 'wide' seed 1: logged 999 parameters but its config builds {built:,}"
+        f"arm 'wide' seed 1: logged param_count 999 but its config gives {built:,}"
     ]
 
 
@@ -319,8 +319,7 @@ def test_a_logged_model_config_that_cannot_be_rebuilt_is_flagged(study):
     data = trained(study, "width")
     data["width", "narrow"].records[0].params["model.width"] = "8,8,8"  # three widths, two layers
     assert audit(study, "quick", data)["width"] == [
-        "arm 'narrow' seed 0: the logged model config cannot be rebuilt "
-        "(model.width lists 3 widths for 2 layers)"
+        "arm 'narrow' seed 0: the logged config cannot be rebuilt (model.width lists 3 widths for 2 layers)"
     ]
 
 

@@ -9,8 +9,8 @@ from hypotune.analysis import collect
 from hypotune.audit import audit
 from hypotune.config import Runtime
 from hypotune.executors import LocalExecutor
+from hypotune.fashion.model import build_model, param_count
 from hypotune.figures import Band, curve_data, interaction_data, pareto_data
-from hypotune.model import build_model, param_count
 from hypotune.report import build_report
 from hypotune.runner import run_study
 from hypotune.store import TAG, Tracker
@@ -202,7 +202,7 @@ def test_audit_is_clean_for_a_fair_comparison_and_flags_a_wrong_param_count(work
     assert width == []
     study, tracker = hand_built_store(workdir, epochs_of_wide=2, wide_params=999)
     width = audit(study, "quick", collect(study, "quick", tracker))["width"]
-    assert any("logged 999 parameters but its config builds" in f for f in width)
+    assert any("logged param_count 999 but its config gives" in f for f in width)
 
 
 def test_audit_reports_missing_seeds(planted_store):

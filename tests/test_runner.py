@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from hypotune.config import RunConfig, Runtime
+from hypotune.config import Runtime
 from hypotune.events import Failed, Finished, Started
 from hypotune.executors import LocalExecutor
-from hypotune.runner import StudySource, forward_passes, run_study, study_status, trial_cost
+from hypotune.fashion import TRAINABLE
+from hypotune.runner import StudySource, run_study, study_status
 from hypotune.store import TAG, Tracker
 from hypotune.study import plan
 from hypotune.studyfile import load_study
@@ -77,15 +78,8 @@ class NoSearch:
         return True
 
 
-def test_forward_passes_count_training_thrice_and_every_evaluation():
-    course = RunConfig().replace(
-        {"train": {"epochs": 3, "steps_per_epoch": 100, "batch_size": 64}, "data": {"val_size": 10000}}
-    )
-    assert forward_passes(course) == 3 * 3 * 100 * 64 + 3 * 10000 + 10000
-    on_test = course.replace({"train": {"steps_per_epoch": 0}, "data": {"validate_on_test": True}})
-    assert forward_passes(on_test) == 3 * 3 * 60000 + 4 * 10000  # all 60,000 train; test every epoch
-    mirrored = course.replace({"data": {"eval_flip": True, "test_size": 2000}})
-    assert forward_passes(mirrored) == 3 * 3 * 100 * 64 + 2 * (3 * 10000 + 2000)
+def trial_cost(trial):
+    return TRAINABLE.cost_of(trial.config.settings)
 
 
 def test_final_trials_start_longest_first():
@@ -93,7 +87,7 @@ def test_final_trials_start_longest_first():
     handed_out = []
     while (task := source.next_task()) is not None:
         handed_out.append(source.trials[task.key])
-    costs = [trial_cost(trial.config) for trial in handed_out]
+    costs = [trial_cost(trial) for trial in handed_out]
     assert len(handed_out) == 10 and costs == sorted(costs, reverse=True)
     assert {trial.arms[0][1] for trial in handed_out[:2]} == {"wide"}  # twice the width's FLOPs
     order = [(trial.arms[0][1], trial.config.seed) for trial in handed_out]
@@ -101,9 +95,9 @@ def test_final_trials_start_longest_first():
     config = handed_out[-1].config
     assert config.model.norm == "none"  # the norms kept contiguous run slower per FLOP
     whole_epochs = config.replace({"train": {"steps_per_epoch": 0}})  # 59,800 images, not 8 x 32
-    assert trial_cost(whole_epochs) > 10 * trial_cost(config)  # the 10,000 test images weigh in too
+    assert TRAINABLE.cost_of(whole_epochs.settings) > 10 * TRAINABLE.cost_of(config.settings)  # test set too
     impossible = config.replace({"model": {"depth": 9, "pools": 9}})
-    assert trial_cost(impossible) == 0.0  # left to fail in its worker, with its own message
+    assert TRAINABLE.cost_of(impossible.settings) == 0.0  # left to fail in its worker, with its own message
 
 
 def test_parallel_workers_lose_no_tracking_data(workdir, synthetic_dir):
@@ -240,7 +234,8 @@ def test_a_worker_killed_mid_trial_fails_that_trial_and_the_rest_go_on(synthetic
 
     from .helpers import tiny_config
 
-    tasks = [Task(f"t{i}", tiny_config(epochs=3, steps_per_epoch=200).replace({"seed": i})) for i in range(3)]
+    config = tiny_config(epochs=3, steps_per_epoch=200)
+    tasks = [Task(f"t{i}", config.replace({"seed": i}), TRAINABLE.ref) for i in range(3)]
     executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)), poll_seconds=0.2)
     outcome = {}
     for event in executor.run(ListSource(tasks)):
@@ -257,7 +252,8 @@ def test_a_worker_that_dies_before_saying_it_started_is_not_waited_for(synthetic
     from .helpers import take_a_task_and_die, tiny_config
 
     executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)), target=take_a_task_and_die)
-    events = list(executor.run(ListSource([Task("only", tiny_config())])))  # hung forever before
+    task = Task("only", tiny_config(), TRAINABLE.ref)
+    events = list(executor.run(ListSource([task])))  # hung forever before
     assert events == [Failed("only", "worker process died (exit code 3)")]
 
 
@@ -428,7 +424,7 @@ def test_every_hypothesis_gets_its_first_look_before_any_gets_another_round(tmp_
     rounds = [bisect.bisect_right(looks, trial.config.seed) for trial in handed_out]
     assert rounds == sorted(rounds) and rounds[-1] == 1
     first = [t for t in handed_out if t.config.seed < looks[0]]
-    costs = [trial_cost(t.config) for t in first]
+    costs = [trial_cost(t) for t in first]
     assert costs == sorted(costs, reverse=True) and costs[0] > min(costs)  # longest first within it
 
 

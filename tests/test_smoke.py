@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from hypotune.config import DataConfig
-from hypotune.data import make_dataset
+from hypotune.fashion.config import DataConfig
+from hypotune.fashion.data import make_dataset
 
 
 def test_real_data_splits(real_data_dir):

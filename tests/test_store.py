@@ -5,8 +5,8 @@ import mlflow
 import pytest
 
 from hypotune.config import Runtime
+from hypotune.fashion.trainer import serialize_weights, train
 from hypotune.store import TAG, Tracker, flat_params, interrupts_held, read_metric, tag_filter
-from hypotune.trainer import serialize_weights, train
 
 from .helpers import tiny_config
 
@@ -19,7 +19,7 @@ def test_a_trial_is_readable_with_search_runs(workdir, synthetic_data):
     run_id = tracker.start_run(experiment_id, "one", {f"{TAG}key": config.key()})
     tracker.log_config(run_id, config, Runtime())
     result = train(config, synthetic_data, on_epoch=lambda m: tracker.log_metrics(run_id, m, int(m["epoch"])))
-    tracker.finish(run_id, result.status, result.metrics, serialize_weights(result.state_dict))
+    tracker.finish(run_id, result.status, result.metrics, {"model.pt": serialize_weights(result.state_dict)})
 
     mlflow.set_tracking_uri(tracker.uri)
     runs = mlflow.search_runs(experiment_names=["demo"])
@@ -37,13 +37,13 @@ def test_a_trial_is_readable_with_search_runs(workdir, synthetic_data):
 def test_weights_load_safely(workdir, synthetic_data):
     import torch
 
-    from hypotune.model import build_model
+    from hypotune.fashion.model import build_model
 
     tracker = Tracker()
     config = tiny_config(epochs=1)
     run_id = tracker.start_run(tracker.experiment("w"), "w", {})
     result = train(config, synthetic_data)
-    tracker.finish(run_id, result.status, result.metrics, serialize_weights(result.state_dict))
+    tracker.finish(run_id, result.status, result.metrics, {"model.pt": serialize_weights(result.state_dict)})
     path = tracker.client.download_artifacts(run_id, "model.pt", str(workdir))
     model = build_model(config.model)
     model.load_state_dict(torch.load(path, weights_only=True))

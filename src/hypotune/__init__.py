@@ -21,7 +21,7 @@ from hypotune.api import (
     train,
     write_report,
 )
-from hypotune.config import DataConfig, ModelConfig, RunConfig, Runtime, TrainConfig
+from hypotune.config import RunConfig, Runtime, setting
 from hypotune.errors import (
     ArchitectureError,
     ConfigError,
@@ -30,6 +30,8 @@ from hypotune.errors import (
     StudyError,
     TrackingError,
 )
+from hypotune.fashion.config import DataConfig, ModelConfig, Settings, TrainConfig
+from hypotune.trainable import Log, Result, Trainable
 
 __version__ = "0.1.0"
 
@@ -40,15 +42,19 @@ __all__ = [
     "DataConfig",
     "DataError",
     "HypotuneError",
+    "Log",
     "ModelConfig",
+    "Result",
     "RunConfig",
     "Runtime",
     "SearchResult",
+    "Settings",
     "StudyError",
     "StudyRun",
     "TrackingError",
     "TrainConfig",
     "TrainResult",
+    "Trainable",
     "analyze",
     "built_in_studies",
     "executor_for",
@@ -57,6 +63,7 @@ __all__ = [
     "run_study",
     "search",
     "search_group",
+    "setting",
     "study_status",
     "train",
     "write_report",

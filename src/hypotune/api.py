@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hypotune.config import RunConfig, Runtime, merge, run_config_from_dict
+from hypotune.config import RunConfig, Runtime, flatten, merge, run_config_from_dict
 from hypotune.errors import ConfigError, HypotuneError
+from hypotune.trainable import Log, Trainable, load, result_of
 
 if TYPE_CHECKING:  # imported when used: `import hypotune` stays light, torch loads on demand
     import pandas
@@ -44,6 +45,11 @@ def _tracker(tracking_uri: str | None) -> Tracker:
     from hypotune.store import Tracker
 
     return Tracker(tracking_uri if tracking_uri is not None else os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+def _trainable(trainable: Trainable | str | None) -> Trainable:
+    """A trainable given as itself, a built-in name or a "module:attribute" reference."""
+    return trainable if isinstance(trainable, Trainable) else load(trainable or "fashion_mnist")
 
 
 def _study(study: Study | str | Path) -> Study:
@@ -73,11 +79,13 @@ def seconds(budget: float | str | None) -> float | None:
     return seconds(value)
 
 
-def load_study(study: str | Path) -> Study:
-    """A study file, or a built-in study by name (`hypotune.built_in_studies()`), fully checked."""
-    from hypotune.studyfile import load_study as load
+def load_study(study: str | Path, trainable: Trainable | str | None = None) -> Study:
+    """A study file, or a built-in study by name (`hypotune.built_in_studies()`), fully checked.
+    Its settings are `trainable`'s (a Trainable, a built-in name or "module:attribute"; default
+    the built-in CNN on Fashion-MNIST)."""
+    from hypotune.studyfile import load_study as parse
 
-    return load(study)
+    return parse(study, _trainable(trainable))
 
 
 def built_in_studies() -> dict[str, Path]:
@@ -121,8 +129,10 @@ def executor_for(
     address: str | None = None,
     cpus_per_trial: float = 1.0,
     gpus_per_trial: float = 0.0,
+    preload: tuple[str, ...] = (),
 ) -> Executor:
-    """Where trials run: "local" (a pool of worker processes on this machine) or "ray"."""
+    """Where trials run: "local" (a pool of worker processes on this machine) or "ray".
+    `preload`: modules local workers import once before their first trial (a trainable's)."""
     from hypotune.executors import LocalExecutor, RayExecutor
 
     runtime = Runtime(threads=threads, device=device, data_dir=data_dir)
@@ -133,7 +143,7 @@ def executor_for(
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise HypotuneError("--workers must be at least 1")
-    return LocalExecutor(workers, runtime)
+    return LocalExecutor(workers, runtime, preload=preload)
 
 
 def run_study(
@@ -155,14 +165,15 @@ def run_study(
     Resumable: run it again after an interruption and it goes on. `executor` is "local", "ray"
     or an executor object (see `executor_for`)."""
     from hypotune import runner
-    from hypotune.data import read_raw
 
     study = _study(study)
     preset = study.preset(preset).name
     study = study.under(preset)
     if isinstance(executor, str):
-        executor = executor_for(executor, workers=workers, threads=threads, device=device, data_dir=data_dir)
-    read_raw(data_dir)  # fail on missing or corrupt data before starting anything
+        executor = executor_for(executor, workers=workers, threads=threads, device=device, data_dir=data_dir,
+                                preload=study.trainable.preload)  # fmt: skip
+    # Missing or corrupt data fails before anything starts.
+    study.trainable.ready(Runtime(threads=threads, device=device, data_dir=data_dir))
     tracker = _tracker(tracking_uri)
     summary = runner.run_study(
         study, preset, executor, tracker, on_event=on_event, on_start=on_start, budget_seconds=seconds(budget)
@@ -288,10 +299,22 @@ def study_status(
     return runner.study_status(study, study.preset(preset).name, _tracker(tracking_uri))
 
 
-def run_config(config: RunConfig | dict[str, Any] | str | Path | None = None, **settings: Any) -> RunConfig:
+def run_config(
+    config: RunConfig | dict[str, Any] | str | Path | None = None,
+    *,
+    trainable: Trainable | str | None = None,
+    **settings: Any,
+) -> RunConfig:
     """A run's settings: a RunConfig, a nested dict, or a TOML file, then `settings` over it as
-    dotted names with `.` written `__` (model__depth=6) or nested dicts (model={"depth": 6})."""
+    dotted names with `.` written `__` (model__depth=6) or nested dicts (model={"depth": 6}).
+    The settings are `trainable`'s (a Trainable, a built-in name or "module:attribute"; default
+    the built-in CNN, or the RunConfig's own)."""
     from hypotune.config import dotted_to_nested, read_toml
+
+    if isinstance(config, RunConfig) and trainable is None:
+        cls = type(config.settings)
+    else:
+        cls = _trainable(trainable).settings
 
     if isinstance(config, RunConfig):
         layered = config.to_dict()
@@ -301,15 +324,14 @@ def run_config(config: RunConfig | dict[str, Any] | str | Path | None = None, **
         layered = dict(config or {})
     for name, value in settings.items():
         layered = merge(layered, dotted_to_nested(name.replace("__", "."), value))
-    return run_config_from_dict(layered)
+    return run_config_from_dict(cls, layered)
 
 
 @dataclass
 class TrainStart:
     run_id: str
-    params: int  # the model's parameters
-    images: int  # training images
-    source: str  # where the data came from
+    about: str  # what the settings build, in the trainable's words ("123,456 parameters")
+    data: str  # what data it found, in its words
 
 
 @dataclass
@@ -345,40 +367,44 @@ def train(
     tracking_uri: str | None = None,
     experiment: str = "train",
     keep_weights: bool = True,
+    trainable: Trainable | str | None = None,
     on_start: Callable[[TrainStart], None] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     **settings: Any,
 ) -> TrainResult:
-    """Train one configuration (see `run_config`) on one seed and record it as an MLflow run.
-    A run that fails or is interrupted is marked FAILED or KILLED, never left RUNNING."""
-    from hypotune.data import make_dataset
-    from hypotune.model import check_fits
+    """Train one configuration (see `run_config`) on one seed, in this process, and record it as
+    an MLflow run with its artifacts (unless `keep_weights` is False). A run that fails or is
+    interrupted is marked FAILED or KILLED, never left RUNNING."""
+    from hypotune.events import Epoch
     from hypotune.store import interrupts_held
-    from hypotune.trainer import serialize_weights
-    from hypotune.trainer import train as train_run
 
-    config = run_config(config, **settings)
+    chosen = _trainable(trainable)
+    config = run_config(config, trainable=chosen, **settings)
     if seed is not None:
         config = config.replace({"seed": seed})
     runtime = Runtime(threads=threads or os.cpu_count() or 1, device=device, data_dir=data_dir)
-    size = check_fits(config)  # an impossible or oversized model fails here, before any I/O
-    dataset = make_dataset(config.data, runtime.data_dir)
+    about = chosen.describe(config.settings)  # impossible settings fail here, before any I/O
+    found = chosen.ready(runtime)
     tracker = _tracker(tracking_uri)
     experiment_id = tracker.experiment(experiment)
-    warning = "validated on the test set (course protocol)" if config.data.validate_on_test else ""
+    biased = chosen.biased and flatten(config.to_dict()).get(chosen.biased) is True
+    warning = "validated on the test set (course protocol)" if biased else ""
     run_id = tracker.start_train_run(experiment_id, config.key(), config.seed, warning)
+    epochs: list[dict[str, float]] = []
+
+    def logged(event: Any) -> None:
+        if isinstance(event, Epoch):
+            with interrupts_held():
+                tracker.log_metrics(run_id, event.metrics, step=int(event.metrics["epoch"]))
+            epochs.append(event.metrics)
+            if on_epoch:
+                on_epoch(event.metrics)
+
     try:
         tracker.log_config(run_id, config, runtime)
         if on_start:
-            on_start(TrainStart(run_id, size.params, len(dataset.train), dataset.source))
-
-        def logged(metrics: dict[str, float]) -> None:
-            with interrupts_held():
-                tracker.log_metrics(run_id, metrics, step=int(metrics["epoch"]))
-            if on_epoch:
-                on_epoch(metrics)
-
-        result = train_run(config, dataset, runtime, logged)
+            on_start(TrainStart(run_id, about, found))
+        result = result_of(chosen.train(config.settings, config.seed, Log(run_id, logged, runtime)))
     except KeyboardInterrupt:
         tracker.fail(run_id, "interrupted", status="KILLED")
         raise
@@ -386,15 +412,15 @@ def train(
         with contextlib.suppress(Exception):
             tracker.fail(run_id, f"{type(error).__name__}: {error}")
         raise
-    weights = serialize_weights(result.state_dict) if keep_weights else None
     try:
         with interrupts_held():
-            tracker.finish(run_id, result.status, result.metrics, weights, result.ran_with)
+            artifacts = result.artifacts if keep_weights else {}
+            tracker.finish(run_id, result.status, result.metrics, artifacts, result.tags)
     except Exception as error:  # a full disk while saving the weights: never leave it RUNNING
         with contextlib.suppress(Exception):
             tracker.fail(run_id, f"recording the result failed: {error}")
         raise
-    return TrainResult(run_id, result.status, result.metrics, result.epochs, tracker.uri)
+    return TrainResult(run_id, result.status, result.metrics, epochs, tracker.uri)
 
 
 def search_group(
@@ -406,21 +432,18 @@ def search_group(
     pruning: bool | None = None,
     label: str = "config",
     overrides: dict[str, Any] | None = None,
+    trainable: Trainable | str | None = None,
     **settings: Any,
 ) -> SearchGroup:
     """One configuration's search: its settings (as `run_config` takes them; a TOML file may
     hold a [tuning] table), `overrides` (nested) over them, and the tuning arguments over the
-    file's. `space` maps dotted settings to {low, high, scale} or {choices}."""
+    file's. `space` maps dotted settings to {low, high, scale} or {choices}; the default is the
+    trainable's own default space."""
     from hypotune.config import read_toml
-    from hypotune.model import check_model
     from hypotune.searches import SearchGroup
-    from hypotune.tuning import (
-        DEFAULT_SEARCH_TRIALS,
-        DEFAULT_SPACE,
-        TUNING_SEED_BASE,
-        parse_tuning,
-        tuning_key,
-    )
+    from hypotune.tuning import DEFAULT_SEARCH_TRIALS, TUNING_SEED_BASE, parse_tuning, tuning_key
+
+    chosen = _trainable(trainable)
 
     if isinstance(config, str | Path):
         raw = read_toml(config)
@@ -432,7 +455,8 @@ def search_group(
     tuning = dict(tuning)
     if space:
         tuning["space"] = space
-    tuning.setdefault("space", DEFAULT_SPACE)
+    if chosen.space:
+        tuning.setdefault("space", dict(chosen.space))
     trials = trials if trials is not None else tuning.get("trials", DEFAULT_SEARCH_TRIALS)
     if isinstance(trials, int) and not isinstance(trials, bool) and trials < 1:
         raise ConfigError(f"a search needs at least 1 trial, got {trials}")
@@ -441,15 +465,14 @@ def search_group(
         tuning["metric"] = metric
     if pruning is not None:
         tuning["pruning"] = pruning
-    spec = parse_tuning(tuning, "tuning", {"search"})
-    resolved = run_config(merge(raw, overrides or {}), **settings)
-    check_model(resolved.model)
+    spec = parse_tuning(tuning, "tuning", {"search"}, chosen)
+    resolved = run_config(merge(raw, overrides or {}), trainable=chosen, **settings)
+    chosen.describe(resolved.settings)
     for end in spec.range_ends():  # each end of each range must be a valid setting
         resolved.replace(end)
     key = tuning_key(resolved.to_dict(), spec)
-    return SearchGroup(
-        key, spec, spec.budget("search"), resolved.replace({"seed": TUNING_SEED_BASE}), [("search", label)]
-    )
+    first = resolved.replace({"seed": TUNING_SEED_BASE})
+    return SearchGroup(key, spec, spec.budget("search"), first, [("search", label)], trainable=chosen)
 
 
 @dataclass
@@ -485,11 +508,11 @@ def search(
 ) -> SearchResult:
     """Tune one configuration's nuisance settings (see `search_group`) with Optuna; resumable."""
     from hypotune import runner
-    from hypotune.data import read_raw
     from hypotune.searches import edge_warnings
 
-    executor = executor_for("local", workers=workers, threads=threads, data_dir=data_dir)
-    read_raw(data_dir)  # fail on missing or corrupt data before starting anything
+    executor = executor_for("local", workers=workers, threads=threads, data_dir=data_dir,
+                            preload=group.trainable.preload)  # fmt: skip
+    group.trainable.ready(Runtime(threads=threads, data_dir=data_dir))  # missing data fails first
     tracker = _tracker(tracking_uri)
     opened = runner.run_search(group, executor, tracker, experiment, on_event=on_event, on_resume=on_resume)
     if opened.best is None:

@@ -10,14 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 from hypotune.analysis import StudyData, TrialRecord
-from hypotune.config import ModelConfig, coerce, field_types, parse_text
+from hypotune.config import coerce, dotted_to_nested, flatten, leaves, merge, parse_text, settings_from_dict
 from hypotune.errors import ConfigError
-from hypotune.model import model_size
 from hypotune.study import Hypothesis, Study, plan
+from hypotune.trainable import Trainable
 
-BUDGET = ("train.epochs", "train.steps_per_epoch", "train.batch_size")
 RAN_WITH = ("threads", "device", "precision")  # tags of each run, from the process that trained it
-SPLIT = ("data.val_size", "data.split_seed", "data.train_subset", "data.test_size", "data.validate_on_test")
 
 
 def declared_keys(hypothesis: Hypothesis, preset: str) -> set[str]:
@@ -26,8 +24,7 @@ def declared_keys(hypothesis: Hypothesis, preset: str) -> set[str]:
     if hypothesis.tuned_in(preset):
         keys.update(d.name for d in hypothesis.tuning.space)
     for overrides in hypothesis.arms.values():
-        for section, values in overrides.items():
-            keys.update(f"{section}.{name}" for name in values)
+        keys.update(flatten(overrides))
     return keys
 
 
@@ -46,12 +43,13 @@ def audit(
     planned = {t.key for t in plan(study, preset, tuned, seeds)}
     minimum = study.presets[preset].seeds.min
     return {
-        h.id: audit_hypothesis(h, preset, data, planned, seeds.get(h.id, minimum)) for h in study.hypotheses
+        h.id: audit_hypothesis(study.trainable, h, preset, data, planned, seeds.get(h.id, minimum))
+        for h in study.hypotheses
     }
 
 
 def audit_hypothesis(
-    hypothesis: Hypothesis, preset: str, data: StudyData, planned: set[str], seeds: int
+    trainable: Trainable, hypothesis: Hypothesis, preset: str, data: StudyData, planned: set[str], seeds: int
 ) -> list[str]:
     records = [(arm, r) for arm in hypothesis.arms for r in data[hypothesis.id, arm].records.values()]
     findings: list[str] = []
@@ -62,7 +60,7 @@ def audit_hypothesis(
     if not records:
         return findings
     declared = declared_keys(hypothesis, preset)
-    for group, names in (("budget", BUDGET), ("data split", SPLIT)):
+    for group, names in (("budget", trainable.budget), ("data split", trainable.split)):
         for name in names:
             if name in declared:
                 continue  # what the hypothesis compares is never its own confound
@@ -79,7 +77,7 @@ def audit_hypothesis(
         if _differs(records, tagged):
             findings.append(f"{what} differs between arms: {_show(_values_by_arm(records, tagged))}")
     all_params = set().union(*(r.params for _, r in records)) - {"seed"}
-    for name in sorted(all_params - declared - set(BUDGET) - set(SPLIT)):
+    for name in sorted(all_params - declared - set(trainable.budget) - set(trainable.split)):
         if name.startswith("runtime."):
             continue  # threads and device do not change what is trained
         get = _param(name)
@@ -98,10 +96,10 @@ def audit_hypothesis(
             + "; ".join(f"{name} {_show(values)}" for name, values in ran.items())
             + "): floating-point results differ slightly between these, so rerun with one setting"
         )
-    if any(r.params.get("data.validate_on_test") == "True" for _, r in records):
+    if trainable.biased and any(r.params.get(trainable.biased) == "True" for _, r in records):
         findings.append("validated on the test set (course protocol): test metrics are not held out")
     for arm, record in records:
-        problem = _check_param_count(record)
+        problem = _check_recount(trainable, record)
         if problem:
             findings.append(f"arm '{arm}' seed {record.seed}: {problem}")
         if record.key not in planned:
@@ -142,25 +140,28 @@ def _show(values: dict[str, str]) -> str:
     return ", ".join(f"{value} ({arm})" for arm, value in values.items())
 
 
-def model_from_params(params: dict[str, str]) -> ModelConfig:
-    """The ModelConfig a run logged, rebuilt from its string params."""
-    hints = field_types(ModelConfig)
-    values = {}
-    for name, hint in hints.items():
-        text = params.get(f"model.{name}")
+def settings_from_params(trainable: Trainable, params: dict[str, str]) -> Any:
+    """The settings a run logged, rebuilt from its string params (defaults where one is missing)."""
+    nested: dict[str, Any] = {}
+    for name, hint in leaves(trainable.settings).items():
+        text = params.get(name)
         if text is not None:
-            values[name] = coerce(name, parse_text(f"model.{name}", text, hint), hint)
-    return ModelConfig(**values)
+            nested = merge(nested, dotted_to_nested(name, coerce(name, parse_text(name, text, hint), hint)))
+    return settings_from_dict(trainable.settings, nested)
 
 
-def _check_param_count(record: TrialRecord) -> str:
-    logged = record.metrics.get("param_count")
+def _check_recount(trainable: Trainable, record: TrialRecord) -> str:
+    """Whether what the settings alone fix (the built-in CNN's parameter count) is what was logged."""
+    if trainable.recount is None:
+        return ""
     try:
-        rebuilt = model_size(model_from_params(record.params)).params
+        expected = trainable.recount(settings_from_params(trainable, record.params))
     except ConfigError as error:
-        return f"the logged model config cannot be rebuilt ({error})"
-    if logged is None:
-        return "no param_count was logged"
-    if int(logged) != rebuilt:
-        return f"logged {int(logged):,} parameters but its config builds {rebuilt:,}"
+        return f"the logged config cannot be rebuilt ({error})"
+    for name, value in expected.items():
+        logged = record.metrics.get(name)
+        if logged is None:
+            return f"no {name} was logged"
+        if logged != value:
+            return f"logged {name} {logged:,.0f} but its config gives {value:,.0f}"
     return ""

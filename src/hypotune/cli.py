@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -10,12 +11,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hypotune.config import (
-    SECTIONS,
     RunConfig,
     Runtime,
     dotted_to_nested,
     field_types,
-    flag_owner,
+    full_name,
+    helps,
+    leaves,
     merge,
     parse_text,
     read_toml,
@@ -23,7 +25,7 @@ from hypotune.config import (
     setting_type,
 )
 from hypotune.errors import ConfigError, HypotuneError
-from hypotune.presets import TRAIN_PRESETS
+from hypotune.trainable import Trainable, load
 from hypotune.tuning import DEFAULT_SEARCH_TRIALS
 
 EXIT_USER_ERROR = 2
@@ -51,23 +53,40 @@ def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, dest=f"runtime.{name}", metavar="VALUE", help=field.metadata["help"])
 
 
-def add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per config field, e.g. --depth, --steps-per-epoch; help from the field."""
+def trainable() -> Trainable:
+    """The trainable `train` and `search` run: the built-in CNN."""
+    return load()
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, of: Trainable) -> None:
+    """One flag per setting of the trainable, e.g. --depth, --steps-per-epoch (its bare name where
+    that is unique, else --model.depth); help and default from the setting."""
     parser.add_argument("--seed", dest="set.seed", metavar="N", help="seed of the run (default 0)")
-    for section, cls in SECTIONS.items():
-        group = parser.add_argument_group(f"{section} settings")
-        for name, field in cls.__dataclass_fields__.items():
-            default = field.default
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            group.add_argument(
-                "--" + name.replace("_", "-"),
-                dest=f"set.{section}.{name}",
-                metavar="VALUE",
-                help=f"{field.metadata['help']} (default {shown})",
-            )
+    defaults = flatten_defaults(of.settings)
+    names = list(leaves(of.settings))
+    bare = [name.rsplit(".", 1)[-1] for name in names]
+    groups: dict[str, Any] = {}
+    for name, text in helps(of.settings).items():
+        table = name.rpartition(".")[0]
+        if table not in groups:
+            groups[table] = parser.add_argument_group(f"{table or of.name} settings")
+        short = name.rsplit(".", 1)[-1]
+        flag = short if bare.count(short) == 1 else name
+        default = defaults[name]
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        flag = "--" + flag.replace("_", "-")
+        groups[table].add_argument(
+            flag, dest=f"set.{name}", metavar="VALUE", help=f"{text} (default {shown})"
+        )
 
 
-def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+def flatten_defaults(cls: type) -> dict[str, Any]:
+    from hypotune.config import flatten
+
+    return flatten(dataclasses.asdict(cls()))
+
+
+def flag_overrides(args: argparse.Namespace, of: Trainable) -> dict[str, Any]:
     """Settings given as --name VALUE flags and --set KEY=VALUE, as nested overrides."""
     flags = vars(args).items()
     pairs = [(d.removeprefix("set."), t) for d, t in flags if d.startswith("set.") and t is not None]
@@ -75,23 +94,24 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep:
             raise ConfigError(f"--set expects KEY=VALUE, got '{item}'")
-        pairs.append((key if "." in key or key == "seed" else f"{flag_owner(key)}.{key}", text))
+        pairs.append((key if key == "seed" else full_name(of.settings, key), text))
     overrides: dict[str, Any] = {}
     for key, text in pairs:
-        value = parse_text(key, text, setting_type(key, bare=True))
+        value = parse_text(key, text, setting_type(of.settings, key, bare=True))
         overrides = merge(overrides, dotted_to_nested(key, value))
     return overrides
 
 
 def resolve_run_config(args: argparse.Namespace) -> RunConfig:
     """Defaults < preset < --config file < flags."""
+    of = trainable()
     layered: dict[str, Any] = {}
     if args.preset:
-        layered = merge(layered, TRAIN_PRESETS[args.preset])
+        layered = merge(layered, of.presets[args.preset])
     if args.config:
         layered = merge(layered, read_toml(args.config))
-    layered = merge(layered, flag_overrides(args))
-    return run_config_from_dict(layered)
+    layered = merge(layered, flag_overrides(args, of))
+    return run_config_from_dict(of.settings, layered)
 
 
 def resolve_runtime(args: argparse.Namespace, threads: int = 1) -> Runtime:
@@ -111,8 +131,8 @@ def search_config(args: argparse.Namespace) -> Any:
     space = dict(parse_space_flag(text) for text in args.space) if args.space else None
     label = args.config.stem if args.config else "config"
     pruning = False if args.no_pruning else None
-    return search_group(args.config, overrides=flag_overrides(args), space=space, trials=args.trials,
-                        metric=args.metric, pruning=pruning, label=label)  # fmt: skip
+    return search_group(args.config, overrides=flag_overrides(args, trainable()), space=space,
+                        trials=args.trials, metric=args.metric, pruning=pruning, label=label)  # fmt: skip
 
 
 def parse_space_flag(text: str) -> tuple[str, dict[str, Any]]:
@@ -121,9 +141,9 @@ def parse_space_flag(text: str) -> tuple[str, dict[str, Any]]:
     parts = spec.split(":")
     if not sep or len(parts) not in (2, 3):
         raise ConfigError(f"--space expects KEY=LOW:HIGH or KEY=LOW:HIGH:log, got '{text}'")
-    if "." not in name:
-        name = f"{flag_owner(name)}.{name}"
-    hint = setting_type(name, bare=True)
+    settings = trainable().settings
+    name = full_name(settings, name)
+    hint = setting_type(settings, name, bare=True)
     kind = int if hint is int else float
     low, high = (parse_text(f"--space {name}", part, kind) for part in parts[:2])
     return name, {"low": low, "high": high, "scale": parts[2] if len(parts) == 3 else "linear"}
@@ -152,7 +172,7 @@ def add_search_parser(commands: Any) -> None:
     search.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1)")
     search.add_argument("--data-dir", default="", help="directory holding the IDX files")
     search.add_argument("--experiment", default="search", help="MLflow experiment name")
-    add_setting_flags(search)
+    add_setting_flags(search, trainable())
     add_tracking_flags(search)
 
 
@@ -210,13 +230,13 @@ def build_parser() -> Parser:
 
     train = commands.add_parser("train", help="train one configuration and track it in MLflow")
     train.add_argument("--config", type=Path, help="TOML file with [data], [model], [train] tables")
-    train.add_argument("--preset", choices=sorted(TRAIN_PRESETS), help="a named training budget")
+    train.add_argument("--preset", choices=sorted(trainable().presets), help="a named training budget")
     train.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="any setting, e.g. --set model.depth=6"
     )
     train.add_argument("--experiment", default="train", help="MLflow experiment name")
     train.add_argument("--no-weights", action="store_true", help="do not save the trained weights")
-    add_setting_flags(train)
+    add_setting_flags(train, trainable())
     add_runtime_flags(train)
     add_tracking_flags(train)
 
@@ -278,6 +298,7 @@ def build_parser() -> Parser:
 def resolve(args: argparse.Namespace) -> None:
     """Settings given as a preset, a file and flags, resolved once, before any command runs."""
     if args.command == "train":
+        args.trainable = trainable()
         args.run_config = resolve_run_config(args)
         args.runtime = resolve_runtime(args, threads=os.cpu_count() or 1)  # one run: every core
     elif args.command == "search":

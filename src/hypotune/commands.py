@@ -53,29 +53,35 @@ def progress_bar() -> Progress:
 def run_train(args: argparse.Namespace) -> int:
     from hypotune import api
 
-    config = args.run_config
+    config, trainable = args.run_config, args.trainable
+    epochs = trainable.epochs_of(config.settings)
     with progress_bar() as progress:
-        task = progress.add_task("epochs", total=config.train.epochs, status="", visible=False)
+        task = progress.add_task("epochs", total=epochs, status="", visible=False)
 
         def on_start(start: api.TrainStart) -> None:
-            images = f"{start.images:,} images ({start.source})"
-            console.print(f"training {start.params:,} parameters on {images}; run {start.run_id}")
+            console.print(f"training {start.about} on {start.data}; run {start.run_id}")
             progress.update(task, visible=True)
 
         def on_epoch(metrics: dict[str, float]) -> None:
-            status = f"val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.3f}"
+            status = shown(metrics)
             progress.update(task, advance=1, status=status)
             if not console.is_terminal:  # a log: a line per epoch instead of a bar
-                console.print(f"epoch {int(metrics['epoch'])}/{config.train.epochs}: {status}")
+                console.print(f"epoch {int(metrics['epoch'])}/{epochs or '?'}: {status}")
 
         runtime = args.runtime
         result = api.train(config, threads=runtime.threads, device=runtime.device,
                            data_dir=runtime.data_dir, tracking_uri=args.tracking_uri,
-                           experiment=args.experiment, keep_weights=not args.no_weights,
+                           experiment=args.experiment, keep_weights=not args.no_weights, trainable=trainable,
                            on_start=on_start, on_epoch=on_epoch)  # fmt: skip
     out.print(result_table(result.status, result.metrics))
     out.print(f"run {result.run_id} in {result.tracking_uri} (experiment '{args.experiment}')")
     return 0 if result.status == "finished" else 1
+
+
+def shown(metrics: dict[str, float], most: int = 2) -> str:
+    """An epoch's metrics in a few words: validation loss and accuracy where a trainable logs them."""
+    names = [n for n in ("val_loss", "val_acc") if n in metrics] or [n for n in metrics if n != "epoch"]
+    return "  ".join(f"{name} {metrics[name]:.4g}" for name in names[:most])
 
 
 def result_table(status: str, metrics: dict[str, float]) -> Table:
@@ -101,10 +107,10 @@ def result_table(status: str, metrics: dict[str, float]) -> Table:
 
 
 def run_data(args: argparse.Namespace) -> int:
-    from hypotune.data import read_raw
+    from hypotune.config import Runtime
+    from hypotune.trainable import load
 
-    raw = read_raw(args.data_dir or "")
-    out.print(f"Fashion-MNIST in {raw.source}: {len(raw.train):,} training and {len(raw.test):,} test images")
+    out.print(load().ready(Runtime(data_dir=args.data_dir or "")))
     return 0
 
 
@@ -193,17 +199,18 @@ def warn_if_exposed(host: str, auth: bool) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     from hypotune.config import read_toml, run_config_from_dict
-    from hypotune.model import check_fits
     from hypotune.searches import search_groups
     from hypotune.study import plan
     from hypotune.studyfile import parse_study, study_path
+    from hypotune.trainable import load
 
     args.file = study_path(args.file)
     raw = read_toml(args.file)  # once: the file may be a pipe (/dev/stdin)
     if "hypotheses" not in raw:
-        config = run_config_from_dict(raw)
-        size = check_fits(config)
-        out.print(f"{args.file}: a valid run config ({size.params:,} parameters)")
+        trainable = load()
+        config = run_config_from_dict(trainable.settings, raw)
+        about = trainable.describe(config.settings)
+        out.print(f"{args.file}: a valid run config" + (f" ({about})" if about else ""))
         return 0
     study = parse_study(raw, args.file)
     out.print(f"{args.file}: study '{study.name}' is valid")
@@ -258,7 +265,7 @@ def run_study_command(args: argparse.Namespace) -> int:
         )
         + f"; {where}"
     )
-    with trial_display(len(plan(study, preset))) as display:
+    with trial_display(study.trainable, len(plan(study, preset))) as display:
         done = api.run_study(study, preset, executor=executor, data_dir=args.data_dir,
                              tracking_uri=args.tracking_uri, budget=args.budget, on_event=display.on_event,
                              on_start=display.on_start)  # fmt: skip
@@ -276,17 +283,18 @@ def run_study_command(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def trial_display(planned: int, tuning_planned: int = 0) -> Any:
+def trial_display(trainable: Any, planned: int, tuning_planned: int = 0) -> Any:
     """Live bars on a terminal; without one (CI, a log file, `| tee`), a plain line per trial."""
     if console.is_terminal:
-        return TrialBars(planned, tuning_planned)
+        return TrialBars(trainable, planned, tuning_planned)
     return TrialLines(planned, tuning_planned)
 
 
 class TrialBars(contextlib.AbstractContextManager):
     """A bar per running trial under the overall and tuning counts."""
 
-    def __init__(self, planned: int, tuning_planned: int = 0) -> None:
+    def __init__(self, trainable: Any, planned: int, tuning_planned: int = 0) -> None:
+        self.trainable = trainable  # says how many epochs a trial's bar counts
         self.progress = progress_bar()
         self.overall = self.progress.add_task("trials", total=planned, status="", visible=bool(planned))
         self.tuning = self.progress.add_task("tuning trials", total=tuning_planned, status="",
@@ -324,12 +332,10 @@ class TrialBars(contextlib.AbstractContextManager):
 
         key = event.key
         if isinstance(event, Started):
-            self.bars[key] = self.progress.add_task(f"  {trial.name}", total=trial.config.train.epochs,
-                                                    status="")  # fmt: skip
+            epochs = self.trainable.epochs_of(trial.config.settings)
+            self.bars[key] = self.progress.add_task(f"  {trial.name}", total=epochs, status="")
         elif isinstance(event, Epoch):
-            self.progress.update(
-                self.bars[key], advance=1, status=f"val_loss {event.metrics['val_loss']:.4f}"
-            )
+            self.progress.update(self.bars[key], advance=1, status=shown(event.metrics, 1))
         else:
             if key in self.bars:
                 self.progress.remove_task(self.bars.pop(key))
@@ -400,7 +406,7 @@ def run_search(args: argparse.Namespace) -> int:
         f"searching {', '.join(d.describe() for d in group.spec.space)} for {args.config}: "
         f"{group.budget} trials on validation {group.spec.metric}, {args.workers} workers"
     )
-    with trial_display(0, group.budget) as display:
+    with trial_display(group.trainable, 0, group.budget) as display:
 
         def on_resume(done: int) -> None:
             console.print(f"resuming: {done} of {group.budget} trials already done")

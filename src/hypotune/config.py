@@ -1,8 +1,10 @@
-"""Typed, frozen run configuration: defaults, then a TOML file, then overrides.
+"""Settings as typed, frozen dataclasses: defaults, then a TOML file, then overrides.
 
-A `RunConfig` fully determines one training (data split, model, budget, seed); its hash is
-the trial key. Execution settings that do not change what is trained (threads, device, where
-the data lies) live in `Runtime`, outside the key.
+A trainable declares its settings as a frozen dataclass of `setting`s, optionally grouped in
+tables (the built-in CNN has [data], [model], [train]). A `RunConfig` pairs those settings with
+a seed: it fully determines one training, and its hash is the trial key. Execution settings
+that do not change what is trained (threads, device, where the data lies) live in `Runtime`,
+outside the key. Nothing here knows any particular trainable.
 """
 
 from __future__ import annotations
@@ -30,135 +32,26 @@ def setting(default: Any, help: str) -> Any:
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    val_size: int = setting(10_000, "images carved from the training set for validation (stratified)")
-    split_seed: int = setting(0, "seed of the train/validation split (vary_split studies: the trial seed)")
-    train_subset: int = setting(0, "training images used, stratified subset (0 = the whole split)")
-    test_size: int = setting(0, "test images for the final evaluation, stratified subset (0 = all 10,000)")
-    validate_on_test: bool = setting(
-        False, "course protocol: validate on the official test set (biased; logged as such)"
-    )
-    normalize: str = setting("scale", "pixel scaling: 'scale' (x/255) or 'standardize'")
-    flip: bool = setting(False, "augment with random horizontal flips")
-    translate: int = setting(0, "augment with random shifts of up to this many pixels")
-    eval_flip: bool = setting(
-        False, "evaluate each image and its mirror image, averaging the predicted probabilities"
-    )
-
-    def __post_init__(self) -> None:
-        _check(self.val_size >= 0, "data.val_size", "must be >= 0")
-        _check(self.train_subset >= 0, "data.train_subset", "must be >= 0")
-        _check(self.test_size >= 0, "data.test_size", "must be >= 0")
-        _check(0 <= self.split_seed <= MAX_SEED, "data.split_seed", f"must be between 0 and {MAX_SEED}")
-        _choice("data.normalize", self.normalize, ("scale", "standardize"))
-        _check(0 <= self.translate <= 8, "data.translate", "must be between 0 and 8 pixels")
-        _check(
-            self.validate_on_test or self.val_size > 0,
-            "data.val_size",
-            "must be > 0 unless data.validate_on_test is set",
-        )
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    depth: int = setting(10, "number of convolutional layers")
-    width: int | tuple[int, ...] = setting(32, "filters per conv layer: one number, or one per layer")
-    kernel_size: int = setting(3, "convolution kernel size (odd; 'same' padding)")
-    norm: str = setting("none", "normalization: none, batch, instance, layer, group")
-    groups: int = setting(8, "group count for norm = group; must divide every width")
-    activation: str = setting("relu", "activation: relu, gelu, silu, leaky_relu, elu, tanh")
-    dropout: float = setting(0.0, "dropout rate inside each conv block (0 = none)")
-    dropout_kind: str = setting("spatial", "'spatial' (Dropout2d, whole channels) or 'element'")
-    block_order: str = setting(
-        "conv-norm-act-dropout-pool", "order of operations inside a block, joined by '-'"
-    )
-    pool: str = setting("max", "pooling kind: max or avg")
-    pool_size: int = setting(3, "pooling window and stride")
-    pools: int = setting(2, "poolings spread evenly over the layers (when pool_after is empty)")
-    pool_after: tuple[int, ...] = setting((), "1-based conv layers followed by pooling (overrides pools)")
-    residual: bool = setting(False, "add skip connections around each conv block")
-    head: str = setting("flatten", "classifier head: 'flatten' or 'gap' (global average pool)")
-    head_hidden: tuple[int, ...] = setting((32,), "hidden dense layers of the head")
-    head_dropout: float = setting(0.0, "element-wise dropout before each dense layer of the head")
-
-    def __post_init__(self) -> None:
-        _check(1 <= self.depth <= 64, "model.depth", "must be between 1 and 64")
-        if isinstance(self.width, tuple):
-            _check(
-                len(self.width) == self.depth,
-                "model.width",
-                f"lists {len(self.width)} widths for {self.depth} layers",
-            )
-        _check(all(1 <= w <= 4096 for w in self.widths), "model.width", "must be between 1 and 4096")
-        odd = self.kernel_size % 2 == 1
-        _check(odd and 1 <= self.kernel_size <= 27, "model.kernel_size", "must be odd, from 1 to 27")
-        _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
-        _check(0.0 <= self.head_dropout < 1.0, "model.head_dropout", "must be in [0, 1)")
-        _choice("model.dropout_kind", self.dropout_kind, ("spatial", "element"))
-        _choice("model.head", self.head, ("flatten", "gap"))
-        _check(self.pool_size >= 1, "model.pool_size", "must be >= 1")
-        hidden_ok = all(1 <= h <= 65_536 for h in self.head_hidden)
-        _check(hidden_ok, "model.head_hidden", "sizes must be from 1 to 65536")
-        if not self.pool_after:
-            _check(0 <= self.pools <= self.depth, "model.pools", f"must be between 0 and depth {self.depth}")
-        bad = [i for i in self.pool_after if not 1 <= i <= self.depth]
-        _check(not bad, "model.pool_after", f"names layers {bad} outside 1..{self.depth}")
-        # Names (norm, activation, pool, block_order) are checked against the layer registries
-        # when the model is built; `hypotune.model.check_model` runs that without building.
-
-    @property
-    def pool_layers(self) -> tuple[int, ...]:
-        """The layers followed by pooling: pool_after, or `pools` spread evenly (10 layers: 4, 8)."""
-        if self.pool_after:
-            return tuple(sorted(set(self.pool_after)))
-        return tuple(math.ceil(self.depth * i / (self.pools + 0.5)) for i in range(1, self.pools + 1))
-
-    @property
-    def widths(self) -> tuple[int, ...]:
-        return self.width if isinstance(self.width, tuple) else (self.width,) * self.depth
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = setting(3, "training epochs")
-    steps_per_epoch: int = setting(100, "batches per epoch (0 = one full pass over the training split)")
-    batch_size: int = setting(64, "images per batch")
-    optimizer: str = setting("adam", "adam, adamw or sgd (with Nesterov momentum)")
-    lr: float = setting(1e-3, "peak learning rate")
-    weight_decay: float = setting(1e-5, "weight decay (L2 for adam/sgd, decoupled for adamw)")
-    momentum: float = setting(0.9, "momentum for sgd")
-    schedule: str = setting("plateau", "constant, cosine, onecycle or plateau (on validation loss)")
-    plateau_factor: float = setting(0.1, "plateau: multiply the learning rate by this")
-    plateau_patience: int = setting(10, "plateau: epochs without improvement before a cut")
-    label_smoothing: float = setting(0.0, "label smoothing of the training loss")
-    early_stopping: int = setting(0, "stop after this many epochs without a better val loss (0 = off)")
-
-    def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "train.epochs", "must be >= 1")
-        _check(self.steps_per_epoch >= 0, "train.steps_per_epoch", "must be >= 0")
-        _check(1 <= self.batch_size <= 65_536, "train.batch_size", "must be between 1 and 65536")
-        _choice("train.optimizer", self.optimizer, ("adam", "adamw", "sgd"))
-        _choice("train.schedule", self.schedule, ("constant", "cosine", "onecycle", "plateau"))
-        _check(self.lr > 0, "train.lr", "must be > 0")
-        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
-        _check(0 <= self.momentum < 1, "train.momentum", "must be in [0, 1)")
-        _check(0 < self.plateau_factor < 1, "train.plateau_factor", "must be in (0, 1)")
-        _check(0 <= self.label_smoothing < 1, "train.label_smoothing", "must be in [0, 1)")
-        _check(self.early_stopping >= 0, "train.early_stopping", "must be >= 0")
-
-
-@dataclass(frozen=True)
 class RunConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    """One trial: a trainable's settings and the seed. Its hash is the trial key.
+
+    The settings are the trainable's frozen dataclass; tables of it read through
+    (`config.model.depth` for the built-in CNN).
+    """
+
+    settings: Any
     seed: int = setting(0, "seed of initialisation, data order, dropout masks and augmentation")
 
     def __post_init__(self) -> None:
-        _check(0 <= self.seed <= MAX_SEED, "seed", f"must be between 0 and {MAX_SEED}")
+        check(0 <= self.seed <= MAX_SEED, "seed", f"must be between 0 and {MAX_SEED}")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "settings":  # pickling and copying look these up
+            raise AttributeError(name)
+        return getattr(self.settings, name)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self.settings), "seed": self.seed}
 
     def key(self) -> str:
         """The trial key: a hash of everything that determines the trained model."""
@@ -167,7 +60,7 @@ class RunConfig:
 
     def replace(self, overrides: dict[str, Any]) -> RunConfig:
         """A copy with nested overrides applied, e.g. {"model": {"depth": 6}, "seed": 1}."""
-        return run_config_from_dict(merge(self.to_dict(), overrides))
+        return run_config_from_dict(type(self.settings), merge(self.to_dict(), overrides))
 
 
 @dataclass(frozen=True)
@@ -176,23 +69,20 @@ class Runtime:
 
     threads: int = setting(1, "torch threads per training process")
     device: str = setting("cpu", "cpu, cuda, or auto (cuda when present)")
-    data_dir: str = setting("", "directory holding the Fashion-MNIST IDX files ('' = search)")
+    data_dir: str = setting("", "folder holding the trainable's data ('' = where it looks by default)")
 
     def __post_init__(self) -> None:
-        _check(1 <= self.threads <= 256, "threads", "must be between 1 and 256")
-        _choice("device", self.device, ("cpu", "cuda", "auto"))
+        check(1 <= self.threads <= 256, "threads", "must be between 1 and 256")
+        choice("device", self.device, ("cpu", "cuda", "auto"))
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
-
-
-def _check(condition: bool, key: str, problem: str) -> None:
+def check(condition: bool, key: str, problem: str) -> None:
     if not condition:
         raise ConfigError(f"{key} {problem}")
 
 
-def _choice(key: str, value: str, valid: tuple[str, ...]) -> None:
-    _check(value in valid, key, f"is '{value}'; valid: {', '.join(valid)}")
+def choice(key: str, value: str, valid: tuple[str, ...]) -> None:
+    check(value in valid, key, f"is '{value}'; valid: {', '.join(valid)}")
 
 
 def unknown_key_message(key: str, valid: typing.Iterable[str]) -> str:
@@ -267,29 +157,71 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def section_from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+def sections(cls: type) -> dict[str, type]:
+    """The tables of a settings class: its fields that are settings classes themselves."""
+    return {name: hint for name, hint in field_types(cls).items() if dataclasses.is_dataclass(hint)}
+
+
+def leaves(cls: type) -> dict[str, Any]:
+    """Every setting of a settings class by dotted name ('model.depth'), with its type."""
+    found: dict[str, Any] = {}
+    for name, hint in field_types(cls).items():
+        if dataclasses.is_dataclass(hint):
+            found.update({f"{name}.{key}": inner for key, inner in leaves(hint).items()})
+        else:
+            found[name] = hint
+    return found
+
+
+def helps(cls: type) -> dict[str, str]:
+    """Each setting's one-line help by dotted name, as `setting` declared it ('' when it did not)."""
+    found: dict[str, str] = {}
+    for item in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(field_types(cls)[item.name]):
+            found.update({f"{item.name}.{k}": v for k, v in helps(field_types(cls)[item.name]).items()})
+        else:
+            found[item.name] = item.metadata.get("help", "")
+    return found
+
+
+def settings_from_dict(cls: type, values: Any, where: str = "", extra: tuple[str, ...] = ()) -> Any:
+    """Build a settings class from nested plain data, naming any bad key and suggesting the
+    closest; `extra` are names the caller takes out first (the seed), listed as valid."""
     if not isinstance(values, dict):
         raise ConfigError(f"{where} must be a table of settings, got {values!r}")
     hints = field_types(cls)
     kwargs = {}
     for key, value in values.items():
+        at = f"{where}.{key}" if where else key
         if key not in hints:
-            raise ConfigError(unknown_key_message(f"{where}.{key}", hints))
-        kwargs[key] = coerce(f"{where}.{key}", value, hints[key])
+            raise ConfigError(unknown_key_message(at, [*hints, *extra]))
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = settings_from_dict(hints[key], value, at)
+        else:
+            kwargs[key] = coerce(at, value, hints[key])
     return cls(**kwargs)
 
 
-def run_config_from_dict(values: dict[str, Any]) -> RunConfig:
-    """Build a RunConfig from nested plain data, naming any bad key."""
-    parts: dict[str, Any] = {}
+def check_overrides(cls: type, values: Any, where: str) -> None:
+    """Check a partial table of settings (an arm's, a preset's): known names and right types.
+    Whether they fit together is checked once they are layered over the base."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a table of settings")
+    hints = field_types(cls)
     for key, value in values.items():
-        if key == "seed":
-            parts["seed"] = coerce("seed", value, int)
-        elif key in SECTIONS:
-            parts[key] = section_from_dict(SECTIONS[key], value, key)
+        if key not in hints:
+            raise ConfigError(unknown_key_message(f"{where}.{key}", hints))
+        if dataclasses.is_dataclass(hints[key]):
+            check_overrides(hints[key], value, f"{where}.{key}")
         else:
-            raise ConfigError(unknown_key_message(key, [*SECTIONS, "seed"]))
-    return RunConfig(**parts)
+            coerce(f"{where}.{key}", value, hints[key])
+
+
+def run_config_from_dict(cls: type, values: dict[str, Any]) -> RunConfig:
+    """A RunConfig of the settings class `cls` from nested plain data (with an optional seed)."""
+    values = dict(values)
+    seed = coerce("seed", values.pop("seed", 0), int)
+    return RunConfig(settings_from_dict(cls, values, extra=("seed",)), seed)
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -301,6 +233,17 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'model': {'depth': 6}} -> {'model.depth': 6}: nested settings by dotted name."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -328,39 +271,41 @@ def dotted_to_nested(key: str, value: Any) -> dict[str, Any]:
     return nested
 
 
-def setting_type(key: str, where: str = "", bare: bool = False) -> Any:
-    """The type of a dotted setting ('model.depth'), the one place a setting's name is resolved;
-    with `bare`, also 'seed' and a setting's unique bare name ('depth'). An unknown name is a
-    ConfigError that lists the valid ones and suggests the closest."""
+def setting_type(cls: type, key: str, where: str = "", bare: bool = False) -> Any:
+    """The type of a dotted setting of the settings class `cls` ('model.depth'), the one place a
+    setting's name is resolved; with `bare`, also 'seed' and a setting's unique bare name
+    ('depth'). An unknown name is a ConfigError that lists the valid ones and suggests the closest."""
     if bare and key == "seed":
         return int
-    if bare and "." not in key:
-        key = f"{flag_owner(key)}.{key}"
-    section, _, name = key.partition(".")
-    hints = field_types(SECTIONS[section]) if section in SECTIONS else {}
-    if name not in hints:
-        valid = [f"{s}.{n}" for s, cls in SECTIONS.items() for n in field_types(cls)]
-        message = unknown_key_message(key, valid)
+    table = leaves(cls)
+    if bare and key not in table:
+        key = full_name(cls, key)
+    if key not in table:
+        message = unknown_key_message(key, table)
         raise ConfigError(f"{where}: {message}" if where else message)
-    return hints[name]
+    return table[key]
 
 
-def flag_owner(name: str) -> str:
-    """The section ('data', 'model', 'train') that owns a setting name; names are unique."""
-    for section, cls in SECTIONS.items():
-        if name in field_types(cls):
-            return section
-    raise ConfigError(unknown_key_message(name, all_setting_names()))
-
-
-def all_setting_names() -> list[str]:
-    return [name for cls in SECTIONS.values() for name in field_types(cls)]
+def full_name(cls: type, name: str) -> str:
+    """The dotted name of a setting written bare ('depth' -> 'model.depth'); bare names that two
+    tables share must be written in full."""
+    if name in leaves(cls) or "." in name:
+        return name
+    owners = [key for key in leaves(cls) if key.rsplit(".", 1)[-1] == name]
+    if len(owners) == 1:
+        return owners[0]
+    if owners:
+        raise ConfigError(f"'{name}' is ambiguous: write one of {', '.join(owners)}")
+    raise ConfigError(unknown_key_message(name, [k.rsplit(".", 1)[-1] for k in leaves(cls)]))
 
 
 def to_toml(config: RunConfig) -> str:
     """The resolved config as TOML, loadable again with `--config`."""
-    sections = {name: values for name, values in config.to_dict().items() if name != "seed"}
-    return f"seed = {config.seed}\n\n{toml_tables(sections)}\n"
+    values = config.to_dict()
+    tables = {name: table for name, table in values.items() if isinstance(table, dict)}
+    scalars = {name: value for name, value in values.items() if name not in tables}
+    lines = "\n".join(f"{name} = {toml_value(value)}" for name, value in scalars.items())
+    return f"{lines}\n\n{toml_tables(tables)}\n" if tables else f"{lines}\n"
 
 
 def toml_tables(tables: dict[str, dict[str, Any]]) -> str:

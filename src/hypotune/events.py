@@ -22,8 +22,7 @@ class Epoch:
 @dataclass(frozen=True)
 class Finished:
     key: str
-    result: Any  # the trainable's result: status ("finished", "diverged", "pruned"), metrics
-    weights: bytes | None = None  # what to keep of the trained model (no weights for tuning)
+    result: Any  # a hypotune.trainable.Result: status, metrics, how it ran, artifacts to keep
 
 
 @dataclass(frozen=True)

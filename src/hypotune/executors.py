@@ -27,6 +27,7 @@ SLOT_BYTES = 96  # room for "<task key>|<epoch>|<0 or 1>" in a worker's decision
 class Task:
     key: str  # unique among the tasks of one run; names its events
     config: RunConfig
+    trainable: str  # the reference a worker loads the trainable by (hypotune.trainable.load)
     tuning: bool = False  # a tuning trial: validation only (no test set, no weights); may be stopped
 
 
@@ -55,14 +56,23 @@ def stalled(source: TaskSource) -> RuntimeError:
 
 
 class LocalExecutor:
-    """A pool of long-lived worker processes on this machine, one torch thread each by default.
+    """A pool of long-lived worker processes on this machine, one thread each by default.
 
-    Workers start from a forkserver that has already imported torch and hypotune, so a
-    worker costs a fork, not a fresh interpreter; each keeps its datasets across trials.
+    Workers start from a forkserver that has already imported hypotune and the trainable's
+    `preload` modules (torch), so a worker costs a fork, not a fresh interpreter; each keeps
+    what its trainable caches (datasets) across trials.
     """
 
-    def __init__(self, workers: int, runtime: Runtime, poll_seconds: float = 0.5, target: Any = None) -> None:
+    def __init__(
+        self,
+        workers: int,
+        runtime: Runtime,
+        poll_seconds: float = 0.5,
+        target: Any = None,
+        preload: tuple[str, ...] = (),
+    ) -> None:
         self.workers = workers
+        self.preload = preload  # modules the forkserver imports once for all workers (torch)
         self.runtime = runtime
         self.poll_seconds = poll_seconds
         self.target = target  # the worker's main function (default: hypotune.worker.worker_main)
@@ -75,7 +85,7 @@ class LocalExecutor:
 
     def run(self, source: TaskSource) -> Iterator[Event]:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["hypotune.worker"])
+        context.set_forkserver_preload(["hypotune.worker", *self.preload])
         # Each worker has its own inbox and its own pipe back, and is handed one task at a time:
         # the coordinator always knows which task a worker holds, so one that dies, even between
         # taking a task and saying it started, is reported as failed instead of waited for; and
@@ -116,7 +126,7 @@ class LocalExecutor:
                 busy = set(in_flight.values())
                 idle = [pid for pid in workers if pid not in busy]
                 pid = idle[0] if idle else start_worker()
-                workers[pid][2].put((task.key, task.config.to_dict(), task.tuning))
+                workers[pid][2].put((task.key, task.trainable, task.config.to_dict(), task.tuning))
                 in_flight[task.key] = pid
 
         try:
@@ -228,16 +238,15 @@ class RayExecutor:
 
         self.board = DecisionBoard.remote()
 
-        def remote_trial(key: str, config_dict: dict, tuning: bool, runtime: Runtime, handles: Any) -> str:
-            import torch
-
+        def remote_trial(
+            key: str, trainable: str, config_dict: dict, tuning: bool, runtime: Runtime, handles: Any
+        ) -> str:
             queue_handle, board = handles
-            torch.set_num_threads(runtime.threads)
 
             def should_stop(epoch: int) -> bool:
                 return await_decision(lambda: ray.get(board.decision.remote(key, epoch)))
 
-            run_trial(key, config_dict, runtime, queue_handle.put, tuning, should_stop)
+            run_trial(key, trainable, config_dict, runtime, queue_handle.put, tuning, should_stop)
             return key
 
         # max_retries=0: a lost task is reported as failed and retried by the next run, as locally
@@ -250,7 +259,9 @@ class RayExecutor:
         def feed() -> None:
             while len(remaining) < capacity and (task := source.next_task()) is not None:
                 handles = (events, self.board)
-                ref = remote.remote(task.key, task.config.to_dict(), task.tuning, self.runtime, handles)
+                ref = remote.remote(
+                    task.key, task.trainable, task.config.to_dict(), task.tuning, self.runtime, handles
+                )
                 pending[ref] = task.key
                 remaining.add(task.key)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from hypotune import stats
 from hypotune.errors import ConfigError
-from hypotune.study import FAILURE_SCORE, Hypothesis, Prediction
+from hypotune.study import Hypothesis, Prediction
 
 if TYPE_CHECKING:
     from hypotune.analysis import StudyData
@@ -40,10 +40,8 @@ def failure_score(hypothesis: Hypothesis, data: StudyData) -> float:
         if r.status != "diverged"
     ]
     finite = [v for v in finished if math.isfinite(v)]
-    chance = FAILURE_SCORE.get(hypothesis.metric, math.nan)
-    if hypothesis.lower_is_better:
-        return max([chance, *finite])
-    return min([chance, *finite])
+    scores = [v for v in (hypothesis.failure, *finite) if math.isfinite(v)] or [math.nan]
+    return max(scores) if hypothesis.lower_is_better else min(scores)
 
 
 def raw_values(hypothesis: Hypothesis, data: StudyData, arm: str) -> dict[int, float]:

@@ -22,6 +22,7 @@ from hypotune.analysis import (
     collect_searches,
 )
 from hypotune.audit import audit
+from hypotune.config import flatten
 from hypotune.store import Tracker
 from hypotune.study import Hypothesis, Study
 from hypotune.tuning import TUNING_SEED_BASE, overrides_from_params
@@ -178,13 +179,9 @@ def write_verdicts(
 
 def _budget_line(study: Study, preset: str) -> str:
     chosen = study.presets[preset]
-    train = chosen.overrides.get("train", {})
+    budget = {k: v for k, v in flatten(chosen.overrides).items() if k in study.trainable.budget}
     parts = [f"{chosen.seeds.describe()} per arm"]
-    parts += [
-        f"{k.replace('_', ' ')} {v}"
-        for k, v in train.items()
-        if k in ("epochs", "steps_per_epoch", "batch_size")
-    ]
+    parts += [f"{k.rsplit('.', 1)[-1].replace('_', ' ')} {v}" for k, v in budget.items()]
     return f"Budget: {', '.join(parts)}. {chosen.description}".strip()
 
 
@@ -370,8 +367,8 @@ def tuning_section(
     rows, warnings = [], []
     for arm, search in own:
         label = arm if search.seed is None else f"{arm}, seed {search.seed}"
-        base = study.arm_config(hypothesis, arm, preset, 0).to_dict()
-        base_params = {d.name: base[d.name.split(".")[0]][d.name.split(".")[1]] for d in search.space}
+        base = flatten(study.arm_config(hypothesis, arm, preset, 0).to_dict())
+        base_params = {d.name: base[d.name] for d in search.space}
         at_base = next((t for t in search.trials if t.params == base_params), None)
         best = search.best_trial()
         counts = {state: sum(t.status == state for t in search.trials) for state in ("finished", "pruned")}

@@ -16,11 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypotune.config import RunConfig
-from hypotune.errors import HypotuneError
 from hypotune.events import ENDS, Epoch, Event, Failed, Finished, Started
 from hypotune.executors import Executor, Task
-from hypotune.model import forward_cost
 from hypotune.searches import Search, read_tuned, search_groups
 from hypotune.store import Tracker, interrupts_held
 from hypotune.study import Study, Trial, plan
@@ -57,31 +54,6 @@ def study_lock(tracker: Tracker, name: str) -> Iterator[None]:
 
             raise StudyError(f"study '{name}' is already running against {tracker.uri}") from None
         yield  # the OS releases the lock when the process ends, however it ends
-
-
-FASHION_MNIST_TRAIN, FASHION_MNIST_TEST = 60_000, 10_000
-
-
-def forward_passes(config: RunConfig) -> int:
-    """The images a trial pushes through its model, in forward passes: a training image counts
-    three (forward and backward), an evaluated image one. Early stopping is not foreseen."""
-    data, train = config.data, config.train
-    if data.validate_on_test:
-        val, training = FASHION_MNIST_TEST, FASHION_MNIST_TRAIN
-    else:  # the validation images are carved from the training split
-        val, training = data.val_size, FASHION_MNIST_TRAIN - data.val_size
-    per_epoch = train.steps_per_epoch * train.batch_size or data.train_subset or training
-    evaluated = (val * train.epochs + (data.test_size or FASHION_MNIST_TEST)) * (2 if data.eval_flip else 1)
-    return 3 * per_epoch * train.epochs + evaluated
-
-
-def trial_cost(config: RunConfig) -> float:
-    """A trial's compute, to start the longest first: its forward passes times the multiply-adds
-    of one, weighted by how fast the model's kernels run here."""
-    try:
-        return forward_cost(config.model) * forward_passes(config)
-    except HypotuneError:  # an impossible model fails fast in its worker
-        return 0.0
 
 
 class StudySource:
@@ -133,9 +105,10 @@ class StudySource:
         looks = self.study.presets[self.preset].seeds.looks
         # Every hypothesis gets its first look before any gets a later round (a time budget then
         # ends the study with every claim looked at); within a round, the longest trials first.
-        self.queue.sort(
-            key=lambda trial: (bisect.bisect_right(looks, trial.config.seed), -trial_cost(trial.config))
-        )
+        self.queue.sort(key=lambda trial: (bisect.bisect_right(looks, trial.config.seed), -self.cost(trial)))
+
+    def cost(self, trial: Trial) -> float:
+        return self.study.trainable.cost_of(trial.config.settings)
 
     def out_of_time(self) -> bool:
         if self.deadline is None or time.monotonic() < self.deadline:
@@ -156,7 +129,7 @@ class StudySource:
         if self.queue:
             trial = self.queue.pop(0)
             self.in_flight.add(trial.key)
-            return Task(trial.key, trial.config)
+            return Task(trial.key, trial.config, self.study.trainable.ref)
         return None
 
     def finished(self, trial: Trial) -> None:
@@ -315,9 +288,9 @@ class Recorder:
                 self.tracker.log_config(self.run_ids[key], trial.config)
             case Epoch(metrics=metrics):
                 self.tracker.log_metrics(self.run_ids[key], metrics, step=int(metrics["epoch"]))
-            case Finished(result=result, weights=weights):
+            case Finished(result=result):
                 self.tracker.finish(
-                    self.run_ids[key], result.status, result.metrics, weights, result.ran_with
+                    self.run_ids[key], result.status, result.metrics, result.artifacts, result.tags
                 )
                 del self.run_ids[key]  # only now recorded: a crash in between marks it KILLED
                 self.summary.finished += 1

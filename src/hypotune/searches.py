@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypotune.config import RunConfig
+from hypotune.config import RunConfig, flatten
 from hypotune.events import Epoch, Event, Failed, Finished, Started
 from hypotune.executors import Task
 from hypotune.store import Tracker
 from hypotune.study import Study, Trial
+from hypotune.trainable import Trainable, load
 from hypotune.tuning import TUNING_SEED_BASE, TuningSpec, overrides_from_params
 
 JOURNAL = "optuna.journal"
@@ -36,6 +37,7 @@ class SearchGroup:
     config: RunConfig  # the arm as written; the tuned settings at their base values
     arms: list[tuple[str, str]] = field(default_factory=list)  # (hypothesis id, arm name)
     seed: int | None = None  # the seed whose search this is, when searches are repeated per seed
+    trainable: Trainable = field(default_factory=load)  # what trains its trials
 
     @property
     def label(self) -> str:
@@ -61,7 +63,10 @@ def search_groups(study: Study, preset: str, seeds: dict[str, int] | None = None
             for arm in hypothesis.arms:
                 key = study.tuning_key(hypothesis, arm, preset, seed or 0)
                 config = study.arm_config(hypothesis, arm, preset, TUNING_SEED_BASE + (seed or 0))
-                group = groups.setdefault(key, SearchGroup(key, spec, spec.budget(preset), config, seed=seed))
+                group = groups.setdefault(
+                    key,
+                    SearchGroup(key, spec, spec.budget(preset), config, seed=seed, trainable=study.trainable),
+                )
                 group.arms.append((hypothesis.id, arm))
     return list(groups.values())
 
@@ -189,10 +194,9 @@ class Search:
 
     def _base_params(self, group: SearchGroup) -> dict[str, Any]:
         params = {}
-        values = group.config.to_dict()
+        values = flatten(group.config.to_dict())
         for dimension in group.spec.space:
-            section, _, name = dimension.name.partition(".")
-            value = values[section][name]
+            value = values[dimension.name]
             inside = (
                 value in dimension.choices if dimension.choices else dimension.low <= value <= dimension.high
             )
@@ -228,7 +232,8 @@ class Search:
         key = f"{search.group.key}-{trial.number}"
         search.in_flight[key] = trial
         config = search.group.config.replace(overrides_from_params(trial.params))
-        return Task(key, config, tuning=True), Trial(config, key, list(search.group.arms), tuning=True)
+        task = Task(key, config, search.group.trainable.ref, tuning=True)
+        return task, Trial(config, key, list(search.group.arms), tuning=True)
 
     def done(self) -> bool:
         return all(s.best is not None or s.error for s in self.searches)
@@ -260,7 +265,8 @@ class Search:
                 value = metrics["val_acc" if search.group.spec.metric == "val_acc" else "val_loss"]
                 epoch = int(metrics["epoch"])
                 optuna_trial.report(value, epoch)
-                last = epoch >= trial.config.train.epochs
+                epochs = search.group.trainable.epochs_of(trial.config.settings)
+                last = epochs is not None and epoch >= epochs
                 self.decide(key, epoch, not last and optuna_trial.should_prune())
             case Finished(result=result):
                 self._finished(search, key, result)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypotune.config import RunConfig, Runtime, to_toml
+from hypotune.config import RunConfig, Runtime, flatten, to_toml
 from hypotune.errors import TrackingError
 
 STORE_DIR = Path("runs")
@@ -56,13 +56,10 @@ def code_version() -> str:
 
 
 def flat_params(config: RunConfig, runtime: Runtime | None = None) -> dict[str, str]:
-    """Every resolved setting as a 'section.name' param."""
+    """Every resolved setting as a param by its dotted name ('model.depth')."""
     params = {"seed": str(config.seed)}
-    for section, values in config.to_dict().items():
-        if isinstance(values, dict):
-            for name, value in values.items():
-                text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-                params[f"{section}.{name}"] = text
+    for name, value in flatten(config.to_dict()).items():
+        params[name] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     if runtime:
         params |= {"runtime.threads": str(runtime.threads), "runtime.device": runtime.device}
     return params
@@ -298,21 +295,23 @@ class Tracker:
         run_id: str,
         status: str,
         metrics: dict[str, float],
-        weights: bytes | None = None,
+        artifacts: dict[str, bytes] | None = None,
         ran_with: dict[str, str] | None = None,
     ) -> None:
         """Record the final result; only then is the run FINISHED and the trial done.
 
-        `weights` is a `torch.save`d state dict; load it with `torch.load(..., weights_only=True)`.
-        `ran_with` (threads, device, precision) becomes tags: outside the trial key, but the audit
-        flags a comparison whose runs differ in it.
+        `artifacts` are files to keep with the run, by name (the built-in trainable keeps its
+        weights as "model.pt", loadable with `torch.load(..., weights_only=True)`). `ran_with`
+        (threads, device, precision) becomes tags: outside the trial key, but the audit flags a
+        comparison whose runs differ in it.
         """
         self.log_metrics(run_id, metrics, step=int(metrics.get("epochs_run", 0)))
-        if weights is not None:
+        if artifacts:
             with tempfile.TemporaryDirectory() as folder:
-                path = Path(folder) / "model.pt"
-                path.write_bytes(weights)
-                self.client.log_artifact(run_id, str(path))
+                for name, content in artifacts.items():
+                    path = Path(folder) / Path(name).name
+                    path.write_bytes(content)
+                    self.client.log_artifact(run_id, str(path))
         from mlflow.entities import RunTag
 
         tags = {f"{TAG}status": status} | {f"{TAG}{name}": value for name, value in (ran_with or {}).items()}

@@ -10,27 +10,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypotune.config import (
-    RunConfig,
-    merge,
-    run_config_from_dict,
-)
+from hypotune.config import RunConfig, dotted_to_nested, merge, run_config_from_dict
 from hypotune.errors import StudyError
 from hypotune.sequential import SeedPlan
+from hypotune.trainable import Trainable, load
 from hypotune.tuning import TuningSpec, tuning_key
 
-METRICS = {  # metric -> True when lower is better
-    "val_loss": True,
-    "best_val_loss": True,
-    "val_acc": False,
-    "test_loss": True,
-    "test_acc": False,
-    "train_loss": True,
-}
-DECIDING_METRICS = ("val_loss", "best_val_loss", "val_acc")  # the test set never decides
-# What a diverged run scores: a uniform guess over Fashion-MNIST's 10 classes (or the
-# hypothesis's worst finished run, where that is worse), so divergence counts as a failure.
-FAILURE_SCORE = {"val_loss": math.log(10), "best_val_loss": math.log(10), "val_acc": 0.1}
 FAMILIES = ("hypothesis", "study")
 
 
@@ -88,20 +73,20 @@ class Hypothesis:
     factors: tuple[Factor, ...] = ()  # set when the arms come from crossing factors
     tuning: TuningSpec | None = None  # nuisance settings each arm tunes for itself
     margin: Margin | None = None  # the hypothesis's own smallest effect of interest, over the study's
+    lower_is_better: bool = True  # of its metric, as the trainable declares it
+    # What a diverged run scores (the trainable's failure score for the metric, or the
+    # hypothesis's worst finished run where that is worse), so divergence counts as a failure.
+    failure: float = math.nan
 
     def tuned_in(self, preset: str) -> bool:
         return self.tuning is not None and self.tuning.budget(preset) > 0
-
-    @property
-    def lower_is_better(self) -> bool:
-        return METRICS[self.metric]
 
 
 @dataclass(frozen=True)
 class Preset:
     name: str
     seeds: SeedPlan
-    overrides: dict[str, Any]  # data/model/train settings applied over the base
+    overrides: dict[str, Any]  # the trainable's settings applied over the base (its budget)
     description: str = ""
     hypotheses: tuple[str, ...] = ()  # the hypotheses it runs (empty = all)
 
@@ -131,6 +116,7 @@ class Study:
     reference: tuple[Reference, ...] = ()
     statistics: Statistics = Statistics()
     vary_split: bool = True  # each seed also draws its own train/validation split
+    trainable: Trainable = field(default_factory=load)  # what trains each trial (built-in CNN)
 
     def margin(self, hypothesis: Hypothesis) -> Margin | None:
         return hypothesis.margin or self.statistics.margin
@@ -140,13 +126,14 @@ class Study:
     ) -> RunConfig:
         """Base < preset < arm < tuned nuisance settings, resolved; presets set only the budget.
 
-        With `vary_split` the seed also picks the validation split, so that seeds sample it.
+        With `vary_split` the seed also picks the validation split (the trainable's `split_seed`
+        setting, where it has one), so that seeds sample it.
         """
         layered = merge(merge(self.base, self.presets[preset].overrides), hypothesis.arms[arm])
         seeded: dict[str, Any] = {"seed": seed}
-        if self.vary_split:
-            seeded["data"] = {"split_seed": seed}
-        return run_config_from_dict(merge(merge(layered, tuned or {}), seeded))
+        if self.vary_split and self.trainable.split_seed:
+            seeded = merge(seeded, dotted_to_nested(self.trainable.split_seed, seed))
+        return run_config_from_dict(self.trainable.settings, merge(merge(layered, tuned or {}), seeded))
 
     def tuning_key(self, hypothesis: Hypothesis, arm: str, preset: str, seed: int = 0) -> str:
         """The key of the search whose best setting the arm's `seed` trains at under `preset`

@@ -1,11 +1,12 @@
 """Study files: read a TOML study, check every part of it, and build a `Study`.
 
 A study file is data. Nothing in it is executed or imported; every name in it resolves
-through hypotune's own config fields and registries. Every problem names its place in the file.
+through its trainable's settings and hypotune's registries. Every problem names its place in the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.resources
 import itertools
@@ -15,23 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from hypotune.config import (
-    SECTIONS,
+    check_overrides,
     coerce,
     dotted_to_nested,
     field_types,
+    flatten,
     merge,
     read_toml,
     setting_type,
     unknown_key_message,
 )
 from hypotune.errors import ConfigError, StudyError
-from hypotune.model import check_fits
 from hypotune.predictions import KINDS
 from hypotune.sequential import SeedPlan
 from hypotune.study import (
-    DECIDING_METRICS,
     FAMILIES,
-    METRICS,
     Factor,
     Hypothesis,
     Margin,
@@ -41,6 +40,7 @@ from hypotune.study import (
     Statistics,
     Study,
 )
+from hypotune.trainable import Trainable, load
 from hypotune.tuning import TuningSpec, parse_tuning
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -51,7 +51,7 @@ STUDY_KEYS = {
 STATISTICS_KEYS = {"alpha", "family", "margin"}
 MAX_SEEDS = 1000
 REFERENCE_KEYS = {"claim", "hypothesis", "arm", "metric", "value"}
-PRESET_KEYS = {"seeds", "description", "hypotheses", *SECTIONS}
+PRESET_KEYS = {"seeds", "description", "hypotheses"}  # and the trainable's settings
 HYPOTHESIS_KEYS = {
     "id", "statement", "base", "arms", "factors", "metric", "prediction", "predictions", "tuning", "margin",
 }  # fmt: skip
@@ -82,29 +82,29 @@ def study_path(name_or_path: str | Path) -> Path:
     raise StudyError(f"{path}: no such file, and no built-in study of that name (built in: {names}){hint}")
 
 
-def load_study(path: str | Path) -> Study:
+def load_study(path: str | Path, trainable: Trainable | None = None) -> Study:
     """Read and fully validate a study file, or a built-in study by name; every problem names
-    its place in the file."""
+    its place in the file. Its settings are `trainable`'s (default: the built-in CNN)."""
     path = study_path(path)
-    return parse_study(read_toml(path), path)
+    return parse_study(read_toml(path), path, trainable)
 
 
-def parse_study(raw: dict[str, Any], path: str | Path) -> Study:
+def parse_study(raw: dict[str, Any], path: str | Path, trainable: Trainable | None = None) -> Study:
     """A study from a study file's parsed TOML, checked as `load_study` checks it."""
     try:
-        return _parse_study(raw, str(path))
+        return _parse_study(raw, str(path), trainable or load())
     except ConfigError as error:
         raise StudyError(f"{path}: {error}") from None
 
 
-def _parse_study(raw: dict[str, Any], path: str) -> Study:
+def _parse_study(raw: dict[str, Any], path: str, t: Trainable) -> Study:
     _known_keys(raw, STUDY_KEYS, "")
     name = _name(raw, "name", "", "name")
     dataset = raw.get("dataset", "fashion-mnist")
     if dataset != "fashion-mnist":
         raise ConfigError(f"dataset is '{dataset}'; valid: fashion-mnist")
-    base = _settings(raw.get("base", {}), "base")
-    presets = _parse_presets(raw.get("presets"))
+    base = _settings(t, raw.get("base", {}), "base")
+    presets = _parse_presets(t, raw.get("presets"))
     hypotheses_raw = raw.get("hypotheses")
     if not isinstance(hypotheses_raw, list) or not hypotheses_raw:
         raise ConfigError("hypotheses: a study needs at least one [[hypotheses]] entry")
@@ -112,7 +112,8 @@ def _parse_study(raw: dict[str, Any], path: str) -> Study:
     if tuning is not None and not isinstance(tuning, dict):
         raise ConfigError("tuning must be a table ([tuning])")
     hypotheses = tuple(
-        _parse_hypothesis(h, f"hypotheses[{i}]", tuning, set(presets)) for i, h in enumerate(hypotheses_raw)
+        _parse_hypothesis(t, h, f"hypotheses[{i}]", tuning, set(presets))
+        for i, h in enumerate(hypotheses_raw)
     )
     ids = [h.id for h in hypotheses]
     duplicate = next((i for i in ids if ids.count(i) > 1), None)
@@ -125,20 +126,20 @@ def _parse_study(raw: dict[str, Any], path: str) -> Study:
                 f"presets.{preset.name}.hypotheses names '{unknown[0]}', which is not a hypothesis; "
                 f"hypotheses: {', '.join(ids)}"
             )
-    reference = _parse_reference(raw.get("reference", []), {h.id: h for h in hypotheses})
+    reference = _parse_reference(t, raw.get("reference", []), {h.id: h for h in hypotheses})
     statistics = _parse_statistics(raw.get("statistics", {}))
     vary_split = raw.get("vary_split", True)
     if not isinstance(vary_split, bool):
         raise ConfigError(f"vary_split must be true or false, got {vary_split!r}")
     description = _string(raw, "description", "")
-    study = Study(name, description, base, presets, hypotheses, path, reference, statistics, vary_split)
+    study = Study(name, description, base, presets, hypotheses, path, reference, statistics, vary_split, t)
     for index, hypothesis in enumerate(hypotheses):
         for arm in hypothesis.arms:
             for preset in (name for name, p in presets.items() if p.runs(hypothesis.id)):
                 where = f"hypotheses[{index}] ({hypothesis.id}).arms.{arm} under preset '{preset}'"
                 for tuned in _range_ends(hypothesis, preset):
                     try:
-                        check_fits(study.arm_config(hypothesis, arm, preset, 0, tuned))
+                        t.describe(study.arm_config(hypothesis, arm, preset, 0, tuned).settings)
                     except ConfigError as error:
                         at = f" with tuned {tuned}" if tuned else ""
                         raise ConfigError(f"{where}{at}: {error}") from None
@@ -150,7 +151,7 @@ def _range_ends(hypothesis: Hypothesis, preset: str) -> list[dict[str, Any]]:
     return [{}] + (hypothesis.tuning.range_ends() if hypothesis.tuned_in(preset) else [])
 
 
-def _parse_reference(raw: Any, hypotheses: dict[str, Hypothesis]) -> tuple[Reference, ...]:
+def _parse_reference(t: Trainable, raw: Any, hypotheses: dict[str, Hypothesis]) -> tuple[Reference, ...]:
     if not isinstance(raw, list):
         raise ConfigError("reference must be a list of tables ([[reference]])")
     entries = []
@@ -168,8 +169,8 @@ def _parse_reference(raw: Any, hypotheses: dict[str, Hypothesis]) -> tuple[Refer
                 f"{where}.hypothesis names '{entry['hypothesis']}', which is not a hypothesis here"
             )
         _known_arm(entry["arm"], hypothesis, f"{where}.arm")
-        if entry["metric"] not in METRICS:
-            raise ConfigError(f"{where}.metric is '{entry['metric']}'; valid: {', '.join(METRICS)}")
+        if entry["metric"] not in t.metrics:
+            raise ConfigError(f"{where}.metric is '{entry['metric']}'; valid: {', '.join(t.metrics)}")
         value = coerce(f"{where}.value", entry["value"], float)
         entries.append(Reference(str(entry["claim"]), hypothesis.id, entry["arm"], entry["metric"], value))
     return tuple(entries)
@@ -228,7 +229,7 @@ def _parse_seeds(raw: Any, where: str) -> SeedPlan:
     return SeedPlan(seeds, seeds)
 
 
-def _parse_presets(raw: Any) -> dict[str, Preset]:
+def _parse_presets(t: Trainable, raw: Any) -> dict[str, Preset]:
     if not isinstance(raw, dict) or not raw:
         raise ConfigError("presets: a study needs at least one preset, e.g. [presets.quick]")
     presets = {}
@@ -237,9 +238,9 @@ def _parse_presets(raw: Any) -> dict[str, Preset]:
         _name({"name": name}, "name", where, "a preset name")
         if not isinstance(values, dict):
             raise ConfigError(f"{where} must be a table")
-        _known_keys(values, PRESET_KEYS, where)
+        _known_keys(values, PRESET_KEYS | set(field_types(t.settings)), where)
         seeds = _parse_seeds(values.get("seeds", 1), f"{where}.seeds")
-        overrides = _settings({k: v for k, v in values.items() if k in SECTIONS}, where)
+        overrides = _settings(t, {k: v for k, v in values.items() if k not in PRESET_KEYS}, where)
         chosen = values.get("hypotheses", [])
         if not isinstance(chosen, list) or not all(isinstance(h, str) for h in chosen):
             raise ConfigError(f"{where}.hypotheses must be a list of hypothesis ids")
@@ -247,14 +248,16 @@ def _parse_presets(raw: Any) -> dict[str, Preset]:
     return presets
 
 
-def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: set[str]) -> Hypothesis:
+def _parse_hypothesis(
+    t: Trainable, raw: Any, where: str, study_tuning: dict | None, presets: set[str]
+) -> Hypothesis:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table")
     _known_keys(raw, HYPOTHESIS_KEYS, where)
     hid = _name(raw, "id", where, "id")
     where = f"{where} ({hid})"
-    tuning = _hypothesis_tuning(raw.get("tuning"), study_tuning, where, presets)
-    shared = _settings(raw.get("base", {}), f"{where}.base")
+    tuning = _hypothesis_tuning(t, raw.get("tuning"), study_tuning, where, presets)
+    shared = _settings(t, raw.get("base", {}), f"{where}.base")
     if ("arms" in raw) == ("factors" in raw):
         raise ConfigError(
             f"{where}: give either arms or factors, not {'both' if 'arms' in raw else 'neither'}"
@@ -264,9 +267,9 @@ def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: 
         arms_raw = raw["arms"]
         if not isinstance(arms_raw, dict) or not arms_raw:
             raise ConfigError(f"{where}.arms must be a table of named arms")
-        arms = {name: merge(shared, _settings(v, f"{where}.arms.{name}")) for name, v in arms_raw.items()}
+        arms = {name: merge(shared, _settings(t, v, f"{where}.arms.{name}")) for name, v in arms_raw.items()}
     else:
-        factors = _parse_factors(raw["factors"], f"{where}.factors")
+        factors = _parse_factors(t, raw["factors"], f"{where}.factors")
         arms = {}
         for combination in itertools.product(*(f.levels for f in factors)):
             label = ", ".join(
@@ -279,13 +282,13 @@ def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: 
     for name in arms:
         if not name.strip():
             raise ConfigError(f"{where}: an arm or factor level needs a name, got {name!r}")
-    metric = raw.get("metric", "val_loss")
-    if metric not in METRICS:
-        raise ConfigError(f"{where}.metric is '{metric}'; valid: {', '.join(METRICS)}")
-    if metric not in DECIDING_METRICS:
+    metric = raw.get("metric", t.deciding_metrics[0])
+    if metric not in t.metrics:
+        raise ConfigError(f"{where}.metric is '{metric}'; valid: {', '.join(t.metrics)}")
+    if metric not in t.deciding_metrics:
         raise ConfigError(
             f"{where}.metric '{metric}' may be reported, never decide: use one of "
-            f"{', '.join(DECIDING_METRICS)}"
+            f"{', '.join(t.deciding_metrics)}"
         )
     if ("prediction" in raw) == ("predictions" in raw):
         raise ConfigError(f"{where}: give prediction (one table) or predictions (a list), exactly one")
@@ -293,7 +296,10 @@ def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: 
     if not isinstance(listed, list):
         raise ConfigError(f"{where}.predictions must be a list of tables")
     margin = _parse_margin(raw["margin"], f"{where}.margin") if "margin" in raw else None
-    hypothesis = Hypothesis(hid, _string(raw, "statement", where), arms, metric, (), factors)
+    hypothesis = Hypothesis(
+        hid, _string(raw, "statement", where), arms, metric, (), factors,
+        lower_is_better=t.metrics[metric], failure=t.failure.get(metric, math.nan),
+    )  # fmt: skip
     predictions = tuple(
         _parse_prediction(p, hypothesis, f"{where}.prediction" + (f"s[{i}]" if "predictions" in raw else ""))
         for i, p in enumerate(listed)
@@ -310,11 +316,11 @@ def _parse_hypothesis(raw: Any, where: str, study_tuning: dict | None, presets: 
                     f"{where}.tuning: {dimension.name} is what this hypothesis compares; "
                     "a setting cannot be both an arm's and tuned"
                 )
-    return Hypothesis(hid, hypothesis.statement, arms, metric, predictions, factors, tuning, margin)
+    return dataclasses.replace(hypothesis, predictions=predictions, tuning=tuning, margin=margin)
 
 
 def _hypothesis_tuning(
-    raw: Any, study_tuning: dict | None, where: str, presets: set[str]
+    t: Trainable, raw: Any, study_tuning: dict | None, where: str, presets: set[str]
 ) -> TuningSpec | None:
     """The study's [tuning] with the hypothesis's own table merged over it; false opts out."""
     if raw is False or (raw is None and study_tuning is None):
@@ -322,21 +328,17 @@ def _hypothesis_tuning(
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{where}.tuning must be a table, or false to tune nothing here")
     merged = merge(study_tuning or {}, raw or {})
-    return parse_tuning(merged, f"{where}.tuning" if raw else "tuning", presets)
+    return parse_tuning(merged, f"{where}.tuning" if raw else "tuning", presets, t)
 
 
 def _compared_settings(arms: dict[str, dict[str, Any]]) -> set[str]:
     """Dotted settings whose value differs between arms (set in one, unset in another counts)."""
-    names = {f"{section}.{name}" for o in arms.values() for section, values in o.items() for name in values}
-
-    def value(overrides: dict[str, Any], name: str) -> str:
-        section, _, field_name = name.partition(".")
-        return repr(overrides.get(section, {}).get(field_name, "<unset>"))
-
-    return {name for name in names if len({value(o, name) for o in arms.values()}) > 1}
+    flat = [flatten(overrides) for overrides in arms.values()]
+    names = {name for values in flat for name in values}
+    return {name for name in names if len({repr(values.get(name, "<unset>")) for values in flat}) > 1}
 
 
-def _parse_factors(raw: Any, where: str) -> tuple[Factor, ...]:
+def _parse_factors(t: Trainable, raw: Any, where: str) -> tuple[Factor, ...]:
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{where} must be a table of factors")
     factors = []
@@ -344,14 +346,14 @@ def _parse_factors(raw: Any, where: str) -> tuple[Factor, ...]:
         if isinstance(values, list):  # a setting and its values: "model.dropout" = [0, 0.1]
             if len(values) < 2:
                 raise ConfigError(f"{where}.{name} needs at least two values")
-            setting_type(name, f"{where}.{name}")
+            setting_type(t.settings, name, f"{where}.{name}")
             levels = tuple(
-                (_label(v), _settings(dotted_to_nested(name, v), f"{where}.{name}")) for v in values
+                (_label(v), _settings(t, dotted_to_nested(name, v), f"{where}.{name}")) for v in values
             )
         elif isinstance(values, dict):  # named levels, each a bundle of settings
             if len(values) < 2:
                 raise ConfigError(f"{where}.{name} needs at least two levels")
-            levels = tuple((lv, _settings(v, f"{where}.{name}.{lv}")) for lv, v in values.items())
+            levels = tuple((lv, _settings(t, v, f"{where}.{name}.{lv}")) for lv, v in values.items())
         else:
             raise ConfigError(f"{where}.{name} must be a list of values or a table of named levels")
         factors.append(Factor(name, levels))
@@ -430,22 +432,13 @@ def _name(raw: dict[str, Any], key: str, where: str, what: str) -> str:
     return value
 
 
-def _settings(raw: Any, where: str) -> dict[str, Any]:
-    """Check a table of data/model/train overrides: known keys and the right types."""
+def _settings(t: Trainable, raw: Any, where: str) -> dict[str, Any]:
+    """Check a table of overrides of the trainable's settings: known names and the right types;
+    whether they fit together is checked once they are layered over the base."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be a table of [data], [model], [train] settings")
-    for section, values in raw.items():
-        if section not in SECTIONS:
-            raise ConfigError(unknown_key_message(f"{where}.{section}", SECTIONS))
-        if not isinstance(values, dict):
-            raise ConfigError(f"{where}.{section} must be a table")
-        for name in values:
-            if name not in field_types(SECTIONS[section]):
-                raise ConfigError(
-                    unknown_key_message(f"{where}.{section}.{name}", field_types(SECTIONS[section]))
-                )
-            # Types are checked here; cross-field validity once layered over the base.
-            coerce(f"{where}.{section}.{name}", values[name], field_types(SECTIONS[section])[name])
+        tables = ", ".join(f"[{name}]" for name in field_types(t.settings))
+        raise ConfigError(f"{where} must be a table of settings ({tables})")
+    check_overrides(t.settings, raw, where)
     return raw
 
 

@@ -17,16 +17,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from hypotune.config import coerce, dotted_to_nested, setting_type, unknown_key_message
+from hypotune.config import coerce, dotted_to_nested, merge, setting_type, unknown_key_message
 from hypotune.errors import ConfigError
+from hypotune.trainable import Trainable
 
 # `hypotune search` without a [tuning] table: the learning rate, over 20 trials.
-DEFAULT_SPACE = {"train.lr": {"low": 1e-4, "high": 1e-2, "scale": "log"}}
 DEFAULT_SEARCH_TRIALS = 20
 
 TUNING_KEYS = {"space", "trials", "metric", "pruning", "seed", "per_seed"}
 DIMENSION_KEYS = {"low", "high", "scale", "choices"}
-TUNING_METRICS = {"val_loss": "minimize", "best_val_loss": "minimize", "val_acc": "maximize"}
 # Tuning trials train on their own seeds, far from the 0..N-1 the verdicts use, so the runs a
 # verdict rests on are fresh draws at the chosen setting, not the draw that won the search.
 TUNING_SEED_BASE = 10_000
@@ -82,13 +81,14 @@ class TuningSpec:
     pruning: bool = True  # stop trials whose per-epoch metric trails the median of earlier ones
     seed: int = 0  # seed of the sampler (mixed with each arm's key)
     per_seed: bool = False  # one search per arm and seed, so the seeds sample tuning noise too
+    lower_is_better: bool = True  # of the metric, as its trainable declares it
 
     def budget(self, preset: str) -> int:
         return dict(self.trials).get(preset, 0)
 
     @property
     def direction(self) -> str:
-        return TUNING_METRICS[self.metric]
+        return "minimize" if self.lower_is_better else "maximize"
 
     def range_ends(self) -> list[dict[str, Any]]:
         """Nested overrides at each end of every range (each choice), to check an arm builds there."""
@@ -114,16 +114,21 @@ def tuning_key(config_dict: dict[str, Any], spec: TuningSpec) -> str:
     `per_seed`, the seed too (each seed of an arm has its own search)."""
     fixed = json.loads(json.dumps(config_dict, default=list))
     for dimension in spec.space:
-        section, _, name = dimension.name.partition(".")
-        fixed[section].pop(name, None)
+        *tables, name = dimension.name.split(".")
+        table = fixed
+        for part in tables:
+            table = table[part]
+        table.pop(name, None)
     if not spec.per_seed:
         fixed.pop("seed", None)
     text = json.dumps({"config": fixed, "tuning": spec.identity()}, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def parse_tuning(raw: Any, where: str, presets: set[str]) -> TuningSpec:
-    """A [tuning] table: space = { "train.lr" = { low, high, scale } }, trials = { preset = N }."""
+def parse_tuning(raw: Any, where: str, presets: set[str], trainable: Trainable) -> TuningSpec:
+    """A [tuning] table: space = { "train.lr" = { low, high, scale } }, trials = { preset = N }.
+    The space names `trainable`'s settings; only its deciding metrics (never a test set's) may
+    be optimised."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table with space and trials")
     for key in raw:
@@ -134,7 +139,10 @@ def parse_tuning(raw: Any, where: str, presets: set[str]) -> TuningSpec:
         raise ConfigError(
             f'{where}.space needs at least one setting, e.g. "train.lr" = {{ low = 1e-4, ... }}'
         )
-    space = tuple(parse_dimension(name, value, f"{where}.space.{name}") for name, value in space_raw.items())
+    space = tuple(
+        parse_dimension(trainable.settings, name, value, f"{where}.space.{name}")
+        for name, value in space_raw.items()
+    )
     trials_raw = raw.get("trials", {})
     if not isinstance(trials_raw, dict):
         raise ConfigError(f"{where}.trials must be a table of preset = trials per arm")
@@ -148,8 +156,9 @@ def parse_tuning(raw: Any, where: str, presets: set[str]) -> TuningSpec:
             raise ConfigError(f"{where}.trials.{preset} must be an integer from 0 to 10000, got {count!r}")
         trials.append((preset, count))
     metric = raw.get("metric", "val_loss")
-    if metric not in TUNING_METRICS:
-        raise ConfigError(f"{where}.metric is {metric!r}; valid: {', '.join(TUNING_METRICS)} (never test)")
+    deciding = trainable.deciding_metrics
+    if metric not in deciding:
+        raise ConfigError(f"{where}.metric is {metric!r}; valid: {', '.join(deciding)} (never test)")
     pruning = raw.get("pruning", True)
     if not isinstance(pruning, bool):
         raise ConfigError(f"{where}.pruning must be true or false, got {pruning!r}")
@@ -157,11 +166,11 @@ def parse_tuning(raw: Any, where: str, presets: set[str]) -> TuningSpec:
     per_seed = raw.get("per_seed", False)
     if not isinstance(per_seed, bool):
         raise ConfigError(f"{where}.per_seed must be true or false, got {per_seed!r}")
-    return TuningSpec(space, tuple(trials), metric, pruning, seed, per_seed)
+    return TuningSpec(space, tuple(trials), metric, pruning, seed, per_seed, trainable.metrics[metric])
 
 
-def parse_dimension(name: str, raw: Any, where: str) -> Dimension:
-    hint = setting_type(name, where)
+def parse_dimension(settings: type, name: str, raw: Any, where: str) -> Dimension:
+    hint = setting_type(settings, name, where)
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{where} must be a table: {{ low = ..., high = ..., scale = 'log' }} or {{ choices = [...] }}"
@@ -193,9 +202,8 @@ def parse_dimension(name: str, raw: Any, where: str) -> Dimension:
 
 
 def overrides_from_params(params: dict[str, Any]) -> dict[str, Any]:
-    """{'train.lr': 0.003} -> {'train': {'lr': 0.003}}."""
+    """{'train.lr': 0.003} -> {'train': {'lr': 0.003}}; a name without tables stays as it is."""
     nested: dict[str, Any] = {}
     for name, value in params.items():
-        section, _, field = name.partition(".")
-        nested.setdefault(section, {})[field] = value
+        nested = merge(nested, dotted_to_nested(name, value))
     return nested

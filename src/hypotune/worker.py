@@ -1,8 +1,8 @@
-"""What runs inside a worker process: train trials, report events; never touches tracking."""
+"""What runs inside a worker process: train trials of any trainable, report events; never
+touches tracking."""
 
 from __future__ import annotations
 
-import functools
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -13,48 +13,38 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-import torch
-
-from hypotune.config import DataConfig, Runtime, run_config_from_dict
-from hypotune.data import Dataset, make_dataset
+from hypotune.config import Runtime, run_config_from_dict
 from hypotune.errors import HypotuneError
-from hypotune.events import Epoch, Failed, Finished, Started
-from hypotune.trainer import TrialResult, serialize_weights, train
-
-
-@functools.lru_cache(maxsize=8)
-def cached_dataset(config: DataConfig, data_dir: str) -> Dataset:
-    return make_dataset(config, data_dir)
+from hypotune.events import Failed, Finished, Started
+from hypotune.trainable import Log, load, result_of
 
 
 def run_trial(
     key: str,
+    trainable_ref: str,
     config_dict: dict[str, Any],
     runtime: Runtime,
     emit: Callable[[Any], None],
     tuning: bool = False,
     should_stop: Callable[[int], bool] | None = None,
 ) -> None:
-    """Train one task, emitting Started, an Epoch per epoch, then Finished or Failed.
+    """Train one task with the trainable `trainable_ref` names, emitting Started, an Epoch per
+    epoch, then Finished or Failed.
 
-    A tuning trial never sees the test split and keeps no weights; after each of its epochs
+    A tuning trial never sees the test split and keeps no artifacts; after each of its epochs
     `should_stop(epoch)` waits for the search's answer: go on, or stop there (pruned).
     """
     emit(Started(key, os.getpid()))
-
-    def on_epoch(metrics: dict[str, float]) -> bool:
-        emit(Epoch(key, metrics))
-        return not (tuning and should_stop and should_stop(int(metrics["epoch"])))
-
     try:
-        config = run_config_from_dict(config_dict)
-        dataset = cached_dataset(config.data, runtime.data_dir)
-        result = train(config, dataset, runtime, on_epoch=on_epoch, evaluate_test=not tuning)
-        # Weights travel as bytes: tensors sent through a queue would share memory by file
-        # descriptor, which the coordinator may read after the worker has moved on.
-        payload = TrialResult(result.status, result.epochs, result.metrics, None, result.ran_with)
-        weights = None if tuning else serialize_weights(result.state_dict)
-        emit(Finished(key, payload, weights))
+        trainable = load(trainable_ref)
+        config = run_config_from_dict(trainable.settings, config_dict)
+        log = Log(key, emit, runtime, tuning, should_stop)
+        result = result_of(trainable.train(config.settings, config.seed, log))
+        if tuning:
+            result.artifacts = {}
+        # Artifacts travel as bytes: a trainable's tensors sent through a queue would share
+        # memory by file descriptor, which the coordinator may read after the worker moved on.
+        emit(Finished(key, result))
     except HypotuneError as error:
         emit(Failed(key, str(error)))
     except Exception:  # a bug or a resource problem: keep the traceback for the failed run
@@ -90,20 +80,19 @@ def exit_with_coordinator() -> None:
 
 
 def worker_main(tasks: Any, events: Any, runtime: Runtime, slot: Any) -> None:
-    """Take (key, config, tuning) tasks from this worker's inbox until None, and send events down
-    its own pipe (`events`); the coordinator handles Ctrl-C and ends workers.
+    """Take (key, trainable reference, config, tuning) tasks from this worker's inbox until None,
+    and send events down its own pipe (`events`); the coordinator handles Ctrl-C and ends workers.
 
     The coordinator answers a tuning task's epochs in `slot`, as "<key>|<epoch>|<stop 0 or 1>".
     """
     exit_with_coordinator()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(runtime.threads)
 
     def read(key: str, epoch: int) -> bool | None:
         key_epoch, _, stop = slot.value.decode().rpartition("|")
         return stop == "1" if key_epoch == f"{key}|{epoch}" else None
 
     while (task := tasks.get()) is not None:
-        key, config_dict, tuning = task
+        key, trainable_ref, config_dict, tuning = task
         should_stop = lambda epoch, k=key: await_decision(lambda: read(k, epoch))  # noqa: E731
-        run_trial(key, config_dict, runtime, events.send, tuning, should_stop)
+        run_trial(key, trainable_ref, config_dict, runtime, events.send, tuning, should_stop)

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from hypotune.config import Runtime
-from hypotune.trainer import train
+from hypotune.fashion.trainer import train
 
 from .helpers import tiny_config
 
@@ -38,7 +38,7 @@ def test_a_diverging_run_is_recorded_not_raised(synthetic_data):
 
 
 def test_a_non_finite_validation_loss_also_counts_as_divergence(synthetic_data, monkeypatch):
-    import hypotune.trainer as train_module
+    import hypotune.fashion.trainer as train_module
 
     monkeypatch.setattr(train_module, "evaluate", lambda *args: (math.nan, 0.1))
     result = train(tiny_config(), synthetic_data)
@@ -56,7 +56,7 @@ def test_every_optimizer_and_schedule_trains(synthetic_data, optimizer, schedule
 def test_schedules_change_the_learning_rate(synthetic_data, monkeypatch):
     cosine = train(tiny_config(schedule="cosine", epochs=3), synthetic_data)
     assert cosine.epochs[0]["lr"] > cosine.epochs[2]["lr"]
-    import hypotune.trainer as train_module
+    import hypotune.fashion.trainer as train_module
 
     monkeypatch.setattr(train_module, "evaluate", lambda *args: (1.0, 0.5))  # a flat val loss
     plateau = train(tiny_config(schedule="plateau", plateau_patience=0, epochs=3, lr=0.01), synthetic_data)
@@ -64,7 +64,7 @@ def test_schedules_change_the_learning_rate(synthetic_data, monkeypatch):
 
 
 def test_early_stopping_stops_and_keeps_the_best_epoch(synthetic_data, monkeypatch):
-    import hypotune.trainer as train_module
+    import hypotune.fashion.trainer as train_module
 
     real_evaluate = train_module.evaluate
     val_losses = iter([0.9, 0.5, 0.7, 0.8, 0.6, 0.4])
@@ -93,10 +93,10 @@ def test_eval_flip_averages_the_probabilities_of_each_image_and_its_mirror(synth
     import torch
     from torch.nn import functional as F
 
-    from hypotune.config import DataConfig
-    from hypotune.data import normalize
-    from hypotune.model import build_model
-    from hypotune.trainer import evaluate
+    from hypotune.fashion.config import DataConfig
+    from hypotune.fashion.data import normalize
+    from hypotune.fashion.model import build_model
+    from hypotune.fashion.trainer import evaluate
 
     model = build_model(tiny_config().model)
     model.load_state_dict(train(tiny_config(), synthetic_data).state_dict)
@@ -114,7 +114,7 @@ def test_eval_flip_averages_the_probabilities_of_each_image_and_its_mirror(synth
 
 FAULT_PROBE = """
 import resource, torch
-from hypotune.trainer import reuse_freed_memory
+from hypotune.fashion.trainer import reuse_freed_memory
 
 def faults():  # allocate and free a step's worth of large tensors, as training does
     start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from hypotune import data
-from hypotune.config import DataConfig
-from hypotune.data import (
+from hypotune.errors import DataError
+from hypotune.fashion import data
+from hypotune.fashion.config import DataConfig
+from hypotune.fashion.data import (
     IMAGE_MAGIC,
     LABEL_MAGIC,
     PARTS,
@@ -25,7 +26,6 @@ from hypotune.data import (
     read_raw,
     stratified_pick,
 )
-from hypotune.errors import DataError
 
 from .helpers import make_synthetic_dir, synthetic_split, write_idx
 

@@ -19,10 +19,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hypotune.config import DataConfig, RunConfig, Runtime, TrainConfig
-from hypotune.data import BatchStream, Dataset, Split, eval_batches
+from hypotune.config import RunConfig, Runtime
 from hypotune.errors import ConfigError
-from hypotune.model import build_model, check_fits, flop_count, memory_layout, param_count
+from hypotune.fashion.config import DataConfig, TrainConfig
+from hypotune.fashion.data import BatchStream, Dataset, Split, eval_batches
+from hypotune.fashion.model import build_model, check_fits, flop_count, memory_layout, param_count
 
 # Called after every epoch with its metrics; returning False stops the run there ("pruned").
 EpochCallback = Callable[[dict[str, float]], bool | None]

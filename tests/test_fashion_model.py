@@ -3,10 +3,11 @@ import random
 import pytest
 import torch
 
-from hypotune.config import ModelConfig, RunConfig
+from hypotune.config import RunConfig
 from hypotune.errors import ArchitectureError, ConfigError
-from hypotune.layers import ACTIVATIONS, DROPOUTS, NORMS, POOLS
-from hypotune.model import build_model, check_fits, check_model, flop_count, model_size, param_count
+from hypotune.fashion.config import ModelConfig, Settings
+from hypotune.fashion.layers import ACTIVATIONS, DROPOUTS, NORMS, POOLS
+from hypotune.fashion.model import build_model, check_fits, check_model, flop_count, model_size, param_count
 
 
 def forward_shape(config: ModelConfig) -> tuple[int, ...]:
@@ -143,20 +144,22 @@ def test_the_size_worked_out_from_the_config_is_the_built_models():
 
 
 def test_a_model_too_big_for_memory_is_refused_before_anything_is_allocated(monkeypatch):
-    import hypotune.model as model_module
+    import hypotune.fashion.model as model_module
 
     def never(config):
         raise AssertionError("built a model to size it")
 
     monkeypatch.setattr(model_module, "build_model", never)
-    huge = RunConfig().replace({"model": {"depth": 8, "width": 4096, "kernel_size": 27, "pools": 0}})
+    huge = RunConfig(Settings()).replace(
+        {"model": {"depth": 8, "width": 4096, "kernel_size": 27, "pools": 0}}
+    )
     with pytest.raises(
         ArchitectureError, match=r"needs about [0-9.]+ GiB to train at batch 64; this machine"
     ):
         check_fits(huge)
     assert model_size(huge.model).params > 30 * 10**9
     assert model_module.forward_cost(huge.model) > 10**12  # a study orders its queue without building
-    small = RunConfig()
+    small = RunConfig(Settings())
     assert check_fits(small, memory=2**30).params == model_size(small.model).params
     with pytest.raises(ArchitectureError, match="this machine has 0.0 GiB"):
         check_fits(small, memory=1000)
@@ -166,7 +169,7 @@ def test_a_model_too_big_for_memory_is_refused_before_anything_is_allocated(monk
 def test_memory_layout_is_contiguous_only_where_channels_last_is_slower(norm):
     import torch
 
-    from hypotune.model import memory_layout
+    from hypotune.fashion.model import memory_layout
 
     slower = norm in ("instance", "group")
     expected = torch.contiguous_format if slower else torch.channels_last

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from hypotune.config import DataConfig
 from hypotune.errors import DataError
+from hypotune.fashion.config import DataConfig
 
 PARTS = {
     "train_images": "train-images-idx3-ubyte",
@@ -337,6 +337,12 @@ def make_dataset(config: DataConfig, data_dir: str = "") -> Dataset:
         index = stratified_pick(test.labels, config.test_size, config.split_seed + 2)
         test = Split(test.images[index], test.labels[index])
     return Dataset(train, val, test, raw.source)
+
+
+@functools.lru_cache(maxsize=8)
+def cached_dataset(config: DataConfig, data_dir: str = "") -> Dataset:
+    """`make_dataset`, kept per process: a worker trains many trials on the same splits."""
+    return make_dataset(config, data_dir)
 
 
 def normalize(images: torch.Tensor, mode: str) -> torch.Tensor:

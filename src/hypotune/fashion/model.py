@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hypotune.config import ModelConfig, RunConfig
 from hypotune.errors import ArchitectureError
-from hypotune.layers import (
+from hypotune.fashion.config import ModelConfig, Settings
+from hypotune.fashion.layers import (
     ACTIVATIONS,
     DROPOUTS,
     NORMS,
@@ -172,7 +172,7 @@ def model_size(config: ModelConfig) -> ModelSize:
     return ModelSize(params, macs, activations)
 
 
-def check_fits(config: RunConfig, memory: int | None = None) -> ModelSize:
+def check_fits(config: Settings, memory: int | None = None) -> ModelSize:
     """The model's size; ArchitectureError if training it would need more than this machine's
     memory (or `memory` bytes), named with the estimate, before anything is allocated."""
     size = model_size(config.model)

@@ -1,0 +1,166 @@
+"""The trainable protocol: what the engine needs to know of one kind of training.
+
+A trainable trains one configuration on one seed. It declares its settings (a frozen dataclass
+of `hypotune.config.setting`s, optionally grouped in tables) and a function
+
+    train(settings, seed, log) -> Result | {metric: value}
+
+that calls `log({...})` once per epoch with that epoch's metrics (and "epoch": its number); `log`
+returns True when a tuning search wants the trial to stop there. Everything else is optional:
+a cost estimate that orders the work, a check that fails impossible settings before anything
+runs, a check of the data before a study starts, and which settings set the budget or the split,
+so the audit can name them. The engine (study, plan, coordinator, executors, worker, store,
+search, analysis, report) reaches a trainable only through this module; a worker imports it by
+its reference, "module:attribute".
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypotune.config import Runtime
+from hypotune.errors import ConfigError
+from hypotune.events import Epoch, Event
+
+BUILT_IN = {"fashion_mnist": "hypotune.fashion:TRAINABLE"}  # name -> reference
+DEFAULT = "fashion_mnist"
+STATUSES = ("finished", "diverged", "pruned")
+
+
+@dataclass
+class Result:
+    """How one training ended: its final metrics, and what to keep of it.
+
+    `status` is "finished", "diverged" (a loss went non-finite: a result that counts as a failure)
+    or "pruned" (a tuning search stopped it). `tags` say how it ran (threads, device, precision):
+    the audit flags comparisons whose runs differ in them. `artifacts` are files kept beside the
+    run, by name ("model.pt": its bytes); a tuning trial keeps none.
+    """
+
+    metrics: dict[str, float]
+    status: str = "finished"
+    epochs: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+
+
+class Log:
+    """What a trainable reports through: `log(metrics)` once per epoch; True means stop there.
+
+    `runtime` says how to run (threads, device, where the data lies); `tuning` is True for a
+    trial of a tuning search, which must not look at the test set and keeps no artifacts.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        emit: Callable[[Event], None],
+        runtime: Runtime,
+        tuning: bool = False,
+        should_stop: Callable[[int], bool] | None = None,
+    ) -> None:
+        self.key, self.emit, self.runtime, self.tuning = key, emit, runtime, tuning
+        self.should_stop = should_stop
+        self.epochs = 0
+
+    def __call__(self, metrics: Mapping[str, float]) -> bool:
+        self.epochs += 1
+        values = {name: float(value) for name, value in metrics.items()}
+        values.setdefault("epoch", float(self.epochs))
+        self.emit(Epoch(self.key, values))
+        return bool(self.tuning and self.should_stop and self.should_stop(int(values["epoch"])))
+
+
+@dataclass(frozen=True, repr=False)
+class Trainable:
+    """One kind of training the engine can run, test hypotheses on and tune."""
+
+    name: str
+    settings: type  # a frozen dataclass; names "seed" and "settings" are the engine's
+    train: Callable[[Any, int, Log], Result | Mapping[str, float]]
+    ref: str = ""  # "module:attribute" a worker imports it by
+    metrics: Mapping[str, bool] = field(default_factory=lambda: {"val_loss": True})  # lower is better?
+    deciding: tuple[str, ...] = ()  # metrics a verdict may use (never a test set's); () = all
+    failure: Mapping[str, float] = field(default_factory=dict)  # a diverged run's score per metric
+    epochs: Callable[[Any], int] | None = None  # the epochs a settings trains for (bars, pruning)
+    cost: Callable[[Any], float] | None = None  # relative compute of a settings: longest first
+    check: Callable[[Any], str] | None = None  # fails impossible settings early; says what it builds
+    prepare: Callable[[Runtime], str] | None = None  # fails missing data early; says what it found
+    recount: Callable[[Any], dict[str, float]] | None = None  # metrics the settings alone fix
+    budget: tuple[str, ...] = ()  # settings that set the training budget (the audit names them)
+    split: tuple[str, ...] = ()  # settings that set the data split
+    biased: str = ""  # a true/false setting meaning "validated on the test set"
+    split_seed: str = ""  # the setting that seeds the data split: a study's seed sets it (vary_split)
+    presets: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # budgets for `train --preset`
+    space: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # `hypotune search`'s default
+    preload: tuple[str, ...] = ()  # modules a local worker imports once, before any trial (torch)
+    doc: str = ""  # one line for `hypotune trainables` and the report
+
+    def __repr__(self) -> str:
+        return f"Trainable({self.name!r}, ref={self.ref!r})"
+
+    @property
+    def deciding_metrics(self) -> tuple[str, ...]:
+        return self.deciding or tuple(self.metrics)
+
+    def epochs_of(self, settings: Any) -> int | None:
+        return self.epochs(settings) if self.epochs else None
+
+    def cost_of(self, settings: Any) -> float:
+        if self.cost is None:
+            return 0.0
+        try:
+            return float(self.cost(settings))
+        except Exception:  # an impossible configuration fails fast in its worker instead
+            return 0.0
+
+    def describe(self, settings: Any) -> str:
+        """Check the settings (a ConfigError when impossible) and say what they build."""
+        return self.check(settings) if self.check else ""
+
+    def ready(self, runtime: Runtime) -> str:
+        """Check the data is there before anything starts, and say what was found."""
+        return self.prepare(runtime) if self.prepare else ""
+
+
+def load(name: str = DEFAULT) -> Trainable:
+    """A trainable by built-in name ("fashion_mnist") or reference ("package.module:attribute")."""
+    return _load(BUILT_IN.get(name, name))
+
+
+@functools.cache
+def _load(ref: str) -> Trainable:
+    module_name, _, attribute = ref.partition(":")
+    if not module_name or not attribute:
+        known = ", ".join(BUILT_IN)
+        raise ConfigError(f"trainable '{ref}' is neither built in ({known}) nor 'module:attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"trainable '{ref}': cannot import {module_name} ({error})") from None
+    found = getattr(module, attribute, None)
+    if not isinstance(found, Trainable):
+        raise ConfigError(f"trainable '{ref}': {module_name} has no Trainable named '{attribute}'")
+    return found if found.ref == ref else _with_ref(found, ref)
+
+
+def _with_ref(trainable: Trainable, ref: str) -> Trainable:
+    import dataclasses
+
+    return dataclasses.replace(trainable, ref=ref)
+
+
+def result_of(returned: Result | Mapping[str, float]) -> Result:
+    """A train function's return value as a Result (a bare mapping is a finished run's metrics)."""
+    if isinstance(returned, Result):
+        if returned.status not in STATUSES:
+            valid = ", ".join(STATUSES)
+            raise ConfigError(f"a trainable returned status '{returned.status}'; valid: {valid}")
+        return returned
+    if not isinstance(returned, Mapping):
+        raise ConfigError(f"a trainable must return a Result or a mapping of metrics, got {returned!r}")
+    return Result({name: float(value) for name, value in returned.items()})

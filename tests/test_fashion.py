@@ -1,0 +1,69 @@
+"""The built-in trainable as the engine sees it: the protocol around the CNN on Fashion-MNIST."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+import torch
+
+from hypotune.config import RunConfig, Runtime
+from hypotune.errors import ArchitectureError
+from hypotune.events import Epoch
+from hypotune.fashion import TRAINABLE, forward_passes
+from hypotune.fashion.config import Settings
+from hypotune.fashion.model import build_model
+from hypotune.study import plan
+from hypotune.studyfile import load_study
+from hypotune.trainable import Log, load, result_of
+
+from .helpers import tiny_config
+
+
+def test_forward_passes_count_training_thrice_and_every_evaluation():
+    course = RunConfig(Settings()).replace(
+        {"train": {"epochs": 3, "steps_per_epoch": 100, "batch_size": 64}, "data": {"val_size": 10000}}
+    )
+    assert forward_passes(course.settings) == 3 * 3 * 100 * 64 + 3 * 10000 + 10000
+    on_test = course.replace({"train": {"steps_per_epoch": 0}, "data": {"validate_on_test": True}})
+    assert forward_passes(on_test.settings) == 3 * 3 * 60000 + 4 * 10000  # all 60,000 train; test every epoch
+    mirrored = course.replace({"data": {"eval_flip": True, "test_size": 2000}})
+    assert forward_passes(mirrored.settings) == 3 * 3 * 100 * 64 + 2 * (3 * 10000 + 2000)
+
+
+def test_the_built_in_study_keeps_its_trial_keys():
+    """Runs already in a store are found again: the keys are those of the layout before the engine
+    and its trainables were split apart (3 seeds per hypothesis at the quick preset)."""
+    study = load_study("fashion_mnist_synergy")
+    quick = study.under("quick")
+    keys = sorted(t.key for t in plan(quick, "quick", seeds={h.id: 3 for h in quick.hypotheses}))
+    assert len(keys) == 21 and hashlib.sha256("".join(keys).encode()).hexdigest()[:16] == "0e298d1339417b9d"
+
+
+def test_it_trains_through_the_protocol_and_keeps_loadable_weights(synthetic_dir):
+    events = []
+    config = tiny_config(epochs=2)
+    runtime = Runtime(data_dir=str(synthetic_dir))
+    result = result_of(TRAINABLE.train(config.settings, 3, Log("k", events.append, runtime)))
+    assert result.status == "finished" and result.epochs == 2 and result.tags["precision"] == "float32"
+    assert [e.metrics["epoch"] for e in events if isinstance(e, Epoch)] == [1, 2]
+    assert {"val_loss", "test_loss", "param_count"} <= set(result.metrics)
+    model = build_model(config.model)
+    model.load_state_dict(torch.load(io.BytesIO(result.artifacts["model.pt"]), weights_only=True))
+
+    tuning = Log("t", events.append, runtime, tuning=True, should_stop=lambda epoch: True)
+    stopped = result_of(TRAINABLE.train(config.settings, 3, tuning))
+    assert stopped.status == "pruned" and stopped.epochs == 1 and not stopped.artifacts
+    assert "test_loss" not in stopped.metrics  # a tuning trial never looks at the test set
+
+
+def test_its_checks_and_words_come_from_the_model_and_the_data(synthetic_dir):
+    assert load() is TRAINABLE
+    config = tiny_config()
+    assert TRAINABLE.describe(config.settings).endswith(" parameters")
+    assert TRAINABLE.recount(config.settings)["param_count"] > 0
+    assert "Fashion-MNIST in" in TRAINABLE.ready(Runtime(data_dir=str(synthetic_dir)))
+    with pytest.raises(ArchitectureError):
+        TRAINABLE.describe(config.replace({"model": {"depth": 9, "pools": 9}}).settings)
+    assert TRAINABLE.epochs_of(config.settings) == 2

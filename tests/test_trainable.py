@@ -1,0 +1,161 @@
+"""The trainable protocol: the engine runs, tunes, resumes and reports a trainable it knows
+nothing of (tests/toy.py: no torch, no data), and no engine module imports the built-in one."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+import hypotune
+from hypotune.config import RunConfig, Runtime, setting_type
+from hypotune.errors import ConfigError, StudyError
+from hypotune.events import Epoch
+from hypotune.trainable import Log, Result, load, result_of
+
+from .toy import TOY, Toy
+
+PACKAGE = Path(hypotune.__file__).parent
+ENGINE = sorted(p for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+
+TOY_STUDY = """
+name = "toy"
+[presets.quick]
+seeds = 3
+epochs = 2
+
+[[hypotheses]]
+id = "start"
+statement = "starting at 1 beats starting at 3"
+arms = { near = { x = 1.0 }, far = { x = 3.0 } }
+prediction = { kind = "better", arm = "near", than = "far" }
+
+[[hypotheses]]
+id = "tuned"
+statement = "with its own step size, 1 still beats 2"
+arms = { near = { x = 1.0 }, middle = { x = 2.0 } }
+prediction = { kind = "better", arm = "near", than = "middle" }
+tuning = { space = { lr = { low = 0.1, high = 0.9 } }, trials = { quick = 4 } }
+"""
+
+
+def imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+    return modules
+
+
+@pytest.mark.parametrize("path", ENGINE, ids=lambda p: p.name)
+def test_no_engine_module_imports_torch_or_the_built_in_trainable(path):
+    found = {
+        m for m in imported_modules(path) if m == "torch" or m.startswith(("torch.", "hypotune.fashion"))
+    }
+    assert not found, f"{path.name} imports {found}"
+
+
+def test_the_engine_loads_without_torch():
+    code = (
+        "import sys, hypotune.runner, hypotune.worker, hypotune.report, hypotune.api, hypotune.cli;"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('hypotune.fashion.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['hypotune.fashion.config', 'hypotune.fashion.presets']"  # settings only
+
+
+def test_log_counts_epochs_and_stops_only_a_tuning_trial_that_is_told_to():
+    events = []
+    log = Log("k", events.append, Runtime())
+    assert log({"val_loss": 1.0}) is False and log({"val_loss": 0.5}) is False
+    assert [e.metrics["epoch"] for e in events] == [1.0, 2.0] and isinstance(events[0], Epoch)
+    stops = Log("k", events.append, Runtime(), tuning=True, should_stop=lambda epoch: epoch >= 2)
+    assert stops({"epoch": 1, "val_loss": 1.0}) is False and stops({"epoch": 2, "val_loss": 1.0}) is True
+    untuned = Log("k", events.append, Runtime(), should_stop=lambda epoch: True)
+    assert untuned({"val_loss": 1.0}) is False  # only a search stops a trial
+
+
+def test_a_train_function_may_return_metrics_or_a_result():
+    assert result_of({"val_loss": 1}) == Result({"val_loss": 1.0})
+    with pytest.raises(ConfigError, match="status 'done'; valid: finished, diverged, pruned"):
+        result_of(Result({}, status="done"))
+    with pytest.raises(ConfigError, match="must return a Result or a mapping"):
+        result_of(0.5)
+
+
+def test_trainables_load_by_name_or_reference_and_bad_ones_say_why():
+    assert load().name == "fashion_mnist" and load("hypotune.fashion:TRAINABLE").name == "fashion_mnist"
+    assert load("tests.toy:TOY").ref == "tests.toy:TOY"
+    with pytest.raises(ConfigError, match="neither built in .* nor 'module:attribute'"):
+        load("toy")
+    with pytest.raises(ConfigError, match="cannot import no_such_module"):
+        load("no_such_module:TOY")
+    with pytest.raises(ConfigError, match="tests.toy has no Trainable named 'Toy'"):
+        load("tests.toy:Toy")
+
+
+def test_settings_without_tables_resolve_by_plain_names():
+    assert setting_type(Toy, "lr") is float
+    with pytest.raises(ConfigError, match=r"unknown setting 'l' \(did you mean 'lr'\?\)"):
+        setting_type(Toy, "l")
+    config = hypotune.run_config(trainable=TOY, x=2.0, seed=4)
+    assert config == RunConfig(Toy(x=2.0), 4) and config.x == 2.0
+    assert config.replace({"lr": 0.1}).key() != config.key()
+
+
+def test_a_study_file_names_the_settings_of_its_trainable(tmp_path):
+    path = tmp_path / "toy.toml"
+    path.write_text(TOY_STUDY.replace("x = 3.0", "noize = 3.0"))
+    with pytest.raises(
+        StudyError, match=r"arms.far.noize.; valid|arms.far.noize. \(did you mean .noise.\?\)"
+    ):
+        hypotune.load_study(path, trainable=TOY)
+    path.write_text(TOY_STUDY)
+    with pytest.raises(StudyError, match="presets.quick.*epochs"):  # the CNN's epochs are train.epochs
+        hypotune.load_study(path)
+
+
+def test_a_study_of_any_trainable_runs_tunes_resumes_and_reports(workdir):
+    path = workdir / "toy.toml"
+    path.write_text(TOY_STUDY)
+    study = hypotune.load_study(path, trainable="tests.toy:TOY")
+    done = hypotune.run_study(study, "quick", workers=2)
+    assert done.summary.finished == 9 and not done.failed  # 3 seeds x (near, far, middle); near shared
+    assert done.summary.tuning_finished == 8  # two tuned arms, 4 trials each
+    analysis = hypotune.analyze(study, "quick")
+    assert dict(zip(analysis.verdicts.hypothesis, analysis.verdicts.verdict, strict=True)) == {
+        "start": "supported", "tuned": "supported",
+    }  # fmt: skip
+    again = hypotune.run_study(study, "quick", workers=2)
+    assert again.summary.finished == 0 and again.summary.skipped == 9
+
+    client = MlflowClient(analysis.tracking_uri)
+    params = [client.get_run(run_id).data.params for run_id in set(analysis.runs.run_id)]
+    assert {p["x"] for p in params} == {"1.0", "2.0", "3.0"} and {p["epochs"] for p in params} == {"2"}
+    history = analysis.history(("val_loss",))
+    assert set(history.epoch) == {1, 2}
+
+    report = hypotune.write_report(study, "quick", workdir / "report")
+    text = report.markdown_path.read_text()
+    assert "Budget: 3 seeds per arm, epochs 2." in text and "start" in text
+
+
+def test_a_trainable_that_raises_is_a_failed_trial_with_its_message(workdir):
+    path = workdir / "toy.toml"
+    path.write_text(TOY_STUDY.replace("far = { x = 3.0 }", "far = { x = 3.0, fail = true }"))
+    study = hypotune.load_study(path, trainable=TOY)
+    done = hypotune.run_study(study.under("quick"), "quick", workers=1)
+    assert len(done.failed) == 3 and all("the toy was told to fail" in line for line in done.failed)
+
+
+def test_train_runs_a_trainable_in_process_and_records_it(workdir):
+    result = hypotune.train(trainable=TOY, x=1.5, epochs=4, seed=2)
+    assert result.status == "finished" and list(result.history.epoch) == [1, 2, 3, 4]
+    run = MlflowClient(result.tracking_uri).get_run(result.run_id)
+    assert run.data.params["x"] == "1.5" and run.data.metrics["val_loss"] == result.metrics["val_loss"]

@@ -1,0 +1,49 @@
+"""A trainable with no torch and no data: a noisy loss that a setting moves, for engine tests.
+
+Workers import it by its reference, "tests.toy:TOY", as they would a user's trainable.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from hypotune.config import setting
+from hypotune.trainable import Log, Result, Trainable
+
+
+@dataclass(frozen=True)
+class Toy:
+    x: float = setting(0.0, "where the toy model sits: the loss is lowest at 1")
+    lr: float = setting(0.5, "a nuisance setting: the loss is lowest at 0.5")
+    epochs: int = setting(3, "epochs")
+    noise: float = setting(0.01, "seed-to-seed noise of the loss")
+    fail: bool = setting(False, "raise instead of training")
+
+
+def train(settings: Toy, seed: int, log: Log) -> Result | dict[str, float]:
+    if settings.fail:
+        raise RuntimeError("the toy was told to fail")
+    rng = random.Random(f"{seed} {settings.x} {settings.lr}")  # each arm its own noise
+    loss = 0.0
+    for epoch in range(1, settings.epochs + 1):
+        loss = (settings.x - 1) ** 2 + abs(settings.lr - 0.5) + 1 / epoch + rng.gauss(0, settings.noise)
+        if log({"epoch": epoch, "val_loss": loss}):
+            return Result({"val_loss": loss}, status="pruned", epochs=epoch)
+    if loss > 100:
+        return Result({"val_loss": loss}, status="diverged", epochs=settings.epochs)
+    return {"val_loss": loss, "test_loss": loss}
+
+
+TOY = Trainable(
+    name="toy",
+    settings=Toy,
+    train=train,
+    ref="tests.toy:TOY",
+    metrics={"val_loss": True, "test_loss": True},
+    deciding=("val_loss",),
+    failure={"val_loss": 100.0},
+    epochs=lambda settings: settings.epochs,
+    cost=lambda settings: settings.epochs,
+    budget=("epochs",),
+)
