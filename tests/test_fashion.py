@@ -51,11 +51,49 @@ def test_it_trains_through_the_protocol_and_keeps_loadable_weights(synthetic_dir
     assert {"val_loss", "test_loss", "param_count"} <= set(result.metrics)
     model = build_model(config.model)
     model.load_state_dict(torch.load(io.BytesIO(result.artifacts["model.pt"]), weights_only=True))
+    assert {"model/MLmodel", "model/data/model.pth", "model/requirements.txt"} <= set(result.artifacts)
 
     tuning = Log("t", events.append, runtime, tuning=True, should_stop=lambda epoch: True)
     stopped = result_of(TRAINABLE.train(config.settings, 3, tuning))
     assert stopped.status == "pruned" and stopped.epochs == 1 and not stopped.artifacts
     assert "test_loss" not in stopped.metrics  # a tuning trial never looks at the test set
+
+
+def test_a_study_keeps_each_trials_model_for_mlflow_pytorch_load_model(workdir, synthetic_dir, monkeypatch):
+    import mlflow.pytorch
+
+    from hypotune import api
+
+    from .helpers import TINY_BASE
+
+    path = workdir / "one.toml"
+    path.write_text(
+        'name = "one"\n'
+        + TINY_BASE
+        + """
+[presets.quick]
+seeds = 1
+[presets.quick.train]
+epochs = 1
+steps_per_epoch = 5
+[[hypotheses]]
+id = "one"
+statement = "it trains"
+arms = { plain = {} }
+prediction = { kind = "reaches", arm = "plain", value = 10.0 }
+"""
+    )
+    study = api.load_study(path)
+    api.run_study(study, "quick", workers=1, data_dir=str(synthetic_dir))
+    run_id = api.analyze(study, "quick").runs.run_id[0]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", api.store_uri())
+    model = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
+    config = study.arm_config(study.hypotheses[0], "plain", "quick", 0)
+    weights = torch.load(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model.pt"), weights_only=True)
+    rebuilt = build_model(config.model)
+    rebuilt.load_state_dict(weights)
+    images = torch.rand(4, 1, 28, 28)
+    assert torch.equal(model.eval()(images), rebuilt.eval()(images))
 
 
 def test_its_checks_and_words_come_from_the_model_and_the_data(synthetic_dir):

@@ -4,6 +4,7 @@ nothing of (tests/toy.py: no torch, no data), and no engine module imports the b
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,12 @@ def test_a_train_function_may_return_metrics_or_a_result():
         result_of(Result({}, status="done"))
     with pytest.raises(ConfigError, match="must return a Result or a mapping"):
         result_of(0.5)
+    for name in ("../escape", "/abs", "a//b", "./x"):
+        with pytest.raises(ConfigError, match=f"artifact name '{re.escape(name)}' must be a relative path"):
+            result_of(Result({}, artifacts={name: b""}))
+    with pytest.raises(ConfigError, match="artifact 'a' must be bytes, got str"):
+        result_of(Result({}, artifacts={"a": "text"}))
+    assert result_of(Result({}, artifacts={"model/MLmodel": b"x"})).artifacts == {"model/MLmodel": b"x"}
 
 
 def test_trainables_load_by_name_or_reference_and_bad_ones_say_why():

@@ -25,6 +25,7 @@ from typing import Any
 
 from hypotune.config import RunConfig, Runtime, flatten, to_toml
 from hypotune.errors import TrackingError
+from hypotune.trainable import artifact_parts
 
 STORE_DIR = Path("runs")
 TAG = "hypotune."  # prefix of every tag hypotune sets
@@ -309,9 +310,10 @@ class Tracker:
         if artifacts:
             with tempfile.TemporaryDirectory() as folder:
                 for name, content in artifacts.items():
-                    path = Path(folder) / Path(name).name
+                    path = Path(folder, *artifact_parts(name))
+                    path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(content)
-                    self.client.log_artifact(run_id, str(path))
+                self.client.log_artifacts(run_id, folder)
         from mlflow.entities import RunTag
 
         tags = {f"{TAG}status": status} | {f"{TAG}{name}": value for name, value in (ran_with or {}).items()}

@@ -154,12 +154,25 @@ def _with_ref(trainable: Trainable, ref: str) -> Trainable:
     return dataclasses.replace(trainable, ref=ref)
 
 
+def artifact_parts(name: str) -> tuple[str, ...]:
+    """The parts of an artifact's relative path ("model/MLmodel"); a name that could leave the
+    run's folder (absolute, '..', empty parts) is refused."""
+    parts = tuple(name.replace("\\", "/").split("/"))
+    if name.startswith(("/", "\\")) or any(part in ("", ".", "..") for part in parts):
+        raise ConfigError(f"artifact name '{name}' must be a relative path inside the run")
+    return parts
+
+
 def result_of(returned: Result | Mapping[str, float]) -> Result:
     """A train function's return value as a Result (a bare mapping is a finished run's metrics)."""
     if isinstance(returned, Result):
         if returned.status not in STATUSES:
             valid = ", ".join(STATUSES)
             raise ConfigError(f"a trainable returned status '{returned.status}'; valid: {valid}")
+        for name, content in returned.artifacts.items():
+            artifact_parts(name)
+            if not isinstance(content, bytes):
+                raise ConfigError(f"artifact '{name}' must be bytes, got {type(content).__name__}")
         return returned
     if not isinstance(returned, Mapping):
         raise ConfigError(f"a trainable must return a Result or a mapping of metrics, got {returned!r}")

@@ -24,7 +24,7 @@ CLASSES = 10
 def train(settings: Settings, seed: int, log: Log) -> Result:
     """Train the CNN `settings` describe on `seed`, reporting each epoch to `log`."""
     from hypotune.fashion.data import cached_dataset
-    from hypotune.fashion.trainer import serialize_weights
+    from hypotune.fashion.trainer import mlflow_model, serialize_weights
     from hypotune.fashion.trainer import train as train_cnn
 
     dataset = cached_dataset(settings.data, log.runtime.data_dir)
@@ -32,8 +32,10 @@ def train(settings: Settings, seed: int, log: Log) -> Result:
         RunConfig(settings, seed), dataset, log.runtime, on_epoch=lambda metrics: not log(metrics),
         evaluate_test=not log.tuning,
     )  # fmt: skip
-    weights = None if log.tuning else serialize_weights(trained.state_dict)
-    artifacts = {"model.pt": weights} if weights is not None else {}
+    artifacts = {}
+    if trained.state_dict is not None and not log.tuning:  # a finished final trial keeps its model
+        artifacts["model.pt"] = serialize_weights(trained.state_dict)
+        artifacts |= mlflow_model(settings, trained.state_dict)
     return Result(trained.metrics, trained.status, len(trained.epochs), trained.ran_with, artifacts)
 
 
@@ -118,7 +120,7 @@ TRAINABLE = Trainable(
     split_seed="data.split_seed",
     presets=TRAIN_PRESETS,
     space={"train.lr": {"low": 1e-4, "high": 1e-2, "scale": "log"}},
-    preload=("hypotune.fashion.trainer",),
+    preload=("hypotune.fashion.trainer", "mlflow.pytorch"),
     doc="a configurable CNN on Fashion-MNIST (the built-in study's)",
 )
 

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from hypotune.config import RunConfig, Runtime
 from hypotune.errors import ConfigError
-from hypotune.fashion.config import DataConfig, TrainConfig
+from hypotune.fashion.config import DataConfig, Settings, TrainConfig
 from hypotune.fashion.data import BatchStream, Dataset, Split, eval_batches
 from hypotune.fashion.model import build_model, check_fits, flop_count, memory_layout, param_count
 
@@ -47,6 +47,38 @@ def serialize_weights(state_dict: dict[str, torch.Tensor] | None) -> bytes | Non
     buffer = io.BytesIO()
     torch.save(state_dict, buffer)
     return buffer.getvalue()
+
+
+def mlflow_model(
+    settings: Settings, state_dict: dict[str, torch.Tensor], folder: str = "model"
+) -> dict[str, bytes]:
+    """The trained CNN as an MLflow model (pytorch flavor), file by file under `folder`, so that
+    `mlflow.pytorch.load_model("runs:/<run id>/model")` gives back the nn.Module.
+
+    It is pickled with its classes, as MLflow's "pickle" format does: load it only from a store
+    you trust. `model.pt` beside it holds the same weights for `torch.load(..., weights_only=True)`.
+    (MLflow's "pt2" format traces the model instead: an inference-only graph, at 0.3 to 1 s per
+    trial and 2.5 s more on each worker's first, where this takes 0.03 s.)
+    """
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    import mlflow.pytorch
+
+    model = build_model(settings.model)
+    model.load_state_dict(state_dict)
+    model.eval()
+    torch_version = torch.__version__.split("+")[0]
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its warning on pickles: said above
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / folder
+        mlflow.pytorch.save_model(
+            model, str(path), serialization_format="pickle", pip_requirements=[f"torch=={torch_version}"]
+        )
+        return {
+            f"{folder}/{p.relative_to(path)}": p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+        }
 
 
 def ran_with(device: torch.device) -> dict[str, str]:
