@@ -11,7 +11,7 @@ from hypotune.errors import DataError
 from hypotune.fashion.config import DataConfig
 from hypotune.fashion.data import locate, read_raw
 
-from .helpers import make_synthetic_dir
+from .helpers import STUDIES, make_synthetic_dir
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +43,10 @@ def workdir(tmp_path: Path, store_template: Path, monkeypatch: pytest.MonkeyPatc
     (tmp_path / "runs").mkdir()
     shutil.copy(store_template, tmp_path / "runs" / "mlflow.db")
     monkeypatch.chdir(tmp_path)
-    # mlflow.set_tracking_uri exports this variable, which hypotune honours: keep tests apart.
+    # mlflow.set_tracking_uri exports this variable, which hypotune honours, and keeps the URI in
+    # a global too: both are put back after each test, so no test reads another's store.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", None)
     return tmp_path
 
 
@@ -58,3 +60,22 @@ def real_data_dir() -> str:
     folder = str(paths["train_images"].parent)
     read_raw(folder)  # files that are there but cannot be read are a failure, not a skip
     return folder
+
+
+@pytest.fixture(scope="session")
+def planted_store(tmp_path_factory, store_template, synthetic_dir):
+    """The planted study (tests/studies/planted.toml), trained once for every test that reads it."""
+    from hypotune.config import Runtime
+    from hypotune.executors import LocalExecutor
+    from hypotune.runner import run_study
+    from hypotune.store import Tracker
+    from hypotune.studyfile import load_study
+
+    folder = tmp_path_factory.mktemp("planted")
+    (folder / "runs").mkdir()
+    shutil.copy(store_template, folder / "runs" / "mlflow.db")
+    tracker = Tracker(store_dir=folder / "runs")
+    study = load_study(STUDIES / "planted.toml")
+    summary = run_study(study, "quick", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
+    assert summary.finished == summary.planned
+    return study, tracker, folder

@@ -6,6 +6,8 @@ import gzip
 import signal
 import sqlite3
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +16,11 @@ import torch
 from hypotune.config import RunConfig
 from hypotune.fashion.config import DataConfig, ModelConfig, Settings, TrainConfig
 from hypotune.fashion.data import PARTS
+
+STUDIES = Path(__file__).parent / "studies"
+TINY = STUDIES / "tiny.toml"
+TUNED = STUDIES / "tuned.toml"
+PER_SEED = STUDIES / "per_seed.toml"
 
 
 def write_idx(path: Path, array: torch.Tensor, compress: bool = True) -> Path:
@@ -181,3 +188,70 @@ def take_a_task_and_die(inbox, events, runtime, slot) -> None:
 
     inbox.get()
     os._exit(3)
+
+
+def start_cli_study(workdir: Path, study: Path, data_dir: Path) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "hypotune.cli",
+        "study",
+        "run",
+        str(study),
+        "--workers",
+        "2",
+        "--data-dir",
+        str(data_dir),
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=default_sigint,
+    )
+
+
+def slow_study(workdir: Path) -> Path:
+    """The tiny study with trials long enough to be caught in flight."""
+    return study_variant(workdir, {"epochs = 2, steps_per_epoch = 8": "epochs = 3, steps_per_epoch = 60"})
+
+
+class ListSource:
+    def __init__(self, tasks):
+        self.tasks = list(tasks)
+
+    def next_task(self):
+        return self.tasks.pop(0) if self.tasks else None
+
+    def exhausted(self):
+        return not self.tasks
+
+
+def write_variant(tmp_path: Path, old: str, new: str) -> Path:
+    text = TINY.read_text()
+    assert old in text
+    path = tmp_path / "study.toml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def study_variant(tmp_path: Path, replace: dict[str, str], extra: str = "") -> Path:
+    """The tiny study with some text replaced and some appended."""
+    text = TINY.read_text()
+    for old, new in replace.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "study.toml"
+    path.write_text(text + extra)
+    return path
+
+
+def variant(tmp_path: Path, old: str, new: str) -> Path:
+    text = TUNED.read_text()
+    assert old in text, old
+    path = tmp_path / "study.toml"
+    path.write_text(text.replace(old, new))
+    return path

@@ -47,6 +47,8 @@ def test_the_api_walkthrough_runs_as_written(workdir, synthetic_dir, monkeypatch
     assert recorded.info.status == "FINISHED" and recorded.data.params["model.depth"] == "2"
     best = namespace["best"]
     assert best.trials == 4 and set(best.best) == {"train.lr"} and 1e-4 <= best.best["train.lr"] <= 1e-2
+    fitted = namespace["fitted"]
+    assert fitted.metrics["val_loss"] == 0.75**3 and list(fitted.history.epoch) == [1, 2, 3]
     assert "did you mean" in namespace["message"] and "depth" in namespace["message"]
 
 

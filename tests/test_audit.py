@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from hypotune.analysis import ArmData, StudyData, TrialRecord
+from hypotune.analysis import ArmData, StudyData, TrialRecord, collect
 from hypotune.audit import audit
 from hypotune.config import Runtime
 from hypotune.fashion.model import build_model, param_count
-from hypotune.store import TAG, flat_params
+from hypotune.store import TAG, Tracker, flat_params
 from hypotune.study import Study
 from hypotune.studyfile import load_study
 
-from .helpers import TINY_BASE
+from .helpers import STUDIES, TINY_BASE
 
 SEEDS = (0, 1)  # every preset below runs two seeds
 VERSION = "0.1.0+gabc1234"
@@ -340,3 +340,51 @@ def test_runs_of_an_earlier_definition_of_the_study_are_flagged(study):
         f"arm 'wide' seed 0: {OTHER}",
         f"arm 'wide' seed 1: {OTHER}",
     ]
+
+
+def hand_built_store(workdir: Path, epochs_of_wide: int, wide_params: int | None = None) -> tuple:
+    """Runs logged by hand for the tiny study's 'width' hypothesis, as another tool might."""
+    study = load_study(STUDIES / "tiny.toml")
+    tracker = Tracker()
+    experiment_id = tracker.experiment(study.name)
+    hypothesis = study.hypotheses[0]
+    for arm in ("narrow", "wide"):
+        for seed in (0, 1):
+            config = study.arm_config(hypothesis, arm, "quick", seed)
+            if arm == "wide":
+                config = config.replace({"train": {"epochs": epochs_of_wide}})
+            tags = {
+                f"{TAG}kind": "trial",
+                f"{TAG}preset": "quick",
+                f"{TAG}key": config.key(),
+                f"{TAG}seed": str(seed),
+                f"{TAG}arms": json.dumps([[hypothesis.id, arm]]),
+            }
+            run_id = tracker.start_run(experiment_id, arm, tags)
+            tracker.log_config(run_id, config)
+            params = param_count(build_model(config.model))
+            if arm == "wide" and wide_params:
+                params = wide_params
+            loss = 0.5 if arm == "wide" else 0.6
+            tracker.finish(
+                run_id, "finished", {"val_loss": loss + 0.01 * seed, "test_loss": loss, "param_count": params}
+            )
+    return study, tracker
+
+
+def test_audit_flags_arms_trained_with_different_budgets(workdir):
+    study, tracker = hand_built_store(workdir, epochs_of_wide=5)
+    findings = audit(study, "quick", collect(study, "quick", tracker))
+    width = findings["width"]
+    assert "budget differs between arms: train.epochs = 2 (narrow), 5 (wide)" in width
+    assert any("trained from a definition other than the study file's" in f for f in width)
+    assert "incomplete: arm 'wide' has 2 of 2 seeds finished" not in width
+
+
+def test_audit_is_clean_for_a_fair_comparison_and_flags_a_wrong_param_count(workdir):
+    study, tracker = hand_built_store(workdir, epochs_of_wide=2)
+    width = audit(study, "quick", collect(study, "quick", tracker))["width"]
+    assert width == []
+    study, tracker = hand_built_store(workdir, epochs_of_wide=2, wide_params=999)
+    width = audit(study, "quick", collect(study, "quick", tracker))["width"]
+    assert any("logged param_count 999 but its config gives" in f for f in width)

@@ -86,7 +86,7 @@ prediction = { kind = "reaches", arm = "plain", value = 10.0 }
     study = api.load_study(path)
     api.run_study(study, "quick", workers=1, data_dir=str(synthetic_dir))
     run_id = api.analyze(study, "quick").runs.run_id[0]
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", api.store_uri())
+    mlflow.set_tracking_uri(api.store_uri())  # put back after the test (the workdir fixture)
     model = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
     config = study.arm_config(study.hypotheses[0], "plain", "quick", 0)
     weights = torch.load(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model.pt"), weights_only=True)

@@ -109,13 +109,13 @@ def test_an_unwritable_store_or_folder_fails_within_seconds_in_one_line(
     assert message in result.stderr
 
 
-def full_disk_for_weights(log_artifact):
-    """MLflow's log_artifact, failing as a full disk does when the file is a model's weights."""
+def full_disk_for_weights(log_artifacts):
+    """MLflow's log_artifacts, failing as a full disk does when the files are a model's."""
 
-    def logged(self, run_id, local_path, artifact_path=None):
-        if Path(local_path).name == "model.pt":
-            raise OSError(errno.ENOSPC, "No space left on device", str(local_path))
-        return log_artifact(self, run_id, local_path, artifact_path)
+    def logged(self, run_id, local_dir, artifact_path=None):
+        if (Path(local_dir) / "model.pt").exists():
+            raise OSError(errno.ENOSPC, "No space left on device", str(Path(local_dir) / "model.pt"))
+        return log_artifacts(self, run_id, local_dir, artifact_path)
 
     return logged
 
@@ -125,7 +125,7 @@ def test_a_full_disk_while_saving_weights_fails_the_run_in_one_line(
 ):
     from mlflow.tracking import MlflowClient
 
-    monkeypatch.setattr(MlflowClient, "log_artifact", full_disk_for_weights(MlflowClient.log_artifact))
+    monkeypatch.setattr(MlflowClient, "log_artifacts", full_disk_for_weights(MlflowClient.log_artifacts))
     args = ["train", "--depth", "2", "--width", "8", "--pool-size", "2", "--head-hidden", "", "--epochs",
             "1", "--steps-per-epoch", "5", "--val-size", "200", "--data-dir", str(synthetic_dir)]  # fmt: skip
     code = main(args)
@@ -140,7 +140,7 @@ def test_a_full_disk_while_saving_weights_fails_the_run_in_one_line(
 def test_a_full_disk_during_a_study_leaves_no_run_running(workdir, synthetic_dir, monkeypatch, capsys):
     from mlflow.tracking import MlflowClient
 
-    monkeypatch.setattr(MlflowClient, "log_artifact", full_disk_for_weights(MlflowClient.log_artifact))
+    monkeypatch.setattr(MlflowClient, "log_artifacts", full_disk_for_weights(MlflowClient.log_artifacts))
     code = main(["study", "run", str(TINY), "--workers", "1", "--data-dir", str(synthetic_dir)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and "No space left on device" in err[-1] and "Traceback" not in "".join(err)

@@ -1,6 +1,5 @@
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -9,31 +8,15 @@ from hypotune.analysis import collect
 from hypotune.audit import audit
 from hypotune.config import Runtime
 from hypotune.executors import LocalExecutor
-from hypotune.fashion.model import build_model, param_count
-from hypotune.figures import Band, curve_data, interaction_data, pareto_data
 from hypotune.report import build_report
 from hypotune.runner import run_study
 from hypotune.store import TAG, Tracker
-from hypotune.study import plan
 from hypotune.studyfile import load_study
 from hypotune.verdicts import evaluate
 
 from .helpers import TINY_BASE
 
 STUDIES = Path(__file__).parent / "studies"
-
-
-@pytest.fixture(scope="module")
-def planted_store(tmp_path_factory, store_template, synthetic_dir):
-    """The planted study, trained once for every test in this module."""
-    folder = tmp_path_factory.mktemp("planted")
-    (folder / "runs").mkdir()
-    shutil.copy(store_template, folder / "runs" / "mlflow.db")
-    tracker = Tracker(store_dir=folder / "runs")
-    study = load_study(STUDIES / "planted.toml")
-    summary = run_study(study, "quick", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
-    assert summary.finished == summary.planned
-    return study, tracker, folder
 
 
 def test_planted_effect_is_supported_and_null_is_equivalent(planted_store):
@@ -110,101 +93,6 @@ def test_report_fail_on_a_verdict_exits_1_for_ci(planted_store, monkeypatch, cap
     assert ("equivalent: dropout_order: before beats after" in printed) == bool(code)
 
 
-def test_figure_data_without_drawing(planted_store):
-    study, tracker, _ = planted_store
-    data = collect(study, "quick", tracker)
-    from hypotune.report import fetch_history
-
-    curves = curve_data(study.hypotheses[0], data, fetch_history(tracker, data))
-    band = curves["learns"]["val_loss"]
-    assert isinstance(band, Band) and band.x == [1.0, 2.0]
-    assert all(lo <= m <= hi for lo, m, hi in zip(band.low, band.mean, band.high, strict=True))
-    assert curves["frozen"]["val_loss"].mean[-1] > band.mean[-1]
-    points = pareto_data(study, data)
-    assert len(points) == 4  # learns, frozen, and the two dropout orders
-    assert any(p.on_front for p in points)
-    assert interaction_data(study.hypotheses[0], data) == {}
-
-
-def test_pareto_front_marks_only_undominated_points(tmp_path):
-    from hypotune.analysis import ArmData, TrialRecord
-
-    arms = "arms.small = {}\narms.mid = { model = { width = 12 } }\narms.big = { model = { width = 16 } }\n"
-    path = tmp_path / "three.toml"
-    path.write_text(
-        (STUDIES / "tiny.toml").read_text().split("[[hypotheses]]")[0]
-        + f'[[hypotheses]]\nid = "size"\nstatement = "s"\n{arms}'
-        + 'prediction = { kind = "best", arm = "mid" }\n'
-    )
-    study = load_study(path)
-    points = {"small": (1000, 0.50), "mid": (2000, 0.40), "big": (3000, 0.45)}  # big is dominated by mid
-    data = {}
-    for arm, (params, loss) in points.items():
-        records = {}
-        for seed in range(2):
-            metrics = {"param_count": params, "test_loss": loss + 0.01 * seed}
-            logged = {"model.width": arm, "seed": str(seed), "data.split_seed": str(seed)}
-            records[seed] = TrialRecord(arm, "", seed, "finished", metrics, logged, {})
-        data["size", arm] = ArmData("size", arm, records)
-    front = {p.label.split(": ")[1]: p.on_front for p in pareto_data(study, data)}
-    assert front == {"small": True, "mid": True, "big": False}
-    assert pareto_data(study, {key: _empty(*key) for key in data}) == []
-
-
-def _empty(hypothesis, arm):
-    from hypotune.analysis import ArmData
-
-    return ArmData(hypothesis, arm)
-
-
-def hand_built_store(workdir: Path, epochs_of_wide: int, wide_params: int | None = None) -> tuple:
-    """Runs logged by hand for the tiny study's 'width' hypothesis, as another tool might."""
-    study = load_study(STUDIES / "tiny.toml")
-    tracker = Tracker()
-    experiment_id = tracker.experiment(study.name)
-    hypothesis = study.hypotheses[0]
-    for arm in ("narrow", "wide"):
-        for seed in (0, 1):
-            config = study.arm_config(hypothesis, arm, "quick", seed)
-            if arm == "wide":
-                config = config.replace({"train": {"epochs": epochs_of_wide}})
-            tags = {
-                f"{TAG}kind": "trial",
-                f"{TAG}preset": "quick",
-                f"{TAG}key": config.key(),
-                f"{TAG}seed": str(seed),
-                f"{TAG}arms": json.dumps([[hypothesis.id, arm]]),
-            }
-            run_id = tracker.start_run(experiment_id, arm, tags)
-            tracker.log_config(run_id, config)
-            params = param_count(build_model(config.model))
-            if arm == "wide" and wide_params:
-                params = wide_params
-            loss = 0.5 if arm == "wide" else 0.6
-            tracker.finish(
-                run_id, "finished", {"val_loss": loss + 0.01 * seed, "test_loss": loss, "param_count": params}
-            )
-    return study, tracker
-
-
-def test_audit_flags_arms_trained_with_different_budgets(workdir):
-    study, tracker = hand_built_store(workdir, epochs_of_wide=5)
-    findings = audit(study, "quick", collect(study, "quick", tracker))
-    width = findings["width"]
-    assert "budget differs between arms: train.epochs = 2 (narrow), 5 (wide)" in width
-    assert any("trained from a definition other than the study file's" in f for f in width)
-    assert "incomplete: arm 'wide' has 2 of 2 seeds finished" not in width
-
-
-def test_audit_is_clean_for_a_fair_comparison_and_flags_a_wrong_param_count(workdir):
-    study, tracker = hand_built_store(workdir, epochs_of_wide=2)
-    width = audit(study, "quick", collect(study, "quick", tracker))["width"]
-    assert width == []
-    study, tracker = hand_built_store(workdir, epochs_of_wide=2, wide_params=999)
-    width = audit(study, "quick", collect(study, "quick", tracker))["width"]
-    assert any("logged param_count 999 but its config gives" in f for f in width)
-
-
 def test_audit_reports_missing_seeds(planted_store):
     study, tracker, _ = planted_store
     data = collect(study, "quick", tracker)
@@ -212,27 +100,6 @@ def test_audit_reports_missing_seeds(planted_store):
     findings = audit(study, "quick", data)
     assert "incomplete: arm 'frozen' has 2 of 3 seeds finished" in findings["learning_matters"]
     assert findings["dropout_order"] == []
-
-
-def test_collect_ignores_other_presets_and_unfinished_runs(planted_store):
-    study, tracker, _ = planted_store
-    experiment_id = tracker.experiment(study.name)
-    config = study.arm_config(study.hypotheses[0], "learns", "quick", 0).replace({"train": {"epochs": 7}})
-    arms = json.dumps([["learning_matters", "learns"]])
-    strays = {  # runs that must not count, at seeds of their own: another preset's, an unfinished one
-        "other": ({f"{TAG}preset": "other", f"{TAG}key": config.key(), f"{TAG}seed": "7"}, "FINISHED"),
-        "running": ({f"{TAG}preset": "quick", f"{TAG}key": "unfinished", f"{TAG}seed": "8"}, "RUNNING"),
-    }
-    for name, (tags, status) in strays.items():
-        run_id = tracker.start_run(experiment_id, name, tags | {f"{TAG}kind": "trial", f"{TAG}arms": arms})
-        tracker.client.log_metric(run_id, "val_loss", 99.0)
-        if status == "FINISHED":
-            tracker.client.set_terminated(run_id, "FINISHED")
-    data = collect(study, "quick", tracker)
-    assert {len(arm.records) for arm in data.values()} == {3}
-    keys = {r.key for arm in data.values() for r in arm.records.values()}
-    assert keys == {t.key for t in plan(study, "quick")}
-    assert all(v < 99 for v in data["learning_matters", "learns"].values("val_loss").values())
 
 
 REACH = (

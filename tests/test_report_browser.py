@@ -4,8 +4,6 @@ import shutil
 
 import pytest
 
-from .test_report import STUDIES, planted_store  # noqa: F401  (module-scoped fixture)
-
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
@@ -37,7 +35,7 @@ def browser():
     driver.quit()
 
 
-def test_report_renders_in_chromium(planted_store, browser, tmp_path):  # noqa: F811
+def test_report_renders_in_chromium(planted_store, browser, tmp_path):
     from hypotune.report import build_report
 
     study, tracker, _ = planted_store

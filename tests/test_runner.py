@@ -1,9 +1,8 @@
+"""The coordinator: planning, recording, resuming, rounds of seeds, time budgets, Ctrl-C and kill -9."""
+
 import bisect
-import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from hypotune.config import Runtime
-from hypotune.events import Failed, Finished, Started
 from hypotune.executors import LocalExecutor
 from hypotune.fashion import TRAINABLE
 from hypotune.runner import StudySource, run_study, study_status
@@ -19,7 +17,13 @@ from hypotune.store import TAG, Tracker
 from hypotune.study import plan
 from hypotune.studyfile import load_study
 
-from .helpers import TINY_BASE, default_sigint, session_commands, wait_for_finished_runs
+from .helpers import (
+    TINY_BASE,
+    slow_study,
+    start_cli_study,
+    study_variant,
+    wait_for_finished_runs,
+)
 
 TINY = Path(__file__).parent / "studies" / "tiny.toml"
 
@@ -28,17 +32,6 @@ def finished_trial_keys(tracker: Tracker, name: str) -> Counter:
     experiment_id = tracker.experiment(name)
     runs = tracker.runs(experiment_id, f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'trial'")
     return Counter(run.data.tags[f"{TAG}key"] for run in runs)
-
-
-def study_variant(tmp_path: Path, replace: dict[str, str], extra: str = "") -> Path:
-    """The tiny study with some text replaced and some appended."""
-    text = TINY.read_text()
-    for old, new in replace.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    path = tmp_path / "study.toml"
-    path.write_text(text + extra)
-    return path
 
 
 def test_run_records_every_trial_and_resume_skips_them(workdir, synthetic_dir):
@@ -148,35 +141,6 @@ def test_a_diverged_trial_counts_as_a_result(workdir, synthetic_dir):
     assert run_study(study, "quick", executor, tracker).skipped == 10
 
 
-def start_cli_study(workdir: Path, study: Path, data_dir: Path) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "hypotune.cli",
-        "study",
-        "run",
-        str(study),
-        "--workers",
-        "2",
-        "--data-dir",
-        str(data_dir),
-    ]
-    return subprocess.Popen(
-        command,
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=default_sigint,
-    )
-
-
-def slow_study(workdir: Path) -> Path:
-    """The tiny study with trials long enough to be caught in flight."""
-    return study_variant(workdir, {"epochs = 2, steps_per_epoch = 8": "epochs = 3, steps_per_epoch = 60"})
-
-
 def test_kill_9_of_the_whole_tree_then_rerun_records_each_trial_once(workdir, synthetic_dir):
     path = slow_study(workdir)
     process = start_cli_study(workdir, path, synthetic_dir)
@@ -198,63 +162,6 @@ def test_kill_9_of_the_whole_tree_then_rerun_records_each_trial_once(workdir, sy
     assert not tracker.runs(experiment_id, "attributes.status = 'RUNNING'")
     killed = tracker.runs(experiment_id, f"attributes.status = 'KILLED' and tags.`{TAG}kind` = 'trial'")
     assert killed  # what was in flight at the kill is marked, not left RUNNING
-
-
-def test_workers_exit_within_seconds_when_the_coordinator_is_killed(workdir, synthetic_dir):
-    path = slow_study(workdir)
-    process = start_cli_study(workdir, path, synthetic_dir)
-    try:
-        wait_for_finished_runs(workdir / "runs" / "mlflow.db", 1)
-        helpers = set(session_commands(process.pid)) - {process.pid}
-        assert len(helpers) >= 3  # the forkserver and two workers, busy with trials
-        os.kill(process.pid, signal.SIGKILL)  # the coordinator alone: nobody tells the workers
-        process.wait(timeout=30)
-        deadline = time.monotonic() + 15
-        while session_commands(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not session_commands(process.pid), "worker processes outlived their coordinator"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-class ListSource:
-    def __init__(self, tasks):
-        self.tasks = list(tasks)
-
-    def next_task(self):
-        return self.tasks.pop(0) if self.tasks else None
-
-    def exhausted(self):
-        return not self.tasks
-
-
-def test_a_worker_killed_mid_trial_fails_that_trial_and_the_rest_go_on(synthetic_dir):
-    from hypotune.executors import Task
-
-    from .helpers import tiny_config
-
-    config = tiny_config(epochs=3, steps_per_epoch=200)
-    tasks = [Task(f"t{i}", config.replace({"seed": i}), TRAINABLE.ref) for i in range(3)]
-    executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)), poll_seconds=0.2)
-    outcome = {}
-    for event in executor.run(ListSource(tasks)):
-        if isinstance(event, Started) and event.key == "t0":
-            os.kill(event.worker, signal.SIGKILL)
-        if isinstance(event, (Finished, Failed)):
-            outcome[event.key] = "finished" if isinstance(event, Finished) else event.message
-    assert outcome == {"t0": "worker process died (exit code -9)", "t1": "finished", "t2": "finished"}
-
-
-def test_a_worker_that_dies_before_saying_it_started_is_not_waited_for(synthetic_dir):
-    from hypotune.executors import Task
-
-    from .helpers import take_a_task_and_die, tiny_config
-
-    executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)), target=take_a_task_and_die)
-    task = Task("only", tiny_config(), TRAINABLE.ref)
-    events = list(executor.run(ListSource([task])))  # hung forever before
-    assert events == [Failed("only", "worker process died (exit code 3)")]
 
 
 def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(workdir, synthetic_dir):
@@ -309,13 +216,6 @@ def test_a_second_runner_on_the_same_study_is_refused(workdir, synthetic_dir):
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-
-
-@pytest.mark.parametrize("workers", [0])
-def test_workers_must_be_positive(workdir, synthetic_dir, workers):
-    command = [sys.executable, "-m", "hypotune.cli", "study", "run", str(TINY), "--workers", str(workers)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
 
 
 ADAPTIVE = (
@@ -429,7 +329,6 @@ def test_every_hypothesis_gets_its_first_look_before_any_gets_another_round(tmp_
 
 
 def test_a_round_wanted_after_the_budget_is_spent_is_reported_not_started(tmp_path):
-    import time
 
     path = tmp_path / "adaptive.toml"
     path.write_text(ADAPTIVE)

@@ -4,6 +4,7 @@ nothing of (tests/toy.py: no torch, no data), and no engine module imports the b
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 import subprocess
 import sys
@@ -159,6 +160,16 @@ def test_a_trainable_that_raises_is_a_failed_trial_with_its_message(workdir):
     study = hypotune.load_study(path, trainable=TOY)
     done = hypotune.run_study(study.under("quick"), "quick", workers=1)
     assert len(done.failed) == 3 and all("the toy was told to fail" in line for line in done.failed)
+
+
+def test_a_trainable_that_workers_cannot_import_is_refused_before_anything_runs(workdir, tmp_path):
+    path = tmp_path / "toy.toml"
+    path.write_text(TOY_STUDY)
+    unreachable = dataclasses.replace(TOY, ref="")
+    study = hypotune.load_study(path, trainable=unreachable)
+    with pytest.raises(ConfigError, match="trainable 'toy' cannot reach worker processes: define it"):
+        hypotune.run_study(study, "quick")
+    assert hypotune.train(trainable=unreachable, x=1.0).status == "finished"  # in this process: fine
 
 
 def test_train_runs_a_trainable_in_process_and_records_it(workdir):

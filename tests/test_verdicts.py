@@ -9,7 +9,6 @@ from scipy import stats as scipy_stats
 
 from hypotune import sequential, stats
 from hypotune.analysis import ArmData, TrialRecord
-from hypotune.predictions import cells
 from hypotune.studyfile import load_study
 from hypotune.verdicts import counts, evaluate, next_seeds
 
@@ -234,16 +233,6 @@ statement = "together beats the sum"
 factors = { "model.dropout" = [0.0, 0.1], "model.norm" = ["none", "instance"] }
 predictions = [{ kind = "synergy" }, { kind = "diminishing" }]
 """
-
-
-def test_cells_map_levels_to_arms():
-    study = load_study_text(SYNERGY)
-    assert cells(study.hypotheses[0]) == {
-        (0, 0): "dropout=0.0, norm=none",
-        (0, 1): "dropout=0.0, norm=instance",
-        (1, 0): "dropout=0.1, norm=none",
-        (1, 1): "dropout=0.1, norm=instance",
-    }
 
 
 def load_study_text(body: str):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from hypotune.config import RunConfig, Runtime, flatten, merge, run_config_from_dict
 from hypotune.errors import ConfigError, HypotuneError
-from hypotune.trainable import Log, Trainable, load, result_of
+from hypotune.trainable import Log, Trainable, importable, load, result_of
 
 if TYPE_CHECKING:  # imported when used: `import hypotune` stays light, torch loads on demand
     import pandas
@@ -169,6 +169,7 @@ def run_study(
     study = _study(study)
     preset = study.preset(preset).name
     study = study.under(preset)
+    importable(study.trainable)
     if isinstance(executor, str):
         executor = executor_for(executor, workers=workers, threads=threads, device=device, data_dir=data_dir,
                                 preload=study.trainable.preload)  # fmt: skip
@@ -510,6 +511,7 @@ def search(
     from hypotune import runner
     from hypotune.searches import edge_warnings
 
+    importable(group.trainable)
     executor = executor_for("local", workers=workers, threads=threads, data_dir=data_dir,
                             preload=group.trainable.preload)  # fmt: skip
     group.trainable.ready(Runtime(threads=threads, data_dir=data_dir))  # missing data fails first

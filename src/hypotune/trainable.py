@@ -148,6 +148,15 @@ def _load(ref: str) -> Trainable:
     return found if found.ref == ref else _with_ref(found, ref)
 
 
+def importable(trainable: Trainable) -> Trainable:
+    """The trainable, once it is sure that worker processes can load it by its reference."""
+    where = "define it at the top level of a module on the path and set ref = 'module:attribute'"
+    if not trainable.ref or trainable.ref.startswith("__main__:"):
+        raise ConfigError(f"trainable '{trainable.name}' cannot reach worker processes: {where}")
+    load(trainable.ref)
+    return trainable
+
+
 def _with_ref(trainable: Trainable, ref: str) -> Trainable:
     import dataclasses
 

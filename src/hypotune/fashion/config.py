@@ -87,7 +87,7 @@ class ModelConfig:
         bad = [i for i in self.pool_after if not 1 <= i <= self.depth]
         check(not bad, "model.pool_after", f"names layers {bad} outside 1..{self.depth}")
         # Names (norm, activation, pool, block_order) are checked against the layer registries
-        # when the model is built; `hypotune.model.check_model` runs that without building.
+        # when the model is built; `hypotune.fashion.model.check_model` runs that without building.
 
     @property
     def pool_layers(self) -> tuple[int, ...]:
