@@ -36,6 +36,7 @@ from hypotune.fashion import TRAINABLE, forward_passes
 from hypotune.fashion.data import make_dataset
 from hypotune.fashion.model import build_model, flop_count
 from hypotune.runner import run_study
+from hypotune.sequential import SeedPlan
 from hypotune.store import TAG, Tracker, flat_params, tag_filter
 from hypotune.study import plan
 from hypotune.studyfile import built_in_studies, load_study
@@ -177,7 +178,8 @@ def main() -> None:
     chosen = {h.id for h in study.hypotheses} if args.hypotheses == "all" else set(args.hypotheses.split(","))
     presets = dict(study.presets)
     if args.seeds:
-        presets[args.preset] = dataclasses.replace(presets[args.preset], seeds=args.seeds)
+        fixed = SeedPlan(args.seeds, args.seeds)  # no rounds: the same trials on both sides
+        presets[args.preset] = dataclasses.replace(presets[args.preset], seeds=fixed)
     study = dataclasses.replace(
         study, hypotheses=tuple(h for h in study.hypotheses if h.id in chosen), presets=presets, reference=()
     )
