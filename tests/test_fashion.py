@@ -16,7 +16,7 @@ from hypotune.fashion.config import Settings
 from hypotune.fashion.model import build_model
 from hypotune.study import plan
 from hypotune.studyfile import load_study
-from hypotune.trainable import Log, load, result_of
+from hypotune.trainables import Log, load, result_of
 
 from .helpers import tiny_config
 

@@ -40,7 +40,7 @@ def test_a_mistake_is_one_line_and_a_bug_keeps_its_traceback():
     *_, bug = events_of({"fail": True})
     assert isinstance(bug, Failed) and "Traceback" in bug.message and bug.last_line.endswith("told to fail")
     *_, missing = events_of({}, ref="tests.toy:NOTHING")
-    assert missing.message == "trainable 'tests.toy:NOTHING': tests.toy has no Trainable named 'NOTHING'"
+    assert missing.message.endswith("tests.toy has no Trainable or training function named 'NOTHING'")
 
 
 def test_a_decision_never_given_means_go_on():

@@ -31,7 +31,7 @@ from hypotune.errors import (
     TrackingError,
 )
 from hypotune.fashion.config import DataConfig, ModelConfig, Settings, TrainConfig
-from hypotune.trainable import Log, Result, Trainable
+from hypotune.trainables import Log, Result, Trainable, trainable
 
 __version__ = "0.1.0"
 
@@ -66,5 +66,6 @@ __all__ = [
     "setting",
     "study_status",
     "train",
+    "trainable",
     "write_report",
 ]

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from hypotune.config import RunConfig, Runtime, flatten, merge, run_config_from_dict
 from hypotune.errors import ConfigError, HypotuneError
-from hypotune.trainable import Log, Trainable, importable, load, result_of
+from hypotune.trainables import Log, Trainable, importable, load, result_of
 
 if TYPE_CHECKING:  # imported when used: `import hypotune` stays light, torch loads on demand
     import pandas
@@ -81,11 +81,11 @@ def seconds(budget: float | str | None) -> float | None:
 
 def load_study(study: str | Path, trainable: Trainable | str | None = None) -> Study:
     """A study file, or a built-in study by name (`hypotune.built_in_studies()`), fully checked.
-    Its settings are `trainable`'s (a Trainable, a built-in name or "module:attribute"; default
-    the built-in CNN on Fashion-MNIST)."""
+    Its settings are `trainable`'s (a Trainable, a built-in name or "module:attribute"; default:
+    the one the file names, else the built-in CNN on Fashion-MNIST)."""
     from hypotune.studyfile import load_study as parse
 
-    return parse(study, _trainable(trainable))
+    return parse(study, _trainable(trainable) if trainable else None)
 
 
 def built_in_studies() -> dict[str, Path]:
@@ -405,7 +405,9 @@ def train(
         tracker.log_config(run_id, config, runtime)
         if on_start:
             on_start(TrainStart(run_id, about, found))
-        result = result_of(chosen.train(config.settings, config.seed, Log(run_id, logged, runtime)))
+        log = Log(run_id, logged, runtime)
+        result = result_of(chosen.train(config.settings, config.seed, log))
+        result.epochs = result.epochs or log.epochs
     except KeyboardInterrupt:
         tracker.fail(run_id, "interrupted", status="KILLED")
         raise
@@ -416,7 +418,7 @@ def train(
     try:
         with interrupts_held():
             artifacts = result.artifacts if keep_weights else {}
-            tracker.finish(run_id, result.status, result.metrics, artifacts, result.tags)
+            tracker.finish(run_id, result.status, result.metrics, artifacts, result.tags, result.epochs)
     except Exception as error:  # a full disk while saving the weights: never leave it RUNNING
         with contextlib.suppress(Exception):
             tracker.fail(run_id, f"recording the result failed: {error}")

@@ -13,7 +13,7 @@ from hypotune.analysis import StudyData, TrialRecord
 from hypotune.config import coerce, dotted_to_nested, flatten, leaves, merge, parse_text, settings_from_dict
 from hypotune.errors import ConfigError
 from hypotune.study import Hypothesis, Study, plan
-from hypotune.trainable import Trainable
+from hypotune.trainables import Trainable
 
 RAN_WITH = ("threads", "device", "precision")  # tags of each run, from the process that trained it
 

@@ -25,7 +25,7 @@ from hypotune.config import (
     setting_type,
 )
 from hypotune.errors import ConfigError, HypotuneError
-from hypotune.trainable import Trainable, load
+from hypotune.trainables import Trainable, load, resolve_ref
 from hypotune.tuning import DEFAULT_SEARCH_TRIALS
 
 EXIT_USER_ERROR = 2
@@ -53,9 +53,25 @@ def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, dest=f"runtime.{name}", metavar="VALUE", help=field.metadata["help"])
 
 
-def trainable() -> Trainable:
-    """The trainable `train` and `search` run: the built-in CNN."""
-    return load()
+TRAINABLE_HELP = "the training code: 'module:function' or 'file.py:function' (default: the built-in CNN)"
+
+
+def chosen_trainable(argv: Sequence[str]) -> Trainable | None:
+    """The trainable `--trainable` names, read before the rest: its settings are the flags."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--trainable")
+    named = early.parse_known_args(argv)[0].trainable
+    return load(resolve_ref(named, Path.cwd())) if named else None
+
+
+def trainable_of(args: argparse.Namespace) -> Trainable | None:
+    """The trainable the arguments name: loaded already, named by --trainable, or None."""
+    named = getattr(args, "trainable", None)
+    return load(resolve_ref(named, Path.cwd())) if isinstance(named, str) else named
+
+
+def add_trainable_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trainable", metavar="REF", help=TRAINABLE_HELP)
 
 
 def add_setting_flags(parser: argparse.ArgumentParser, of: Trainable) -> None:
@@ -75,6 +91,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, of: Trainable) -> None:
         default = defaults[name]
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         flag = "--" + flag.replace("_", "-")
+        if flag in parser._option_string_actions:  # a command's own flag (--experiment): use --set
+            continue
         groups[table].add_argument(
             flag, dest=f"set.{name}", metavar="VALUE", help=f"{text} (default {shown})"
         )
@@ -104,7 +122,7 @@ def flag_overrides(args: argparse.Namespace, of: Trainable) -> dict[str, Any]:
 
 def resolve_run_config(args: argparse.Namespace) -> RunConfig:
     """Defaults < preset < --config file < flags."""
-    of = trainable()
+    of = trainable_of(args) or load()
     layered: dict[str, Any] = {}
     if args.preset:
         layered = merge(layered, of.presets[args.preset])
@@ -128,20 +146,22 @@ def search_config(args: argparse.Namespace) -> Any:
     """The one search `hypotune search` runs: the file's settings and [tuning], then flags."""
     from hypotune.api import search_group
 
-    space = dict(parse_space_flag(text) for text in args.space) if args.space else None
+    args.trainable = trainable_of(args) or load()
+    space = dict(parse_space_flag(text, args.trainable) for text in args.space) if args.space else None
     label = args.config.stem if args.config else "config"
     pruning = False if args.no_pruning else None
-    return search_group(args.config, overrides=flag_overrides(args, trainable()), space=space,
-                        trials=args.trials, metric=args.metric, pruning=pruning, label=label)  # fmt: skip
+    return search_group(args.config, overrides=flag_overrides(args, args.trainable), space=space,
+                        trials=args.trials, metric=args.metric, pruning=pruning, label=label,
+                        trainable=args.trainable)  # fmt: skip
 
 
-def parse_space_flag(text: str) -> tuple[str, dict[str, Any]]:
+def parse_space_flag(text: str, of: Trainable) -> tuple[str, dict[str, Any]]:
     """'train.lr=1e-4:1e-2:log' -> ('train.lr', {'low': 1e-4, 'high': 1e-2, 'scale': 'log'})."""
     name, sep, spec = text.partition("=")
     parts = spec.split(":")
     if not sep or len(parts) not in (2, 3):
         raise ConfigError(f"--space expects KEY=LOW:HIGH or KEY=LOW:HIGH:log, got '{text}'")
-    settings = trainable().settings
+    settings = of.settings
     name = full_name(settings, name)
     hint = setting_type(settings, name, bare=True)
     kind = int if hint is int else float
@@ -149,7 +169,7 @@ def parse_space_flag(text: str) -> tuple[str, dict[str, Any]]:
     return name, {"low": low, "high": high, "scale": parts[2] if len(parts) == 3 else "linear"}
 
 
-def add_search_parser(commands: Any) -> None:
+def add_search_parser(commands: Any, of: Trainable) -> None:
     search = commands.add_parser(
         "search", help="tune one configuration's nuisance settings (e.g. the learning rate) with Optuna"
     )
@@ -172,7 +192,8 @@ def add_search_parser(commands: Any) -> None:
     search.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1)")
     search.add_argument("--data-dir", default="", help="directory holding the IDX files")
     search.add_argument("--experiment", default="search", help="MLflow experiment name")
-    add_setting_flags(search, trainable())
+    add_trainable_flag(search)
+    add_setting_flags(search, of)
     add_tracking_flags(search)
 
 
@@ -214,29 +235,34 @@ def add_study_parsers(commands: Any) -> None:
         metavar="TIME",
         help="stop adding seeds after this long, e.g. 30m, 2h, 90s (trials in flight finish)",
     )
+    add_trainable_flag(study_run)
     add_tracking_flags(study_run)
     study_status = study_commands.add_parser("status", help="finished/running/failed/pending per hypothesis")
     study_status.add_argument("study", type=Path, help="study file (TOML), or a built-in study's name")
     study_status.add_argument("--preset", help="budget preset (default: the study's first)")
+    add_trainable_flag(study_status)
     add_tracking_flags(study_status)
 
 
-def build_parser() -> Parser:
+def build_parser(of: Trainable | None = None) -> Parser:
+    """The command line; `train` and `search` get a flag per setting of `of` (default: the CNN)."""
+    of = of or load()
     parser = Parser(
         prog="hypotune",
-        description="Hypothesis-driven experiments on CNNs: train, track in MLflow, test, report.",
+        description="Hypothesis-driven experiments on neural networks: train, track in MLflow, test, report.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     train = commands.add_parser("train", help="train one configuration and track it in MLflow")
     train.add_argument("--config", type=Path, help="TOML file with [data], [model], [train] tables")
-    train.add_argument("--preset", choices=sorted(trainable().presets), help="a named training budget")
+    train.add_argument("--preset", choices=sorted(of.presets), help="a named training budget")
     train.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="any setting, e.g. --set model.depth=6"
     )
     train.add_argument("--experiment", default="train", help="MLflow experiment name")
     train.add_argument("--no-weights", action="store_true", help="do not save the trained weights")
-    add_setting_flags(train, trainable())
+    add_trainable_flag(train)
+    add_setting_flags(train, of)
     add_runtime_flags(train)
     add_tracking_flags(train)
 
@@ -244,7 +270,7 @@ def build_parser() -> Parser:
     data.add_argument("--data-dir", help="directory holding the IDX files")
 
     add_study_parsers(commands)
-    add_search_parser(commands)
+    add_search_parser(commands, of)
 
     report = commands.add_parser("report", help="write the study's report from the tracking store")
     report.add_argument("study", type=Path, help="study file (TOML), or a built-in study's name")
@@ -258,12 +284,14 @@ def build_parser() -> Parser:
         metavar="VERDICT",
         help="exit 1 when any prediction has this verdict (repeatable; for CI): refuted, inconclusive, ...",
     )
+    add_trainable_flag(report)
     add_tracking_flags(report)
 
     validate = commands.add_parser("validate", help="check a study or run-config file without training")
     validate.add_argument(
         "file", type=Path, help="a study file or a built-in study's name, or a run config with [model] etc."
     )
+    add_trainable_flag(validate)
 
     commands.add_parser("studies", help="list the studies built into hypotune")
 
@@ -297,8 +325,9 @@ def build_parser() -> Parser:
 
 def resolve(args: argparse.Namespace) -> None:
     """Settings given as a preset, a file and flags, resolved once, before any command runs."""
+    args.trainable = trainable_of(args)
     if args.command == "train":
-        args.trainable = trainable()
+        args.trainable = args.trainable or load()
         args.run_config = resolve_run_config(args)
         args.runtime = resolve_runtime(args, threads=os.cpu_count() or 1)  # one run: every core
     elif args.command == "search":
@@ -306,7 +335,14 @@ def resolve(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        chosen = chosen_trainable(argv)
+    except HypotuneError as error:
+        print(f"hypotune: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    args = build_parser(chosen).parse_args(argv)
+    args.trainable = chosen  # loaded once: its settings made the flags
     from hypotune import commands
 
     try:

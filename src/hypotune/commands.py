@@ -108,7 +108,7 @@ def result_table(status: str, metrics: dict[str, float]) -> Table:
 
 def run_data(args: argparse.Namespace) -> int:
     from hypotune.config import Runtime
-    from hypotune.trainable import load
+    from hypotune.trainables import load
 
     out.print(load().ready(Runtime(data_dir=args.data_dir or "")))
     return 0
@@ -202,17 +202,17 @@ def run_validate(args: argparse.Namespace) -> int:
     from hypotune.searches import search_groups
     from hypotune.study import plan
     from hypotune.studyfile import parse_study, study_path
-    from hypotune.trainable import load
+    from hypotune.trainables import load
 
     args.file = study_path(args.file)
     raw = read_toml(args.file)  # once: the file may be a pipe (/dev/stdin)
     if "hypotheses" not in raw:
-        trainable = load()
+        trainable = args.trainable or load()
         config = run_config_from_dict(trainable.settings, raw)
         about = trainable.describe(config.settings)
         out.print(f"{args.file}: a valid run config" + (f" ({about})" if about else ""))
         return 0
-    study = parse_study(raw, args.file)
+    study = parse_study(raw, args.file, args.trainable)
     out.print(f"{args.file}: study '{study.name}' is valid")
     for name, preset in study.presets.items():
         narrowed = study.under(name)
@@ -247,13 +247,13 @@ def run_study_command(args: argparse.Namespace) -> int:
     from hypotune import api
     from hypotune.study import plan
 
-    study = api.load_study(args.study)
+    study = api.load_study(args.study, trainable=args.trainable)
     preset = study.preset(args.preset).name
     study = study.under(preset)
     executor = api.executor_for(args.executor, workers=args.workers, threads=args.threads,
                                 device=args.device, data_dir=args.data_dir, address=args.address,
-                                cpus_per_trial=args.cpus_per_trial,
-                                gpus_per_trial=args.gpus_per_trial)  # fmt: skip
+                                cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                                preload=study.trainable.preload)  # fmt: skip
     where = f"Ray ({args.address or 'local'})" if args.executor == "ray" else f"{args.workers} workers"
     tuned = sum(h.tuned_in(preset) for h in study.hypotheses)
     console.print(
@@ -426,7 +426,7 @@ def run_search(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     from hypotune import api
 
-    study = api.load_study(args.study)
+    study = api.load_study(args.study, trainable=args.trainable)
     preset = study.preset(args.preset).name
     table = Table(title=f"{study.name} ({preset})")
     columns = ("finished", "running", "failed", "pending", "tuning")
@@ -443,7 +443,7 @@ def run_report(args: argparse.Namespace) -> int:
     from hypotune import api
     from hypotune.report import counts_line
 
-    study = api.load_study(args.study)
+    study = api.load_study(args.study, trainable=args.trainable)
     with console.status("reading the store and drawing figures"):
         report = api.write_report(study, args.preset, args.out, tracking_uri=args.tracking_uri)
     out.print(verdict_table(report.verdicts, report.findings))

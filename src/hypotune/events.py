@@ -22,7 +22,7 @@ class Epoch:
 @dataclass(frozen=True)
 class Finished:
     key: str
-    result: Any  # a hypotune.trainable.Result: status, metrics, how it ran, artifacts to keep
+    result: Any  # a hypotune.trainables.Result: status, metrics, how it ran, artifacts to keep
 
 
 @dataclass(frozen=True)

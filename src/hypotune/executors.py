@@ -27,7 +27,7 @@ SLOT_BYTES = 96  # room for "<task key>|<epoch>|<0 or 1>" in a worker's decision
 class Task:
     key: str  # unique among the tasks of one run; names its events
     config: RunConfig
-    trainable: str  # the reference a worker loads the trainable by (hypotune.trainable.load)
+    trainable: str  # the reference a worker loads the trainable by (hypotune.trainables.load)
     tuning: bool = False  # a tuning trial: validation only (no test set, no weights); may be stopped
 
 

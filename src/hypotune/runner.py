@@ -290,7 +290,12 @@ class Recorder:
                 self.tracker.log_metrics(self.run_ids[key], metrics, step=int(metrics["epoch"]))
             case Finished(result=result):
                 self.tracker.finish(
-                    self.run_ids[key], result.status, result.metrics, result.artifacts, result.tags
+                    self.run_ids[key],
+                    result.status,
+                    result.metrics,
+                    result.artifacts,
+                    result.tags,
+                    result.epochs,
                 )
                 del self.run_ids[key]  # only now recorded: a crash in between marks it KILLED
                 self.summary.finished += 1

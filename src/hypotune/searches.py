@@ -21,7 +21,7 @@ from hypotune.events import Epoch, Event, Failed, Finished, Started
 from hypotune.executors import Task
 from hypotune.store import Tracker
 from hypotune.study import Study, Trial
-from hypotune.trainable import Trainable, load
+from hypotune.trainables import Trainable, load
 from hypotune.tuning import TUNING_SEED_BASE, TuningSpec, overrides_from_params
 
 JOURNAL = "optuna.journal"
@@ -284,7 +284,7 @@ class Search:
             if math.isnan(value):
                 value = math.inf if search.group.spec.direction == "minimize" else -math.inf
             search.study.tell(optuna_trial, value)
-        self.tracker.finish(search.trial_runs.pop(key), result.status, result.metrics)
+        self.tracker.finish(search.trial_runs.pop(key), result.status, result.metrics, step=result.epochs)
         self._finish_if_complete(search)
 
     def _failed(self, search: _Open, key: str, message: str) -> None:

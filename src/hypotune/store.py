@@ -25,7 +25,7 @@ from typing import Any
 
 from hypotune.config import RunConfig, Runtime, flatten, to_toml
 from hypotune.errors import TrackingError
-from hypotune.trainable import artifact_parts
+from hypotune.trainables import artifact_parts
 
 STORE_DIR = Path("runs")
 TAG = "hypotune."  # prefix of every tag hypotune sets
@@ -298,15 +298,17 @@ class Tracker:
         metrics: dict[str, float],
         artifacts: dict[str, bytes] | None = None,
         ran_with: dict[str, str] | None = None,
+        step: int | None = None,
     ) -> None:
         """Record the final result; only then is the run FINISHED and the trial done.
 
         `artifacts` are files to keep with the run, by name (the built-in trainable keeps its
         weights as "model.pt", loadable with `torch.load(..., weights_only=True)`). `ran_with`
         (threads, device, precision) becomes tags: outside the trial key, but the audit flags a
-        comparison whose runs differ in it.
+        comparison whose runs differ in it. `step` is the epochs it trained.
         """
-        self.log_metrics(run_id, metrics, step=int(metrics.get("epochs_run", 0)))
+        # At the last epoch's step (or later): MLflow shows a metric's value at its highest step.
+        self.log_metrics(run_id, metrics, step=int(metrics.get("epochs_run", 0)) if step is None else step)
         if artifacts:
             with tempfile.TemporaryDirectory() as folder:
                 for name, content in artifacts.items():

@@ -13,7 +13,7 @@ from typing import Any
 from hypotune.config import RunConfig, dotted_to_nested, merge, run_config_from_dict
 from hypotune.errors import StudyError
 from hypotune.sequential import SeedPlan
-from hypotune.trainable import Trainable, load
+from hypotune.trainables import Trainable, load
 from hypotune.tuning import TuningSpec, tuning_key
 
 FAMILIES = ("hypothesis", "study")

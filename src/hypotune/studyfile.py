@@ -1,7 +1,9 @@
 """Study files: read a TOML study, check every part of it, and build a `Study`.
 
-A study file is data. Nothing in it is executed or imported; every name in it resolves
-through its trainable's settings and hypotune's registries. Every problem names its place in the file.
+A study file is data: nothing in it is executed. It may name a trainable (`trainable =
+"train.py:fit"`), whose module is imported, so that every setting it names resolves through
+that trainable's settings; everything else resolves through hypotune's registries. Every
+problem names its place in the file.
 """
 
 from __future__ import annotations
@@ -40,13 +42,13 @@ from hypotune.study import (
     Statistics,
     Study,
 )
-from hypotune.trainable import Trainable, load
+from hypotune.trainables import DEFAULT, Trainable, load, resolve_ref
 from hypotune.tuning import TuningSpec, parse_tuning
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 STUDY_KEYS = {
     "name", "description", "dataset", "base", "presets", "hypotheses", "reference", "tuning", "statistics",
-    "vary_split",
+    "vary_split", "trainable",
 }  # fmt: skip
 STATISTICS_KEYS = {"alpha", "family", "margin"}
 MAX_SEEDS = 1000
@@ -90,11 +92,20 @@ def load_study(path: str | Path, trainable: Trainable | None = None) -> Study:
 
 
 def parse_study(raw: dict[str, Any], path: str | Path, trainable: Trainable | None = None) -> Study:
-    """A study from a study file's parsed TOML, checked as `load_study` checks it."""
+    """A study from a study file's parsed TOML, checked as `load_study` checks it. Its trainable
+    is `trainable` when given, else the one the file names (`trainable = "train.py:fit"`, beside
+    the file or importable), else the built-in CNN."""
     try:
-        return _parse_study(raw, str(path), trainable or load())
+        return _parse_study(raw, str(path), trainable or _named_trainable(raw, Path(path).parent))
     except ConfigError as error:
         raise StudyError(f"{path}: {error}") from None
+
+
+def _named_trainable(raw: dict[str, Any], folder: Path) -> Trainable:
+    named = raw.get("trainable", DEFAULT)
+    if not isinstance(named, str) or not named:
+        raise ConfigError(f"trainable must be a name or 'module:function', got {named!r}")
+    return load(resolve_ref(named, folder))
 
 
 def _parse_study(raw: dict[str, Any], path: str, t: Trainable) -> Study:

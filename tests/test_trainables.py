@@ -17,7 +17,7 @@ import hypotune
 from hypotune.config import RunConfig, Runtime, setting_type
 from hypotune.errors import ConfigError, StudyError
 from hypotune.events import Epoch
-from hypotune.trainable import Log, Result, load, result_of
+from hypotune.trainables import Log, Result, load, result_of
 
 from .toy import TOY, Toy
 
@@ -104,7 +104,7 @@ def test_trainables_load_by_name_or_reference_and_bad_ones_say_why():
         load("toy")
     with pytest.raises(ConfigError, match="cannot import no_such_module"):
         load("no_such_module:TOY")
-    with pytest.raises(ConfigError, match="tests.toy has no Trainable named 'Toy'"):
+    with pytest.raises(ConfigError, match="tests.toy has no Trainable or training function named 'Toy'"):
         load("tests.toy:Toy")
 
 
@@ -177,3 +177,135 @@ def test_train_runs_a_trainable_in_process_and_records_it(workdir):
     assert result.status == "finished" and list(result.history.epoch) == [1, 2, 3, 4]
     run = MlflowClient(result.tracking_uri).get_run(result.run_id)
     assert run.data.params["x"] == "1.5" and run.data.metrics["val_loss"] == result.metrics["val_loss"]
+
+
+USER_CODE = """
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import hypotune
+
+
+@dataclass(frozen=True)
+class Decay:
+    rate: float = hypotune.setting(0.5, "how fast the loss falls per epoch")
+    epochs: int = hypotune.setting(3, "epochs")
+    noise: float = 0.02
+
+
+def fit(settings: Decay, seed: int, log):
+    rng = random.Random(f"{seed} {settings.rate}")
+    loss = 1.0
+    for epoch in range(1, settings.epochs + 1):
+        loss *= 1 - settings.rate
+        log({"epoch": epoch, "val_loss": loss})
+    return {"val_loss": loss * (1 + rng.gauss(0, settings.noise))}
+
+
+@hypotune.trainable(metrics={"val_acc": "maximize"}, epochs=lambda settings: settings.epochs)
+def accuracy(settings: Decay, seed: int, log):
+    rng = random.Random(f"{seed} {settings.rate}")
+    return {"val_acc": settings.rate + rng.gauss(0, settings.noise)}
+"""
+
+USER_STUDY = """
+name = "decay"
+trainable = "decay:fit"
+
+[presets.quick]
+seeds = 3
+epochs = 2
+
+[[hypotheses]]
+id = "rate"
+statement = "a faster decay ends lower"
+arms = { slow = { rate = 0.2 }, fast = { rate = 0.6 } }
+prediction = { kind = "better", arm = "fast", than = "slow" }
+"""
+
+
+@pytest.fixture
+def user_project(workdir):
+    (workdir / "decay.py").write_text(USER_CODE)
+    (workdir / "study.toml").write_text(USER_STUDY)
+    return workdir
+
+
+def test_a_study_names_a_training_function_beside_it_and_runs_it(user_project):
+    study = hypotune.load_study(user_project / "study.toml")
+    assert study.trainable.ref == f"{user_project / 'decay.py'}:fit" and study.trainable.name == "fit"
+    done = hypotune.run_study(study, "quick", workers=2)  # the workers load decay.py by its path
+    assert done.summary.finished == 6 and not done.failed
+    assert list(hypotune.analyze(study, "quick").verdicts.verdict) == ["supported"]
+
+
+def test_a_study_of_a_training_function_names_its_settings_with_the_same_checks(user_project):
+    study = user_project / "study.toml"
+    study.write_text(USER_STUDY.replace("rate = 0.6", "rtae = 0.6"))
+    with pytest.raises(StudyError, match=r"arms.fast.rtae' \(did you mean 'rate'\?\)"):
+        hypotune.load_study(study)
+    study.write_text(USER_STUDY.replace("rate = 0.6", 'rate = "fast"'))
+    with pytest.raises(StudyError, match="arms.fast.rate must be a number"):
+        hypotune.load_study(study)
+    study.write_text(USER_STUDY.replace('"decay:fit"', '"decay:fti"'))
+    with pytest.raises(StudyError, match="has no Trainable or training function named 'fti'"):
+        hypotune.load_study(study)
+    study.write_text(USER_STUDY.replace('"decay:fit"', '"missing.py:fit"'))
+    with pytest.raises(StudyError, match="no such file missing.py"):
+        hypotune.load_study(study)
+
+
+def test_a_decorated_function_declares_its_metrics_and_stays_callable(user_project):
+    trainable = load(f"{user_project / 'decay.py'}:accuracy")
+    assert trainable.metrics == {"val_acc": False} and trainable.epochs_of(trainable.settings()) == 3
+    assert trainable(trainable.settings(rate=0.3), 0, Log("k", lambda e: None, Runtime()))["val_acc"] > 0
+    study = user_project / "study.toml"
+    text = USER_STUDY.replace('"decay:fit"', '"decay.py:accuracy"').replace("better", "better", 1)
+    study.write_text(
+        text.replace('statement = "a faster decay ends lower"', 'statement = "x"\nmetric = "val_acc"')
+    )
+    loaded = hypotune.load_study(study)
+    assert loaded.hypotheses[0].lower_is_better is False
+
+
+def test_a_function_without_settings_says_how_to_declare_them(tmp_path):
+    from hypotune.trainables import from_function
+
+    def bare(settings, seed, log):
+        return {}
+
+    with pytest.raises(ConfigError, match="annotate its first parameter with one"):
+        from_function(bare)
+
+    @dataclasses.dataclass(frozen=True)
+    class Clash:
+        seed: int = 0
+
+    with pytest.raises(ConfigError, match="a setting may not be named seed"):
+        from_function(bare, Clash)
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise ValueError('no data here')\n")
+    with pytest.raises(ConfigError, match="broken.py failed to load: ValueError: no data here"):
+        load(f"{broken}:fit")
+
+
+def test_the_command_line_runs_a_training_function(user_project, capsys):
+    from hypotune.cli import main
+
+    assert main(["validate", "study.toml"]) == 0
+    assert main(["study", "run", "study.toml", "--workers", "1"]) == 0
+    assert main(["train", "--trainable", "decay.py:fit", "--rate", "0.3", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "study 'decay' is valid" in out and "val_loss" in out
+    with pytest.raises(SystemExit) as usage:  # --depth is the CNN's, not a setting of fit
+        main(["train", "--trainable", "decay.py:fit", "--depth", "3"])
+    assert usage.value.code == 2 and "unrecognized arguments: --depth 3" in capsys.readouterr().err
+    (user_project / "clash.py").write_text(
+        "from dataclasses import dataclass\n\n@dataclass\nclass S:\n    experiment: int = 1\n\n"
+        "def fit(settings: S, seed, log):\n    return {'val_loss': float(settings.experiment)}\n"
+    )  # a setting named like a flag of `train` is given with --set
+    assert main(["train", "--trainable", "clash.py:fit", "--set", "experiment=3", "--experiment", "e"]) == 0
+    assert main(["train", "--trainable", "nothing.py:fit"]) == 2
+    assert "no such file nothing.py" in capsys.readouterr().err

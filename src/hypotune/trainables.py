@@ -16,10 +16,17 @@ its reference, "module:attribute".
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import importlib
+import importlib.util
+import inspect
+import sys
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hypotune.config import Runtime
@@ -103,6 +110,10 @@ class Trainable:
     def __repr__(self) -> str:
         return f"Trainable({self.name!r}, ref={self.ref!r})"
 
+    def __call__(self, settings: Any, seed: int, log: Log) -> Result | Mapping[str, float]:
+        """A decorated training function stays callable as it was."""
+        return self.train(settings, seed, log)
+
     @property
     def deciding_metrics(self) -> tuple[str, ...]:
         return self.deciding or tuple(self.metrics)
@@ -127,25 +138,141 @@ class Trainable:
         return self.prepare(runtime) if self.prepare else ""
 
 
+DIRECTIONS = {"minimize": True, "maximize": False}
+
+
+def trainable(
+    settings: type | None = None,
+    *,
+    name: str = "",
+    metrics: Mapping[str, str | bool] | None = None,
+    deciding: tuple[str, ...] = (),
+    **fields: Any,
+) -> Callable[[Callable[..., Any]], Trainable]:
+    """Make a training function `train(settings, seed, log)` a Trainable:
+
+        @hypotune.trainable(metrics={"val_loss": "minimize", "val_acc": "maximize"})
+        def train(settings: Settings, seed: int, log) -> dict[str, float]: ...
+
+    `settings` is its settings dataclass (default: the type of its first parameter); `metrics`
+    the metrics it reports, each "minimize" or "maximize" (default: val_loss, minimized); the
+    other `Trainable` fields (epochs, cost, check, budget, ...) may be given too. The function
+    stays callable as before.
+    """
+
+    def wrap(function: Callable[..., Any]) -> Trainable:
+        return from_function(function, settings, name=name, metrics=metrics, deciding=deciding, **fields)
+
+    return wrap
+
+
+def from_function(
+    function: Callable[..., Any],
+    settings: type | None = None,
+    *,
+    name: str = "",
+    metrics: Mapping[str, str | bool] | None = None,
+    ref: str = "",
+    **fields: Any,
+) -> Trainable:
+    """A Trainable around a plain training function, its settings read from its first parameter."""
+    settings = settings or _first_parameter_type(function)
+    if not (isinstance(settings, type) and dataclasses.is_dataclass(settings)):
+        raise ConfigError(
+            f"trainable '{function.__name__}' needs its settings as a dataclass: annotate its first "
+            "parameter with one (def train(settings: Settings, seed, log)) or pass settings="
+        )
+    taken = {"seed", "settings"} & {f.name for f in dataclasses.fields(settings)}
+    if taken:
+        raise ConfigError(f"trainable '{function.__name__}': a setting may not be named {sorted(taken)[0]}")
+    directions = {}
+    for metric, direction in (metrics or {"val_loss": "minimize"}).items():
+        if isinstance(direction, bool):
+            directions[metric] = direction
+        elif direction in DIRECTIONS:
+            directions[metric] = DIRECTIONS[direction]
+        else:
+            raise ConfigError(f"metric '{metric}' is '{direction}'; valid: minimize, maximize")
+    return Trainable(name or function.__name__, settings, function, ref=ref, metrics=directions, **fields)
+
+
+def _first_parameter_type(function: Callable[..., Any]) -> Any:
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # an annotation that does not resolve: reported as missing
+        return None
+    parameters = list(inspect.signature(function).parameters)
+    return hints.get(parameters[0]) if parameters else None
+
+
 def load(name: str = DEFAULT) -> Trainable:
-    """A trainable by built-in name ("fashion_mnist") or reference ("package.module:attribute")."""
+    """A trainable by built-in name ("fashion_mnist") or reference: "package.module:attribute", or
+    "/path/to/file.py:attribute"; the attribute is a Trainable or a training function."""
     return _load(BUILT_IN.get(name, name))
 
 
 @functools.cache
 def _load(ref: str) -> Trainable:
-    module_name, _, attribute = ref.partition(":")
+    module_name, _, attribute = ref.rpartition(":")
     if not module_name or not attribute:
         known = ", ".join(BUILT_IN)
-        raise ConfigError(f"trainable '{ref}' is neither built in ({known}) nor 'module:attribute'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ConfigError(f"trainable '{ref}': cannot import {module_name} ({error})") from None
+        raise ConfigError(
+            f"trainable '{ref}' is neither built in ({known}) nor 'module:attribute' or 'file.py:attribute'"
+        )
+    module = _module(ref, module_name)
     found = getattr(module, attribute, None)
+    if callable(found) and not isinstance(found, Trainable) and not isinstance(found, type):
+        return from_function(found, ref=ref)
     if not isinstance(found, Trainable):
-        raise ConfigError(f"trainable '{ref}': {module_name} has no Trainable named '{attribute}'")
+        raise ConfigError(
+            f"trainable '{ref}': {module_name} has no Trainable or training function named '{attribute}'"
+        )
     return found if found.ref == ref else _with_ref(found, ref)
+
+
+def _module(ref: str, module_name: str) -> Any:
+    """The module a reference names: imported by name, or executed from its file (its folder
+    goes on the import path, as when it runs as a script, so it may import what lies beside it)."""
+    if not module_name.endswith(".py"):
+        try:
+            return importlib.import_module(module_name)
+        except ImportError as error:
+            raise ConfigError(f"trainable '{ref}': cannot import {module_name} ({error})") from None
+    path = Path(module_name)
+    if not path.is_file():
+        raise ConfigError(f"trainable '{ref}': no such file {path}")
+    unique = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+    name = f"hypotune_user_{path.stem}_{unique}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    if str(path.resolve().parent) not in sys.path:
+        sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[name]
+        raise ConfigError(
+            f"trainable '{ref}': {path.name} failed to load: {type(error).__name__}: {error}"
+        ) from None
+    return module
+
+
+def resolve_ref(text: str, folder: Path) -> str:
+    """A study file's `trainable = "..."`, made absolute: a file (`train.py:fit`) or a module
+    with a file of its name (`train:fit` and train.py) beside the study is that file."""
+    if text in BUILT_IN:
+        return text
+    module_name, sep, attribute = text.rpartition(":")
+    if not sep:
+        return text  # not a reference: `load` says why
+    beside = folder / (module_name if module_name.endswith(".py") else f"{module_name.replace('.', '/')}.py")
+    if beside.is_file():
+        return f"{beside.resolve()}:{attribute}"
+    return text
 
 
 def importable(trainable: Trainable) -> Trainable:
@@ -158,8 +285,6 @@ def importable(trainable: Trainable) -> Trainable:
 
 
 def _with_ref(trainable: Trainable, ref: str) -> Trainable:
-    import dataclasses
-
     return dataclasses.replace(trainable, ref=ref)
 
 

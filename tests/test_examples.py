@@ -1,0 +1,37 @@
+"""The examples under examples/ run as their READMEs say: offline, end to end, tuning and resume."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import hypotune
+from hypotune.cli import main
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+@pytest.fixture
+def digits(workdir: Path) -> Path:
+    pytest.importorskip("sklearn")
+    folder = workdir / "digits"
+    shutil.copytree(EXAMPLES / "digits", folder)
+    return folder
+
+
+def test_the_digits_example_tunes_runs_resumes_and_reports(digits, capsys):
+    assert main(["validate", str(digits / "digits.toml")]) == 0
+    study = hypotune.load_study(digits / "digits.toml")
+    done = hypotune.run_study(study, "quick", workers=2)
+    assert not done.failed and done.summary.tuning_finished == 8  # 4 trials for each width arm
+    again = hypotune.run_study(study, "quick", workers=2)
+    assert again.summary.finished == 0 and again.summary.tuning_finished == 0  # all resumed
+    analysis = hypotune.analyze(study, "quick")
+    verdicts = dict(zip(analysis.verdicts.hypothesis, analysis.verdicts.verdict, strict=True))
+    assert verdicts["width"] == "supported"  # 8 hidden units cannot fit what 64 fit in 5 epochs
+    runs = analysis.runs
+    assert (runs.test_acc > 0.5).all() and len(set(runs.seed)) >= 3
+    assert main(["report", str(digits / "digits.toml"), "--preset", "quick"]) == 0
+    assert "width" in capsys.readouterr().out
