@@ -105,7 +105,7 @@ class Trainable:
     presets: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # budgets for `train --preset`
     space: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # `hypotune search`'s default
     preload: tuple[str, ...] = ()  # modules a local worker imports once, before any trial (torch)
-    doc: str = ""  # one line for `hypotune trainables` and the report
+    doc: str = ""  # what it trains, in one line
 
     def __repr__(self) -> str:
         return f"Trainable({self.name!r}, ref={self.ref!r})"

@@ -8,7 +8,6 @@ protocol (`hypotune.trainables`). Importing this package does not import torch; 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from hypotune.config import RunConfig, Runtime
 from hypotune.fashion.config import DataConfig, ModelConfig, Settings, TrainConfig
@@ -123,10 +122,3 @@ TRAINABLE = Trainable(
     preload=("hypotune.fashion.trainer", "mlflow.pytorch"),
     doc="a configurable CNN on Fashion-MNIST (the built-in study's)",
 )
-
-
-def settings_of(values: dict[str, Any]) -> RunConfig:
-    """A RunConfig of the CNN from nested plain data ({"model": {"depth": 6}, "seed": 1})."""
-    from hypotune.config import run_config_from_dict
-
-    return run_config_from_dict(Settings, values)
