@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from hypotune.config import RunConfig, Runtime, flatten, merge, run_config_from_dict
 from hypotune.errors import ConfigError, HypotuneError
-from hypotune.trainables import Log, Trainable, importable, load, result_of
+from hypotune.trainables import DEFAULT, Log, Trainable, importable, load
 
 if TYPE_CHECKING:  # imported when used: `import hypotune` stays light, torch loads on demand
     import pandas
@@ -49,7 +49,7 @@ def _tracker(tracking_uri: str | None) -> Tracker:
 
 def _trainable(trainable: Trainable | str | None) -> Trainable:
     """A trainable given as itself, a built-in name or a "module:attribute" reference."""
-    return trainable if isinstance(trainable, Trainable) else load(trainable or "fashion_mnist")
+    return trainable if isinstance(trainable, Trainable) else load(trainable or DEFAULT)
 
 
 def _study(study: Study | str | Path) -> Study:
@@ -406,8 +406,7 @@ def train(
         if on_start:
             on_start(TrainStart(run_id, about, found))
         log = Log(run_id, logged, runtime)
-        result = result_of(chosen.train(config.settings, config.seed, log))
-        result.epochs = result.epochs or log.epochs
+        result = chosen.run(config.settings, config.seed, log)
     except KeyboardInterrupt:
         tracker.fail(run_id, "interrupted", status="KILLED")
         raise

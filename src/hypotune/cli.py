@@ -60,8 +60,7 @@ def chosen_trainable(argv: Sequence[str]) -> Trainable | None:
     """The trainable `--trainable` names, read before the rest: its settings are the flags."""
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("--trainable")
-    named = early.parse_known_args(argv)[0].trainable
-    return load(resolve_ref(named, Path.cwd())) if named else None
+    return trainable_of(early.parse_known_args(argv)[0])
 
 
 def trainable_of(args: argparse.Namespace) -> Trainable | None:

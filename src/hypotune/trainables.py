@@ -118,6 +118,12 @@ class Trainable:
     def deciding_metrics(self) -> tuple[str, ...]:
         return self.deciding or tuple(self.metrics)
 
+    def run(self, settings: Any, seed: int, log: Log) -> Result:
+        """Train once through `log`, the result checked and its epochs counted when not given."""
+        result = result_of(self.train(settings, seed, log))
+        result.epochs = result.epochs or log.epochs
+        return result
+
     def epochs_of(self, settings: Any) -> int | None:
         return self.epochs(settings) if self.epochs else None
 

@@ -16,7 +16,7 @@ from typing import Any
 from hypotune.config import Runtime, run_config_from_dict
 from hypotune.errors import HypotuneError
 from hypotune.events import Failed, Finished, Started
-from hypotune.trainables import Log, load, result_of
+from hypotune.trainables import Log, load
 
 
 def run_trial(
@@ -39,8 +39,7 @@ def run_trial(
         trainable = load(trainable_ref)
         config = run_config_from_dict(trainable.settings, config_dict)
         log = Log(key, emit, runtime, tuning, should_stop)
-        result = result_of(trainable.train(config.settings, config.seed, log))
-        result.epochs = result.epochs or log.epochs
+        result = trainable.run(config.settings, config.seed, log)
         if tuning:
             result.artifacts = {}
         # Artifacts travel as bytes: a trainable's tensors sent through a queue would share
