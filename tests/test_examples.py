@@ -35,3 +35,27 @@ def test_the_digits_example_tunes_runs_resumes_and_reports(digits, capsys):
     assert (runs.test_acc > 0.5).all() and len(set(runs.seed)) >= 3
     assert main(["report", str(digits / "digits.toml"), "--preset", "quick"]) == 0
     assert "width" in capsys.readouterr().out
+
+
+def test_the_script_example_runs_an_unchanged_script_tunes_resumes_and_reports(workdir, capsys):
+    pytest.importorskip("sklearn")
+    folder = workdir / "script"
+    shutil.copytree(EXAMPLES / "script", folder)
+    path = folder / "study.toml"
+    text = path.read_text()
+    smaller = {"seeds = { min = 3, max = 5 }": "seeds = 2", "quick = 3, full": "quick = 2, full"}
+    for old, new in smaller.items():  # the quick preset, smaller still: each trial starts a Python
+        assert old in text
+        text = text.replace(old, new)
+    path.write_text(text)
+    assert main(["validate", str(path)]) == 0
+    study = hypotune.load_study(path)
+    done = hypotune.run_study(study, "quick", workers=2)
+    assert not done.failed and done.summary.tuning_finished == 4  # 2 tuning trials for each width arm
+    assert done.summary.finished == done.summary.planned >= 6  # a tuned arm may equal the base arm
+    again = hypotune.run_study(study, "quick", workers=2)
+    assert again.summary.finished == 0 and again.summary.tuning_finished == 0  # all resumed
+    runs = hypotune.analyze(study, "quick").runs
+    assert (runs.test_acc > 0.3).all() and (runs.val_loss > 0).all()  # read back from what the script logged
+    assert main(["report", str(path), "--preset", "quick"]) == 0
+    assert "width" in capsys.readouterr().out

@@ -290,6 +290,22 @@ def write_report(
     return build_report(study, preset, _tracker(tracking_uri), folder)
 
 
+def analyze_runs(
+    runs_file: str | Path, out: str | Path | None = None, *, tracking_uri: str | None = None
+) -> Any:
+    """Verdicts on runs made elsewhere: the finished runs of the MLflow experiment a runs file
+    names, filed under its arms by their logged params, decided and audited as a study's are.
+    Writes the same report to `out` (default report/NAME-runs) and returns it; the store is
+    only read."""
+    from hypotune.existing import PRESET, analyse_runs
+    from hypotune.report import build_report
+
+    tracker = _tracker(tracking_uri)
+    study, analysed = analyse_runs(runs_file, tracker)
+    folder = Path(out) if out is not None else Path("report") / f"{study.name}-{PRESET}"
+    return build_report(study, PRESET, tracker, folder, analysed)
+
+
 def study_status(
     study: Study | str | Path, preset: str | None = None, *, tracking_uri: str | None = None
 ) -> Any:
@@ -377,7 +393,7 @@ def train(
     an MLflow run with its artifacts (unless `keep_weights` is False). A run that fails or is
     interrupted is marked FAILED or KILLED, never left RUNNING."""
     from hypotune.events import Epoch
-    from hypotune.store import interrupts_held
+    from hypotune.store import absolute_uri, interrupts_held
 
     chosen = _trainable(trainable)
     config = run_config(config, trainable=chosen, **settings)
@@ -395,8 +411,9 @@ def train(
 
     def logged(event: Any) -> None:
         if isinstance(event, Epoch):
-            with interrupts_held():
-                tracker.log_metrics(run_id, event.metrics, step=int(event.metrics["epoch"]))
+            if not event.stored:
+                with interrupts_held():
+                    tracker.log_metrics(run_id, event.metrics, step=int(event.metrics["epoch"]))
             epochs.append(event.metrics)
             if on_epoch:
                 on_epoch(event.metrics)
@@ -405,7 +422,7 @@ def train(
         tracker.log_config(run_id, config, runtime)
         if on_start:
             on_start(TrainStart(run_id, about, found))
-        log = Log(run_id, logged, runtime)
+        log = Log(run_id, logged, runtime, run_id=run_id, tracking_uri=absolute_uri(tracker.uri))
         result = chosen.run(config.settings, config.seed, log)
     except KeyboardInterrupt:
         tracker.fail(run_id, "interrupted", status="KILLED")
@@ -417,7 +434,9 @@ def train(
     try:
         with interrupts_held():
             artifacts = result.artifacts if keep_weights else {}
-            tracker.finish(run_id, result.status, result.metrics, artifacts, result.tags, result.epochs)
+            tracker.finish(
+                run_id, result.status, result.metrics, artifacts, result.tags, result.epochs, result.stored
+            )
     except Exception as error:  # a full disk while saving the weights: never leave it RUNNING
         with contextlib.suppress(Exception):
             tracker.fail(run_id, f"recording the result failed: {error}")

@@ -34,13 +34,15 @@ def audit(
     data: StudyData,
     tuned: dict[str, dict[str, Any]] | None = None,
     seeds: dict[str, int] | None = None,
+    own_runs: bool = True,
 ) -> dict[str, list[str]]:
     """Findings per hypothesis id; an empty list means the comparison is clean.
 
-    `seeds` gives a hypothesis more seeds than its preset's minimum, as in `plan`.
+    `seeds` gives a hypothesis more seeds than its preset's minimum, as in `plan`. `own_runs` is
+    False for runs hypotune did not train (`hypotune analyze`): they have no trial key to check.
     """
     seeds = seeds or {}
-    planned = {t.key for t in plan(study, preset, tuned, seeds)}
+    planned = {t.key for t in plan(study, preset, tuned, seeds)} if own_runs else None
     minimum = study.presets[preset].seeds.min
     return {
         h.id: audit_hypothesis(study.trainable, h, preset, data, planned, seeds.get(h.id, minimum))
@@ -49,7 +51,12 @@ def audit(
 
 
 def audit_hypothesis(
-    trainable: Trainable, hypothesis: Hypothesis, preset: str, data: StudyData, planned: set[str], seeds: int
+    trainable: Trainable,
+    hypothesis: Hypothesis,
+    preset: str,
+    data: StudyData,
+    planned: set[str] | None,
+    seeds: int,
 ) -> list[str]:
     records = [(arm, r) for arm in hypothesis.arms for r in data[hypothesis.id, arm].records.values()]
     findings: list[str] = []
@@ -72,7 +79,7 @@ def audit_hypothesis(
     for name, what in (("preset", "preset"), ("code_version", "code version")):
         # A run of the planned config counts as this preset's, whichever preset trained it.
         def tagged(r: TrialRecord, t: str = name) -> str | None:
-            return preset if t == "preset" and r.key in planned else r.tag(t)
+            return preset if t == "preset" and planned is not None and r.key in planned else r.tag(t)
 
         if _differs(records, tagged):
             findings.append(f"{what} differs between arms: {_show(_values_by_arm(records, tagged))}")
@@ -102,7 +109,7 @@ def audit_hypothesis(
         problem = _check_recount(trainable, record)
         if problem:
             findings.append(f"arm '{arm}' seed {record.seed}: {problem}")
-        if record.key not in planned:
+        if planned is not None and record.key not in planned:
             findings.append(
                 f"arm '{arm}' seed {record.seed}: trained from a definition other than the study file's"
             )

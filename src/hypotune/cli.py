@@ -46,6 +46,17 @@ def add_tracking_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_fail_on_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        choices=("refuted", "inconclusive", "equivalent", "supported", "exploratory"),
+        metavar="VERDICT",
+        help="exit 1 when any prediction has this verdict (repeatable; for CI): refuted, inconclusive, ...",
+    )
+
+
 def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution (not part of the trial key)")
     for name, field in Runtime.__dataclass_fields__.items():
@@ -275,16 +286,17 @@ def build_parser(of: Trainable | None = None) -> Parser:
     report.add_argument("study", type=Path, help="study file (TOML), or a built-in study's name")
     report.add_argument("--preset", help="budget preset (default: the study's first)")
     report.add_argument("--out", type=Path, help="output folder (default: report/STUDY-PRESET)")
-    report.add_argument(
-        "--fail-on",
-        action="append",
-        default=[],
-        choices=("refuted", "inconclusive", "equivalent", "supported", "exploratory"),
-        metavar="VERDICT",
-        help="exit 1 when any prediction has this verdict (repeatable; for CI): refuted, inconclusive, ...",
-    )
+    add_fail_on_flag(report)
     add_trainable_flag(report)
     add_tracking_flags(report)
+
+    analyze = commands.add_parser(
+        "analyze", help="verdicts and a report on runs you already have in MLflow (a runs file says how)"
+    )
+    analyze.add_argument("runs_file", type=Path, help="a runs file (TOML): experiment, seed, params")
+    analyze.add_argument("--out", type=Path, help="output folder (default: report/NAME-runs)")
+    add_fail_on_flag(analyze)
+    add_tracking_flags(analyze)
 
     validate = commands.add_parser("validate", help="check a study or run-config file without training")
     validate.add_argument(

@@ -31,6 +31,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "ui": run_ui,
         "validate": run_validate,
         "report": run_report,
+        "analyze": run_analyze,
         "server": run_server,
         "search": run_search,
         "studies": run_studies,
@@ -441,15 +442,29 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from hypotune import api
-    from hypotune.report import counts_line
 
     study = api.load_study(args.study, trainable=args.trainable)
     with console.status("reading the store and drawing figures"):
         report = api.write_report(study, args.preset, args.out, tracking_uri=args.tracking_uri)
+    return show_report(report, args.fail_on)
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    from hypotune import api
+
+    with console.status("reading the runs and drawing figures"):
+        report = api.analyze_runs(args.runs_file, args.out, tracking_uri=args.tracking_uri)
+    return show_report(report, args.fail_on)
+
+
+def show_report(report: Any, fail_on: list[str]) -> int:
+    """The verdict table and where the report is; 1 when a verdict is one of `fail_on` (for CI)."""
+    from hypotune.report import counts_line
+
     out.print(verdict_table(report.verdicts, report.findings))
     out.print(counts_line(report.verdicts))
     out.print(f"report: {report.html_path.resolve()} (and report.md, verdicts.json, verdicts.csv beside it)")
-    failing = [v for v in report.verdicts if v.verdict in args.fail_on]
+    failing = [v for v in report.verdicts if v.verdict in fail_on]
     for verdict in failing:
         line = f"{verdict.verdict}: {verdict.hypothesis}: {verdict.prediction}"
         out.print(line, markup=False, highlight=False)

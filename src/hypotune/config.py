@@ -17,6 +17,7 @@ import math
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,24 @@ class Runtime:
     def __post_init__(self) -> None:
         check(1 <= self.threads <= 256, "threads", "must be between 1 and 256")
         choice("device", self.device, ("cpu", "cuda", "auto"))
+
+
+DIRECTIONS = {"minimize": True, "maximize": False}
+
+
+def directions(metrics: Mapping[str, str | bool] | None) -> dict[str, bool]:
+    """Metrics declared "minimize" or "maximize" (or lower-is-better booleans), as booleans."""
+    if metrics is not None and not (isinstance(metrics, Mapping) and metrics):
+        raise ConfigError(f'metrics must be a table of name = "minimize" or "maximize", got {metrics!r}')
+    found = {}
+    for metric, direction in (metrics or {"val_loss": "minimize"}).items():
+        if isinstance(direction, bool):
+            found[metric] = direction
+        elif direction in DIRECTIONS:
+            found[metric] = DIRECTIONS[direction]
+        else:
+            raise ConfigError(f"metric '{metric}' is '{direction}'; valid: minimize, maximize")
+    return found
 
 
 def check(condition: bool, key: str, problem: str) -> None:

@@ -29,6 +29,12 @@ class Task:
     config: RunConfig
     trainable: str  # the reference a worker loads the trainable by (hypotune.trainables.load)
     tuning: bool = False  # a tuning trial: validation only (no test set, no weights); may be stopped
+    run_id: str = ""  # the MLflow run it is recorded in, opened as it is handed out
+    tracking_uri: str = ""  # the store that run lies in
+
+    def message(self) -> tuple[Any, ...]:
+        """What a worker is sent: plain values, for a pipe or a Ray task."""
+        return (self.key, self.trainable, self.config.to_dict(), self.tuning, self.run_id, self.tracking_uri)
 
 
 class TaskSource(Protocol):
@@ -126,7 +132,7 @@ class LocalExecutor:
                 busy = set(in_flight.values())
                 idle = [pid for pid in workers if pid not in busy]
                 pid = idle[0] if idle else start_worker()
-                workers[pid][2].put((task.key, task.trainable, task.config.to_dict(), task.tuning))
+                workers[pid][2].put(task.message())
                 in_flight[task.key] = pid
 
         try:
@@ -238,15 +244,14 @@ class RayExecutor:
 
         self.board = DecisionBoard.remote()
 
-        def remote_trial(
-            key: str, trainable: str, config_dict: dict, tuning: bool, runtime: Runtime, handles: Any
-        ) -> str:
+        def remote_trial(message: tuple[Any, ...], runtime: Runtime, handles: Any) -> str:
+            key, trainable, config_dict, tuning, *run = message
             queue_handle, board = handles
 
             def should_stop(epoch: int) -> bool:
                 return await_decision(lambda: ray.get(board.decision.remote(key, epoch)))
 
-            run_trial(key, trainable, config_dict, runtime, queue_handle.put, tuning, should_stop)
+            run_trial(key, trainable, config_dict, runtime, queue_handle.put, tuning, should_stop, tuple(run))
             return key
 
         # max_retries=0: a lost task is reported as failed and retried by the next run, as locally
@@ -259,9 +264,7 @@ class RayExecutor:
         def feed() -> None:
             while len(remaining) < capacity and (task := source.next_task()) is not None:
                 handles = (events, self.board)
-                ref = remote.remote(
-                    task.key, task.trainable, task.config.to_dict(), task.tuning, self.runtime, handles
-                )
+                ref = remote.remote(task.message(), self.runtime, handles)
                 pending[ref] = task.key
                 remaining.add(task.key)
 

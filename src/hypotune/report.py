@@ -104,10 +104,15 @@ def analyse(study: Study, preset: str, tracker: Tracker) -> Analysed:
     return Analysed(data, searches, verdicts, audit(study, preset, data, tuned, seeds))
 
 
-def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> Report:
+def build_report(
+    study: Study, preset: str, tracker: Tracker, out_dir: Path, analysed: Analysed | None = None
+) -> Report:
+    """The report of a study's runs under `preset`, kept on its study run; or, given `analysed`,
+    of runs made elsewhere (`hypotune analyze`), which leaves the store as it is."""
     left_out = [h.id for h in study.hypotheses if not study.presets[preset].runs(h.id)]
     study = study.under(preset)
-    analysed = analyse(study, preset, tracker)
+    existing = analysed is not None
+    analysed = analysed or analyse(study, preset, tracker)
     data, searches, verdicts, findings = (
         analysed.data,
         analysed.searches,
@@ -120,7 +125,7 @@ def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> 
         Heading(1, f"{study.name}: {preset} preset"),
         Text(study.description),
         Text(_budget_line(study, preset)),
-        Text(seeds_line(study, preset)),
+        Text(runs_line(study) if existing else seeds_line(study, preset)),
         Heading(2, "Verdicts"),
         Text(counts_line(verdicts)),
         verdict_table(verdicts, findings),
@@ -146,7 +151,8 @@ def build_report(study: Study, preset: str, tracker: Tracker, out_dir: Path) -> 
     html_path = out_dir / "index.html"
     html_path.write_text(to_html(blocks, f"{study.name} ({preset})"))
     write_verdicts(study, preset, verdicts, findings, out_dir)
-    tracker.log_report(study.name, preset, out_dir)
+    if not existing:
+        tracker.log_report(study.name, preset, out_dir)
     return Report(html_path, markdown_path, verdicts, findings)
 
 
@@ -183,6 +189,14 @@ def _budget_line(study: Study, preset: str) -> str:
     parts = [f"{chosen.seeds.describe()} per arm"]
     parts += [f"{k.rsplit('.', 1)[-1].replace('_', ' ')} {v}" for k, v in budget.items()]
     return f"Budget: {', '.join(parts)}. {chosen.description}".strip()
+
+
+def runs_line(study: Study) -> str:
+    """Where runs made elsewhere came from, for a reader of `hypotune analyze`'s report."""
+    return (
+        f"Read from {study.trainable.doc}: nothing was trained. A run belongs to an arm when its logged"
+        " params equal the arm's; what else varies between arms is in the audit."
+    )
 
 
 def seeds_line(study: Study, preset: str) -> str:

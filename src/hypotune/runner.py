@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import fcntl
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from typing import Any
 from hypotune.events import ENDS, Epoch, Event, Failed, Finished, Started
 from hypotune.executors import Executor, Task
 from hypotune.searches import Search, read_tuned, search_groups
-from hypotune.store import Tracker, interrupts_held
+from hypotune.store import Tracker, absolute_uri, interrupts_held
 from hypotune.study import Study, Trial, plan
 
 EventCallback = Callable[[Event, Trial], None]
@@ -54,6 +55,26 @@ def study_lock(tracker: Tracker, name: str) -> Iterator[None]:
 
             raise StudyError(f"study '{name}' is already running against {tracker.uri}") from None
         yield  # the OS releases the lock when the process ends, however it ends
+
+
+@dataclass
+class Opening:
+    """A task source whose tasks carry their MLflow run, opened as each is handed out (`open`),
+    so that a trainable may log to it itself: a command trainable's script does."""
+
+    source: Any  # a TaskSource that keeps the Trial of each task it hands out, by key
+    open: Callable[[Task, Trial], str]
+    tracking_uri: str
+
+    def next_task(self) -> Task | None:
+        task = self.source.next_task()
+        if task is None:
+            return None
+        run_id = self.open(task, self.source.trials[task.key])
+        return dataclasses.replace(task, run_id=run_id, tracking_uri=self.tracking_uri)
+
+    def exhausted(self) -> bool:
+        return self.source.exhausted()
 
 
 class StudySource:
@@ -225,8 +246,12 @@ def run_study(
         if on_start:
             on_start(summary)
         recorder = Recorder(tracker, experiment_id, study, preset, parent, summary)
+
+        def open_run(task: Task, trial: Trial) -> str:
+            return search.open(task.key, trial) if trial.tuning else recorder.open(trial)
+
         try:
-            for event in executor.run(source):
+            for event in executor.run(Opening(source, open_run, absolute_uri(tracker.uri))):
                 trial = source.trials[event.key]
                 with interrupts_held():
                     if trial.tuning:
@@ -280,14 +305,20 @@ class Recorder:
         return self.tracker.start_trial_run(self.experiment_id, name, self.study.name, self.preset, trial.key,
                                             trial.config.seed, trial.arms, self.parent)  # fmt: skip
 
+    def open(self, trial: Trial) -> str:
+        """Open a trial's MLflow run as it is handed out; its id."""
+        self.run_ids[trial.key] = self.start(trial, trial.name)
+        self.tracker.log_config(self.run_ids[trial.key], trial.config)
+        return self.run_ids[trial.key]
+
     def record(self, event: Event, trial: Trial) -> None:
         key = event.key
         match event:
             case Started():
-                self.run_ids[key] = self.start(trial, trial.name)
-                self.tracker.log_config(self.run_ids[key], trial.config)
-            case Epoch(metrics=metrics):
-                self.tracker.log_metrics(self.run_ids[key], metrics, step=int(metrics["epoch"]))
+                pass  # its run was opened as it was handed out
+            case Epoch(metrics=metrics, stored=stored):
+                if not stored:
+                    self.tracker.log_metrics(self.run_ids[key], metrics, step=int(metrics["epoch"]))
             case Finished(result=result):
                 self.tracker.finish(
                     self.run_ids[key],
@@ -296,6 +327,7 @@ class Recorder:
                     result.artifacts,
                     result.tags,
                     result.epochs,
+                    result.stored,
                 )
                 del self.run_ids[key]  # only now recorded: a crash in between marks it KILLED
                 self.summary.finished += 1
@@ -376,8 +408,9 @@ def run_search(
         done = search.searches[0].counted()
         if done and on_resume:
             on_resume(done)
+        opening = Opening(source, lambda task, trial: search.open(task.key, trial), absolute_uri(tracker.uri))
         try:
-            for event in executor.run(source):
+            for event in executor.run(opening):
                 trial = source.trials[event.key]
                 with interrupts_held():
                     search.record(event, trial)

@@ -248,26 +248,34 @@ class Search:
         return any(key in s.in_flight for s in self.searches)
 
     # ---- the event side -------------------------------------------------------------
+    def open(self, key: str, trial: Trial) -> str:
+        """Open the MLflow run of a tuning trial as it is handed out; its id."""
+        search = next(s for s in self.searches if key in s.in_flight)
+        run_id = self.tracker.start_tuning_trial_run(
+            self.experiment_id, trial.name, key, search.group.key, search.in_flight[key].number,
+            trial.config.seed, search.group.arms, self.scope, search.run_id,
+        )  # fmt: skip
+        search.trial_runs[key] = run_id
+        self.tracker.log_config(run_id, trial.config)
+        return run_id
+
     def record(self, event: Event, trial: Trial) -> None:
         key = event.key
         search = next(s for s in self.searches if key in s.in_flight)
         optuna_trial = search.in_flight[key]
         match event:
             case Started():
-                run_id = self.tracker.start_tuning_trial_run(
-                    self.experiment_id, trial.name, key, search.group.key, optuna_trial.number,
-                    trial.config.seed, search.group.arms, self.scope, search.run_id,
-                )  # fmt: skip
-                search.trial_runs[key] = run_id
-                self.tracker.log_config(run_id, trial.config)
-            case Epoch(metrics=metrics):
-                self.tracker.log_metrics(search.trial_runs[key], metrics, step=int(metrics["epoch"]))
-                value = metrics["val_acc" if search.group.spec.metric == "val_acc" else "val_loss"]
+                pass  # its run was opened as it was handed out
+            case Epoch(metrics=metrics, stored=stored):
                 epoch = int(metrics["epoch"])
-                optuna_trial.report(value, epoch)
+                if not stored:
+                    self.tracker.log_metrics(search.trial_runs[key], metrics, step=epoch)
+                value = metrics.get(search.group.spec.metric)
+                if value is not None:
+                    optuna_trial.report(value, epoch)
                 epochs = search.group.trainable.epochs_of(trial.config.settings)
                 last = epochs is not None and epoch >= epochs
-                self.decide(key, epoch, not last and optuna_trial.should_prune())
+                self.decide(key, epoch, value is not None and not last and optuna_trial.should_prune())
             case Finished(result=result):
                 self._finished(search, key, result)
             case Failed(message=message):
@@ -284,7 +292,8 @@ class Search:
             if math.isnan(value):
                 value = math.inf if search.group.spec.direction == "minimize" else -math.inf
             search.study.tell(optuna_trial, value)
-        self.tracker.finish(search.trial_runs.pop(key), result.status, result.metrics, step=result.epochs)
+        run_id = search.trial_runs.pop(key)
+        self.tracker.finish(run_id, result.status, result.metrics, step=result.epochs, stored=result.stored)
         self._finish_if_complete(search)
 
     def _failed(self, search: _Open, key: str, message: str) -> None:

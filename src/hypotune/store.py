@@ -37,6 +37,14 @@ def default_uri(store_dir: Path = STORE_DIR) -> str:
     return f"sqlite:///{(store_dir / 'mlflow.db').resolve()}"
 
 
+def absolute_uri(uri: str) -> str:
+    """The URI with a SQLite store's path made absolute: it is handed to processes (a command
+    trainable's script) that may run in another folder."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
+    return uri
+
+
 @functools.cache
 def code_version() -> str:
     """The package version, plus the git commit when run from a checkout."""
@@ -299,16 +307,19 @@ class Tracker:
         artifacts: dict[str, bytes] | None = None,
         ran_with: dict[str, str] | None = None,
         step: int | None = None,
+        stored: bool = False,
     ) -> None:
         """Record the final result; only then is the run FINISHED and the trial done.
 
         `artifacts` are files to keep with the run, by name (the built-in trainable keeps its
         weights as "model.pt", loadable with `torch.load(..., weights_only=True)`). `ran_with`
         (threads, device, precision) becomes tags: outside the trial key, but the audit flags a
-        comparison whose runs differ in it. `step` is the epochs it trained.
+        comparison whose runs differ in it. `step` is the epochs it trained. `stored`: the
+        metrics are in the run already (a command logged them), so they are not logged twice.
         """
-        # At the last epoch's step (or later): MLflow shows a metric's value at its highest step.
-        self.log_metrics(run_id, metrics, step=int(metrics.get("epochs_run", 0)) if step is None else step)
+        if not stored:  # at the last epoch's step: MLflow shows a metric's value at its highest step
+            last = int(metrics.get("epochs_run", 0)) if step is None else step
+            self.log_metrics(run_id, metrics, step=last)
         if artifacts:
             with tempfile.TemporaryDirectory() as folder:
                 for name, content in artifacts.items():
@@ -415,24 +426,30 @@ class Tracker:
 
     def finished_trials(self, experiment_id: str) -> list[TrialRecord]:
         """Every finished trial run, read back."""
-        records = []
-        for run in self.runs(experiment_id, tag_filter({tag("kind"): "trial"}, status="FINISHED")):
-            tags = run.data.tags
-            records.append(
-                TrialRecord(
-                    run_id=run.info.run_id,
-                    key=tags.get(tag("key"), ""),
-                    seed=int(tags.get(tag("seed"), run.data.params.get("seed", 0))),
-                    status=tags.get(tag("status"), "finished"),
-                    metrics={k: read_metric(v) for k, v in run.data.metrics.items()},
-                    params=dict(run.data.params),
-                    tags=dict(tags),
-                    start_time=run.info.start_time or 0,
-                    preset=tags.get(tag("preset"), ""),
-                    arms=[tuple(a) for a in json.loads(tags.get(tag("arms"), "[]"))],
-                )
-            )
-        return records
+        filter_string = tag_filter({tag("kind"): "trial"}, status="FINISHED")
+        return [self._record(run) for run in self.runs(experiment_id, filter_string)]
+
+    def finished_runs(self, experiment_id: str) -> list[TrialRecord]:
+        """Every finished run of an experiment, whoever logged it (`hypotune analyze`), oldest first;
+        a run hypotune did not log has no key and seed 0 unless it logged a `seed` param."""
+        runs = self.runs(experiment_id, "attributes.status = 'FINISHED'")
+        return sorted((self._record(run) for run in runs), key=lambda record: record.start_time)
+
+    def _record(self, run: Any) -> TrialRecord:
+        tags = run.data.tags
+        seed = tags.get(tag("seed"), run.data.params.get("seed", "0"))
+        return TrialRecord(
+            run_id=run.info.run_id,
+            key=tags.get(tag("key"), ""),
+            seed=int(seed) if seed.lstrip("-").isdigit() else 0,
+            status=tags.get(tag("status"), "finished"),
+            metrics={k: read_metric(v) for k, v in run.data.metrics.items()},
+            params=dict(run.data.params),
+            tags=dict(tags),
+            start_time=run.info.start_time or 0,
+            preset=tags.get(tag("preset"), ""),
+            arms=[tuple(a) for a in json.loads(tags.get(tag("arms"), "[]"))],
+        )
 
     def history(
         self, run_ids: Iterable[str], metrics: Iterable[str]

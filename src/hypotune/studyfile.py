@@ -96,16 +96,26 @@ def parse_study(raw: dict[str, Any], path: str | Path, trainable: Trainable | No
     is `trainable` when given, else the one the file names (`trainable = "train.py:fit"`, beside
     the file or importable), else the built-in CNN."""
     try:
-        return _parse_study(raw, str(path), trainable or _named_trainable(raw, Path(path).parent))
+        return _parse_study(raw, str(path), trainable or _named_trainable(raw, Path(path)))
     except ConfigError as error:
         raise StudyError(f"{path}: {error}") from None
 
 
-def _named_trainable(raw: dict[str, Any], folder: Path) -> Trainable:
+def _named_trainable(raw: dict[str, Any], path: Path) -> Trainable:
+    """The trainable a study file names (`trainable = "train.py:fit"`) or declares (a [trainable]
+    table with a command), else the built-in one."""
     named = raw.get("trainable", DEFAULT)
+    if isinstance(named, dict):
+        from hypotune.scripts import from_table
+
+        try:
+            return Trainable(**from_table(named, path))
+        except ConfigError as error:
+            raise ConfigError(f"[trainable] {error}") from None
     if not isinstance(named, str) or not named:
-        raise ConfigError(f"trainable must be a name or 'module:function', got {named!r}")
-    return load(resolve_ref(named, folder))
+        what = "a name, 'module:function' or a table with a command"
+        raise ConfigError(f"trainable must be {what}, got {named!r}")
+    return load(resolve_ref(named, path.parent))
 
 
 def _parse_study(raw: dict[str, Any], path: str, t: Trainable) -> Study:

@@ -29,30 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypotune.config import Runtime
+from hypotune.config import Runtime, directions
 from hypotune.errors import ConfigError
-from hypotune.events import Epoch, Event
+from hypotune.events import STATUSES, Epoch, Event, Result
 
 BUILT_IN = {"fashion_mnist": "hypotune.fashion:TRAINABLE"}  # name -> reference
 DEFAULT = "fashion_mnist"
-STATUSES = ("finished", "diverged", "pruned")
-
-
-@dataclass
-class Result:
-    """How one training ended: its final metrics, and what to keep of it.
-
-    `status` is "finished", "diverged" (a loss went non-finite: a result that counts as a failure)
-    or "pruned" (a tuning search stopped it). `tags` say how it ran (threads, device, precision):
-    the audit flags comparisons whose runs differ in them. `artifacts` are files kept beside the
-    run, by name ("model.pt": its bytes); a tuning trial keeps none.
-    """
-
-    metrics: dict[str, float]
-    status: str = "finished"
-    epochs: int = 0
-    tags: dict[str, str] = field(default_factory=dict)
-    artifacts: dict[str, bytes] = field(default_factory=dict)
 
 
 class Log:
@@ -60,6 +42,8 @@ class Log:
 
     `runtime` says how to run (threads, device, where the data lies); `tuning` is True for a
     trial of a tuning search, which must not look at the test set and keeps no artifacts.
+    `run_id` is the MLflow run the trial is recorded in, in the store at `tracking_uri`: a
+    trainable may log more to it (a command trainable's script logs everything there).
     """
 
     def __init__(
@@ -69,16 +53,20 @@ class Log:
         runtime: Runtime,
         tuning: bool = False,
         should_stop: Callable[[int], bool] | None = None,
+        run_id: str = "",
+        tracking_uri: str = "",
     ) -> None:
         self.key, self.emit, self.runtime, self.tuning = key, emit, runtime, tuning
         self.should_stop = should_stop
+        self.run_id, self.tracking_uri = run_id, tracking_uri
         self.epochs = 0
 
-    def __call__(self, metrics: Mapping[str, float]) -> bool:
+    def __call__(self, metrics: Mapping[str, float], stored: bool = False) -> bool:
+        """Report one epoch; `stored`: its metrics are in the run already (the trainable logged them)."""
         self.epochs += 1
         values = {name: float(value) for name, value in metrics.items()}
         values.setdefault("epoch", float(self.epochs))
-        self.emit(Epoch(self.key, values))
+        self.emit(Epoch(self.key, values, stored))
         return bool(self.tuning and self.should_stop and self.should_stop(int(values["epoch"])))
 
 
@@ -144,9 +132,6 @@ class Trainable:
         return self.prepare(runtime) if self.prepare else ""
 
 
-DIRECTIONS = {"minimize": True, "maximize": False}
-
-
 def trainable(
     settings: type | None = None,
     *,
@@ -191,15 +176,9 @@ def from_function(
     taken = {"seed", "settings"} & {f.name for f in dataclasses.fields(settings)}
     if taken:
         raise ConfigError(f"trainable '{function.__name__}': a setting may not be named {sorted(taken)[0]}")
-    directions = {}
-    for metric, direction in (metrics or {"val_loss": "minimize"}).items():
-        if isinstance(direction, bool):
-            directions[metric] = direction
-        elif direction in DIRECTIONS:
-            directions[metric] = DIRECTIONS[direction]
-        else:
-            raise ConfigError(f"metric '{metric}' is '{direction}'; valid: minimize, maximize")
-    return Trainable(name or function.__name__, settings, function, ref=ref, metrics=directions, **fields)
+    return Trainable(
+        name or function.__name__, settings, function, ref=ref, metrics=directions(metrics), **fields
+    )
 
 
 def _first_parameter_type(function: Callable[..., Any]) -> Any:
@@ -213,8 +192,15 @@ def _first_parameter_type(function: Callable[..., Any]) -> Any:
 
 def load(name: str = DEFAULT) -> Trainable:
     """A trainable by built-in name ("fashion_mnist") or reference: "package.module:attribute", or
-    "/path/to/file.py:attribute"; the attribute is a Trainable or a training function."""
-    return _load(BUILT_IN.get(name, name))
+    "/path/to/file.py:attribute" (a Trainable or a training function), or "/path/to/file.toml:table"
+    (a command trainable, `hypotune.scripts`: read afresh each time, as the file may change)."""
+    ref = BUILT_IN.get(name, name)
+    path, _, table = ref.rpartition(":")
+    if path.endswith(".toml") and table:
+        from hypotune.scripts import from_toml
+
+        return Trainable(**from_toml(Path(path), table))
+    return _load(ref)
 
 
 @functools.cache
@@ -223,7 +209,8 @@ def _load(ref: str) -> Trainable:
     if not module_name or not attribute:
         known = ", ".join(BUILT_IN)
         raise ConfigError(
-            f"trainable '{ref}' is neither built in ({known}) nor 'module:attribute' or 'file.py:attribute'"
+            f"trainable '{ref}' is neither built in ({known}) nor 'module:attribute', 'file.py:attribute'"
+            " or a [trainable] table with a command"
         )
     module = _module(ref, module_name)
     found = getattr(module, attribute, None)
@@ -268,14 +255,16 @@ def _module(ref: str, module_name: str) -> Any:
 
 
 def resolve_ref(text: str, folder: Path) -> str:
-    """A study file's `trainable = "..."`, made absolute: a file (`train.py:fit`) or a module
-    with a file of its name (`train:fit` and train.py) beside the study is that file."""
+    """A study file's `trainable = "..."`, made absolute: a file (`train.py:fit`, or a command's
+    `train.toml:trainable`) or a module with a file of its name (`train:fit` and train.py) beside
+    the study is that file."""
     if text in BUILT_IN:
         return text
     module_name, sep, attribute = text.rpartition(":")
     if not sep:
         return text  # not a reference: `load` says why
-    beside = folder / (module_name if module_name.endswith(".py") else f"{module_name.replace('.', '/')}.py")
+    named_file = module_name.endswith((".py", ".toml"))
+    beside = folder / (module_name if named_file else f"{module_name.replace('.', '/')}.py")
     if beside.is_file():
         return f"{beside.resolve()}:{attribute}"
     return text

@@ -7,6 +7,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -16,6 +17,7 @@ from typing import Any
 from hypotune.config import Runtime, run_config_from_dict
 from hypotune.errors import HypotuneError
 from hypotune.events import Failed, Finished, Started
+from hypotune.scripts import stop_all
 from hypotune.trainables import Log, load
 
 
@@ -27,18 +29,21 @@ def run_trial(
     emit: Callable[[Any], None],
     tuning: bool = False,
     should_stop: Callable[[int], bool] | None = None,
+    run: tuple[str, ...] = (),
 ) -> None:
     """Train one task with the trainable `trainable_ref` names, emitting Started, an Epoch per
     epoch, then Finished or Failed.
 
     A tuning trial never sees the test split and keeps no artifacts; after each of its epochs
-    `should_stop(epoch)` waits for the search's answer: go on, or stop there (pruned).
+    `should_stop(epoch)` waits for the search's answer: go on, or stop there (pruned). `run` is
+    (run id, tracking URI) of the MLflow run the trial is recorded in, for a trainable that logs
+    to it itself.
     """
     emit(Started(key, os.getpid()))
     try:
         trainable = load(trainable_ref)
         config = run_config_from_dict(trainable.settings, config_dict)
-        log = Log(key, emit, runtime, tuning, should_stop)
+        log = Log(key, emit, runtime, tuning, should_stop, *run)
         result = trainable.run(config.settings, config.seed, log)
         if tuning:
             result.artifacts = {}
@@ -74,6 +79,7 @@ def exit_with_coordinator() -> None:
 
     def watch() -> None:
         multiprocessing.connection.wait([parent.sentinel])
+        stop_all()  # a command trainable's script goes with its worker
         os._exit(1)  # a trial in flight is lost anyway: its run is reaped on the next start
 
     threading.Thread(target=watch, name="coordinator-watch", daemon=True).start()
@@ -87,12 +93,15 @@ def worker_main(tasks: Any, events: Any, runtime: Runtime, slot: Any) -> None:
     """
     exit_with_coordinator()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The coordinator ends workers with SIGTERM: exit through the trial's `finally`s, so that a
+    # command trainable's script is ended too rather than left running.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     def read(key: str, epoch: int) -> bool | None:
         key_epoch, _, stop = slot.value.decode().rpartition("|")
         return stop == "1" if key_epoch == f"{key}|{epoch}" else None
 
     while (task := tasks.get()) is not None:
-        key, trainable_ref, config_dict, tuning = task
+        key, trainable_ref, config_dict, tuning, *run = task
         should_stop = lambda epoch, k=key: await_decision(lambda: read(k, epoch))  # noqa: E731
-        run_trial(key, trainable_ref, config_dict, runtime, events.send, tuning, should_stop)
+        run_trial(key, trainable_ref, config_dict, runtime, events.send, tuning, should_stop, tuple(run))

@@ -1,0 +1,208 @@
+"""Verdicts on runs you already have: an MLflow experiment logged by any code, and a runs file.
+
+A runs file is a study file whose `[runs]` table says where the runs are and how to read them,
+in place of a trainable:
+
+    name = "notebook"
+    [runs]
+    experiment = "course-notebook"   # the MLflow experiment that holds the runs
+    seed = "seed"                    # the param that is each run's seed ("tags.NAME": a tag; "": none)
+    metrics = { val_loss = "minimize", val_acc = "maximize" }
+    budget = ["epochs"]              # logged params that set the training budget (the audit names them)
+    [runs.params]                    # the params that define arms; a run that logged none has this value
+    dropout = 0.0
+    norm = "none"
+
+    [[hypotheses]]                   # as in any study; arms and factors name the params above
+    ...
+
+A run belongs to an arm when every declared param it logged (or its default) equals the arm's.
+Nothing is trained and nothing is written to the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+from hypotune.analysis import ArmData, StudyData
+from hypotune.config import directions, parse_text, read_toml, unknown_key_message
+from hypotune.errors import ConfigError, HypotuneError, StudyError
+from hypotune.sequential import SeedPlan
+from hypotune.store import TrialRecord
+from hypotune.study import Preset, Study
+from hypotune.trainables import Trainable
+
+KEYS = {"experiment", "seed", "metrics", "deciding", "budget", "params"}
+PRESET = "runs"  # the one preset of a runs file: the runs as they are
+
+
+@dataclasses.dataclass(frozen=True)
+class RunsSpec:
+    """How to read the runs of one experiment as arms and seeds."""
+
+    experiment: str
+    seed: str  # "seed" (a param), "tags.seed" (a tag) or "" (none: paired in the order they started)
+    params: tuple[str, ...]  # the params that define arms
+
+
+def load_runs_file(path: str | Path) -> tuple[Study, RunsSpec]:
+    """The study a runs file describes (its trainable only names settings and metrics) and how
+    to read its runs."""
+    from hypotune.scripts import settings_class
+    from hypotune.studyfile import parse_study
+
+    raw = read_toml(path)
+    runs = raw.get("runs")
+    try:
+        if not isinstance(runs, dict):
+            raise ConfigError("a runs file needs a [runs] table: experiment, seed, metrics, [runs.params]")
+        for key in runs:
+            if key not in KEYS:
+                raise ConfigError("[runs] " + unknown_key_message(key, KEYS))
+        experiment, seed = runs.get("experiment"), runs.get("seed", "seed")
+        if not isinstance(experiment, str) or not experiment:
+            raise ConfigError("[runs] experiment must name the MLflow experiment that holds the runs")
+        if not isinstance(seed, str):
+            raise ConfigError('[runs] seed must name a param ("seed"), a tag ("tags.seed"), or be ""')
+        settings = settings_class(runs.get("params", {}))
+        metrics = directions(runs.get("metrics"))
+        trainable = Trainable(
+            name=f"runs of {experiment}",
+            settings=settings,
+            train=_not_trainable,
+            metrics=metrics,
+            deciding=tuple(runs.get("deciding", ())),
+            budget=tuple(runs.get("budget", ())),
+            doc=f"the finished runs of the MLflow experiment {experiment!r}",
+        )
+        for name in trainable.deciding:
+            if name not in metrics:
+                raise ConfigError(f"[runs] deciding names {name!r}; the metrics are {', '.join(metrics)}")
+    except ConfigError as error:
+        raise StudyError(f"{path}: {error}") from None
+    for key in ("presets", "tuning", "trainable"):
+        if key in raw:
+            raise StudyError(f"{path}: a runs file has no {key}: its runs are what was trained, as it was")
+    study_raw = {k: v for k, v in raw.items() if k != "runs"} | {"presets": {PRESET: {"seeds": 1}}}
+    study = parse_study(study_raw, path, trainable)
+    spec = RunsSpec(experiment, seed, tuple(f.name for f in dataclasses.fields(settings)))
+    return study, spec
+
+
+def _not_trainable(settings: Any, seed: int, log: Any) -> Any:
+    raise HypotuneError("a runs file describes runs already made: analyse them with `hypotune analyze`")
+
+
+def collect_runs(study: Study, spec: RunsSpec, records: list[TrialRecord]) -> tuple[Study, StudyData]:
+    """File each run under every arm whose settings it has, with its seed; the study's one preset
+    then has as many seeds as the fullest arm."""
+    data: StudyData = {(h.id, arm): ArmData(h.id, arm) for h in study.hypotheses for arm in h.arms}
+    wanted = {
+        (h.id, arm): dataclasses.asdict(study.arm_config(h, arm, PRESET, 0).settings)
+        for h in study.hypotheses
+        for arm in h.arms
+    }
+    for record in records:  # oldest first: a later run of the same arm and seed replaces it
+        settings = _settings_of(study.trainable.settings, record)
+        if settings is None:
+            continue
+        for (hypothesis_id, arm), values in wanted.items():
+            if settings == values:
+                slot = data[hypothesis_id, arm]
+                seed = _seed_of(spec, record, len(slot.records))
+                slot.records[seed] = dataclasses.replace(record, seed=seed)
+    most = max((len(slot.records) for slot in data.values()), default=1)
+    preset = Preset(PRESET, SeedPlan(max(most, 1), max(most, 1)), {}, "The runs as they were logged.")
+    return dataclasses.replace(study, presets={PRESET: preset}), data
+
+
+def _settings_of(cls: type, record: TrialRecord) -> dict[str, Any] | None:
+    """A run's declared params, typed as the runs file declares them (its defaults where it logged
+    none); None when one cannot be read as its type."""
+    values = {}
+    for field in dataclasses.fields(cls):
+        text = record.params.get(field.name)
+        if text is None:
+            values[field.name] = field.default
+            continue
+        try:
+            values[field.name] = parse_text(field.name, text, field.type)
+        except ConfigError:
+            return None
+    return values
+
+
+def _seed_of(spec: RunsSpec, record: TrialRecord, index: int) -> int:
+    """The run's seed as the runs file says where it is; without one, its order in its arm."""
+    text = _seed_text(spec, record) if spec.seed else None
+    try:
+        return int(float(text)) if text is not None else index
+    except ValueError:
+        return index
+
+
+def findings_of(study: Study, spec: RunsSpec, data: StudyData) -> dict[str, list[str]]:
+    """What the audit of runs made elsewhere adds: single runs, missing seeds, and validation
+    metrics that equal test metrics (validated on the test set)."""
+    found: dict[str, list[str]] = {}
+    for hypothesis in study.hypotheses:
+        own = found.setdefault(hypothesis.id, [])
+        slots = [data[hypothesis.id, arm] for arm in hypothesis.arms]
+        if any(len(slot.records) == 1 for slot in slots):
+            single = ", ".join(slot.arm for slot in slots if len(slot.records) == 1)
+            own.append(f"a single run for arm {single}: one seed cannot tell an effect from seed noise")
+        if not spec.seed:
+            own.append("no seed logged: runs are paired across arms in the order they started")
+        elif any(not _logged_seed(spec, r) for slot in slots for r in slot.records.values()):
+            own.append(f"some runs logged no {spec.seed}: they are numbered in the order they started")
+        for slot in slots:
+            leaks = [r for r in slot.records.values() if _validated_on_test(r.metrics)]
+            if leaks:
+                own.append(
+                    f"arm '{slot.arm}': validation metrics equal the test metrics in {len(leaks)} of"
+                    f" {len(slot.records)} runs: validated on the test set? then the test is not held out"
+                )
+    return found
+
+
+def _seed_text(spec: RunsSpec, record: TrialRecord) -> str | None:
+    if spec.seed.startswith("tags."):
+        return record.tags.get(spec.seed.removeprefix("tags."))
+    return record.params.get(spec.seed)
+
+
+def _logged_seed(spec: RunsSpec, record: TrialRecord) -> bool:
+    return _seed_text(spec, record) is not None
+
+
+def _validated_on_test(metrics: dict[str, float]) -> bool:
+    """Some val_X equals test_X exactly: the validation set was the test set."""
+    return any(
+        name.startswith("val_") and math.isfinite(value) and metrics.get("test_" + name[4:]) == value
+        for name, value in metrics.items()
+    )
+
+
+def analyse_runs(path: str | Path, tracker: Any) -> tuple[Study, Any]:
+    """The study a runs file describes, and its verdicts and audit on the experiment's runs."""
+    from hypotune.audit import audit
+    from hypotune.report import Analysed
+    from hypotune.verdicts import evaluate
+
+    study, spec = load_runs_file(path)
+    experiment_id = tracker.find_experiment(spec.experiment)
+    if experiment_id is None:
+        raise HypotuneError(f"{path}: no experiment named {spec.experiment!r} in {tracker.uri}")
+    study, data = collect_runs(study, spec, tracker.finished_runs(experiment_id))
+    if not any(slot.records for slot in data.values()):
+        raise HypotuneError(
+            f"{path}: no finished run of {spec.experiment!r} has the params of any arm"
+            f" ({', '.join(spec.params)}); check [runs.params] and the arms"
+        )
+    findings = audit(study, PRESET, data, own_runs=False)
+    for hypothesis_id, more in findings_of(study, spec, data).items():
+        findings[hypothesis_id] = list(dict.fromkeys(findings[hypothesis_id] + more))
+    return study, Analysed(data, {}, evaluate(study, data, PRESET), findings)
