@@ -100,12 +100,13 @@ def test_runs_a_notebook_logged_get_verdicts_and_an_audit(workdir, notebook):
     report = hypotune.analyze_runs(notebook, workdir / "out", tracking_uri=uri(workdir))
     verdicts = {v.hypothesis: v for v in report.verdicts}
     assert verdicts["dropout"].verdict == "supported" and verdicts["dropout"].seeds == 5
-    assert report.findings["dropout"] == []  # same budget, same width, paired by seed: clean
+    # same budget, same width, paired by seed: clean, but for the run no arm can hold
+    assert report.findings["dropout"] == ["1 runs left out: their dropout ('lots') is not a number"]
     assert "budget differs between arms: epochs = 10 (narrow), 20 (wide)" in report.findings["width"]
     optimizer = report.findings["optimizer"]
     assert verdicts["optimizer"].verdict == "inconclusive"
     assert any(f.startswith("a single run for arm sgd, rmsprop") for f in optimizer)
-    assert any("logged no seed" in f for f in optimizer)
+    assert "arm 'sgd': 1 runs have no integer seed: numbered as they started" in optimizer
     assert "arm 'sgd': validation metrics equal the test metrics in 1 of 1 runs" in " ".join(optimizer)
     document = json.loads((workdir / "out" / "verdicts.json").read_text())
     assert document["study"] == "notebook" and (workdir / "out" / "index.html").is_file()
@@ -146,7 +147,7 @@ def test_the_command_prints_the_verdicts_and_fails_on_request(workdir, notebook,
             "did you mean 'optimizer'",
         ),
         ("[runs]\n", "[run]\n", "experiment must name the MLflow experiment"),
-        ("[runs.params]", "[params]", "unknown setting 'params'"),
+        ("[runs.params]", "[params]", "[runs.params] must name the params that define arms"),
         ("[statistics]", "[tuning]\nspace.lr = { low = 0.1, high = 1.0 }\n[statistics]", "has no tuning"),
     ],
 )
@@ -161,3 +162,46 @@ def test_a_mistake_in_a_runs_file_is_one_line(workdir, notebook, old, new, messa
     with pytest.raises((HypotuneError, StudyError)) as caught:
         hypotune.analyze_runs(notebook, workdir / "out", tracking_uri=uri(workdir))
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_runs_that_cannot_be_filed_as_they_say_are_named_in_the_audit(workdir):
+    mlflow.set_tracking_uri(uri(workdir))
+    mlflow.set_experiment("course-notebook")
+    for dropout, width, seed, metrics in [
+        (0.0, "32", "0", {"val_acc": 0.80}),
+        (0.0, "32", "1", {"val_acc": 0.10}),
+        (0.0, "32", "1", {"val_acc": 0.81}),  # the same seed again: replaces the run before
+        (0.3, "32.0", "0", {"val_acc": 0.90}),  # 32.0 is the integer 32
+        (0.3, "32", "1.5", {"val_acc": 0.91}),  # not an integer seed: numbered by start
+        (0.3, "wide", "2", {"val_acc": 0.92}),  # not an integer width: no arm can hold it
+        (0.3, "32", "3", {"val_loss": 0.3}),  # no val_acc: nothing to decide with
+    ]:
+        with mlflow.start_run():
+            mlflow.log_params({"dropout": dropout, "width": width, "seed": seed})
+            mlflow.log_metrics(metrics)
+    mlflow.set_tracking_uri("")
+    path = workdir / "runs.toml"
+    path.write_text(RUNS_FILE)
+    report = hypotune.analyze_runs(path, workdir / "out", tracking_uri=uri(workdir))
+    found = report.findings["dropout"]
+    assert "arm 'none': 1 runs replaced by a later run with the same seed" in found
+    assert "arm 'some': 1 runs have no integer seed: numbered as they started" in found
+    assert "1 runs left out: their width ('wide') is not an integer" in found
+    assert "arm 'some': 1 runs logged no val_acc: left out" in found
+    assert next(v for v in report.verdicts if v.hypothesis == "dropout").seeds == 2  # seeds 0 and 1
+
+
+def test_analyze_never_creates_a_store(workdir):
+    shutil.rmtree(workdir / "runs")
+    (workdir / "runs.toml").write_text(RUNS_FILE)
+    for given in (f"sqlite:///{workdir / 'missing.db'}", None):
+        with pytest.raises(HypotuneError, match="no MLflow store at"):
+            hypotune.analyze_runs(workdir / "runs.toml", tracking_uri=given)
+    assert not (workdir / "missing.db").exists() and not (workdir / "runs").exists()
+
+
+def test_validate_checks_a_runs_file_and_study_run_points_to_analyze(workdir, notebook, capsys):
+    assert main(["validate", str(notebook)]) == 0
+    assert "runs file 'notebook' is valid" in capsys.readouterr().out
+    assert main(["study", "run", str(notebook)]) == 2
+    assert "`hypotune analyze` reads it" in capsys.readouterr().err

@@ -27,8 +27,9 @@ import sys, time
 import mlflow
 epochs, x, pause = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 for epoch in range(1, epochs + 1):
-    mlflow.log_metric("val_loss", x / epoch, step=epoch)
+    mlflow.log_metric("val_loss", x / epoch if x >= 0 else float("inf"), step=epoch)
     time.sleep(pause)
+mlflow.log_metric("test_loss", x, step=epochs)  # once, at the end: epochs go by val_loss alone
 print("done")
 """
 
@@ -46,6 +47,8 @@ STUDY = """
 name = "scripted"
 [trainable]
 command = ["python", "script.py", "{epochs}", "{x}", "{pause}"]
+metrics = { val_loss = "minimize", test_loss = "minimize" }
+deciding = ["val_loss"]
 timeout = 60
 epochs = "epochs"
 [trainable.settings]
@@ -110,6 +113,11 @@ def test_a_script_logs_into_the_run_hypotune_opened_and_its_metrics_are_read_bac
     assert output.startswith("$ ") and "script.py 3 2.0 0.0" in output and "done" in output
 
 
+def test_an_infinite_loss_is_a_diverged_run(workdir):
+    result = hypotune.train(trainable=command(write_study(workdir)), x=-1.0, epochs=1)
+    assert result.status == "diverged" and result.metrics["val_loss"] == float("inf")
+
+
 def test_a_failing_script_is_a_failed_run_that_keeps_its_stderr_tail(workdir):
     fails = "import sys\nprint('out')\nsys.stderr.write('noise\\n' * 30 + 'ValueError: bad x')\nsys.exit(3)"
     trainable = command(write_study(workdir, fails))
@@ -123,7 +131,7 @@ def test_a_failing_script_is_a_failed_run_that_keeps_its_stderr_tail(workdir):
 
 def test_a_script_that_logs_none_of_its_metrics_fails_and_says_what_is_missing(workdir):
     trainable = command(write_study(workdir, "print('trained, but logged nothing')\n"))
-    with pytest.raises(CommandFailed, match="(?s)logged no val_loss to its run .*logged nothing"):
+    with pytest.raises(CommandFailed, match="(?s)logged no val_loss, test_loss to its run .*logged nothing"):
         hypotune.train(trainable=trainable)
 
 
@@ -162,7 +170,11 @@ def test_a_search_can_prune_a_script_that_logs_its_epochs(workdir):
         ({"pause = 0.0": "pause = [0.0]"}, "setting 'pause': its default must be"),
         ({'epochs = "epochs"': 'epochs = "epoch"'}, "unknown setting 'epoch' (did you mean 'epochs'?)"),
         ({"timeout = 60": "timeout = -1"}, "timeout must be a number of seconds"),
-        ({"timeout = 60": 'metrics = { val_loss = "lower" }'}, "'lower'; valid: minimize, maximize"),
+        ({'val_loss = "minimize",': 'val_loss = "lower",'}, "'lower'; valid: minimize, maximize"),
+        ({"pause = 0.0": "lambda = 0.0"}, "setting 'lambda': a name must be an identifier, not a Python"),
+        ({'epochs = "epochs"': 'epochs = "x"'}, "the setting that counts epochs must be an integer"),
+        ({'"{pause}"]': '"{pause:.2f}"]'}, "write {pause}, without a format or conversion"),
+        ({"timeout = 60": "timeout = nan"}, "timeout must be a number of seconds"),
         ({"far = { x = 3.0 }": "far = { y = 3.0 }"}, "unknown setting 'hypotheses[0] (start).arms.far.y'"),
     ],
 )
@@ -208,6 +220,7 @@ def test_ctrl_c_or_kill_9_of_hypotune_leaves_no_script_running(workdir, how):
 def test_the_command_line_trains_a_command_trainable_with_a_flag_per_setting(workdir, capsys):
     from hypotune.cli import main
 
-    write_study(workdir)
-    assert main(["train", "--trainable", "study.toml:trainable", "--x", "3.0", "--epochs", "2"]) == 0
+    write_study(workdir, replace={"pause = 0.0": "pause = 0.0\nthreads = 1"})  # named like --threads
+    arguments = ["train", "--trainable", "study.toml:trainable", "--x", "3.0", "--epochs", "2"]
+    assert main([*arguments, "--threads", "1", "--set", "threads=2"]) == 0
     assert "1.5" in capsys.readouterr().out  # val_loss 3.0 / 2, read back from the run

@@ -4,9 +4,9 @@ import signal
 import mlflow
 import pytest
 
-from hypotune.config import Runtime
+from hypotune.config import Runtime, read_metric
 from hypotune.fashion.trainer import serialize_weights, train
-from hypotune.store import TAG, Tracker, flat_params, interrupts_held, read_metric, tag_filter
+from hypotune.store import TAG, Tracker, flat_params, interrupts_held, tag_filter
 
 from .helpers import tiny_config
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hypotune.config import RunConfig, Runtime, flatten, merge, run_config_from_dict
-from hypotune.errors import ConfigError, HypotuneError
+from hypotune.errors import ConfigError, HypotuneError, TrackingError
 from hypotune.trainables import DEFAULT, Log, Trainable, importable, load
 
 if TYPE_CHECKING:  # imported when used: `import hypotune` stays light, torch loads on demand
@@ -300,6 +300,11 @@ def analyze_runs(
     from hypotune.existing import PRESET, analyse_runs
     from hypotune.report import build_report
 
+    uri = tracking_uri if tracking_uri is not None else os.environ.get("MLFLOW_TRACKING_URI")
+    if uri is None or uri.startswith("sqlite:"):  # only read: opening a missing one would create it
+        database = Path(uri.removeprefix("sqlite:///")) if uri else Path("runs") / "mlflow.db"
+        if not database.is_file():
+            raise TrackingError(f"no MLflow store at {database}: give --tracking-uri sqlite:///PATH")
     tracker = _tracker(tracking_uri)
     study, analysed = analyse_runs(runs_file, tracker)
     folder = Path(out) if out is not None else Path("report") / f"{study.name}-{PRESET}"

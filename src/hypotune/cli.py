@@ -203,8 +203,8 @@ def add_search_parser(commands: Any, of: Trainable) -> None:
     search.add_argument("--data-dir", default="", help="directory holding the IDX files")
     search.add_argument("--experiment", default="search", help="MLflow experiment name")
     add_trainable_flag(search)
-    add_setting_flags(search, of)
     add_tracking_flags(search)
+    add_setting_flags(search, of)  # last: a setting named like one of the flags above is given with --set
 
 
 def duration(text: str) -> float:
@@ -272,9 +272,9 @@ def build_parser(of: Trainable | None = None) -> Parser:
     train.add_argument("--experiment", default="train", help="MLflow experiment name")
     train.add_argument("--no-weights", action="store_true", help="do not save the trained weights")
     add_trainable_flag(train)
-    add_setting_flags(train, of)
     add_runtime_flags(train)
     add_tracking_flags(train)
+    add_setting_flags(train, of)  # last: a setting named like one of the flags above is given with --set
 
     data = commands.add_parser("data", help="find (or download) and check Fashion-MNIST")
     data.add_argument("--data-dir", help="directory holding the IDX files")

@@ -60,7 +60,8 @@ def run_train(args: argparse.Namespace) -> int:
         task = progress.add_task("epochs", total=epochs, status="", visible=False)
 
         def on_start(start: api.TrainStart) -> None:
-            console.print(f"training {start.about} on {start.data}; run {start.run_id}")
+            what = f"{start.about or trainable.name}" + (f" on {start.data}" if start.data else "")
+            console.print(f"training {what}; run {start.run_id}")
             progress.update(task, visible=True)
 
         def on_epoch(metrics: dict[str, float]) -> None:
@@ -207,7 +208,14 @@ def run_validate(args: argparse.Namespace) -> int:
 
     args.file = study_path(args.file)
     raw = read_toml(args.file)  # once: the file may be a pipe (/dev/stdin)
-    if "hypotheses" not in raw:
+    if "runs" in raw:
+        from hypotune.existing import load_runs_file
+
+        study, spec = load_runs_file(args.file, raw)
+        out.print(f"{args.file}: runs file '{study.name}' is valid ({len(study.hypotheses)} hypotheses)")
+        out.print(f"  it reads experiment '{spec.experiment}', arms by {', '.join(spec.params)}")
+        return 0
+    if not {"hypotheses", "trainable", "name"} & set(raw):
         trainable = args.trainable or load()
         config = run_config_from_dict(trainable.settings, raw)
         about = trainable.describe(config.settings)

@@ -77,6 +77,15 @@ class Runtime:
         choice("device", self.device, ("cpu", "cuda", "auto"))
 
 
+# MLflow's SQL store saves +-inf as the largest double; read anything that large back as inf.
+INF_THRESHOLD = 1e308
+
+
+def read_metric(value: float) -> float:
+    """A metric's value as it was logged, from the value a store gives back."""
+    return math.copysign(math.inf, value) if abs(value) >= INF_THRESHOLD else value
+
+
 DIRECTIONS = {"minimize": True, "maximize": False}
 
 

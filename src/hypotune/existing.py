@@ -22,7 +22,9 @@ Nothing is trained and nothing is written to the store.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from hypotune.trainables import Trainable
 
 KEYS = {"experiment", "seed", "metrics", "deciding", "budget", "params"}
 PRESET = "runs"  # the one preset of a runs file: the runs as they are
+KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,13 +51,13 @@ class RunsSpec:
     params: tuple[str, ...]  # the params that define arms
 
 
-def load_runs_file(path: str | Path) -> tuple[Study, RunsSpec]:
+def load_runs_file(path: str | Path, raw: dict[str, Any] | None = None) -> tuple[Study, RunsSpec]:
     """The study a runs file describes (its trainable only names settings and metrics) and how
-    to read its runs."""
-    from hypotune.scripts import settings_class
+    to read its runs; `raw` is the file's TOML when read already."""
+    from hypotune.scripts import names_list, settings_class
     from hypotune.studyfile import parse_study
 
-    raw = read_toml(path)
+    raw = read_toml(path) if raw is None else raw
     runs = raw.get("runs")
     try:
         if not isinstance(runs, dict):
@@ -67,15 +70,17 @@ def load_runs_file(path: str | Path) -> tuple[Study, RunsSpec]:
             raise ConfigError("[runs] experiment must name the MLflow experiment that holds the runs")
         if not isinstance(seed, str):
             raise ConfigError('[runs] seed must name a param ("seed"), a tag ("tags.seed"), or be ""')
-        settings = settings_class(runs.get("params", {}))
+        if not runs.get("params"):
+            raise ConfigError("[runs.params] must name the params that define arms, each with its default")
+        settings = settings_class(runs["params"])
         metrics = directions(runs.get("metrics"))
         trainable = Trainable(
             name=f"runs of {experiment}",
             settings=settings,
             train=_not_trainable,
             metrics=metrics,
-            deciding=tuple(runs.get("deciding", ())),
-            budget=tuple(runs.get("budget", ())),
+            deciding=names_list(runs, "deciding", []),
+            budget=names_list(runs, "budget", []),
             doc=f"the finished runs of the MLflow experiment {experiment!r}",
         )
         for name in trainable.deciding:
@@ -96,32 +101,54 @@ def _not_trainable(settings: Any, seed: int, log: Any) -> Any:
     raise HypotuneError("a runs file describes runs already made: analyse them with `hypotune analyze`")
 
 
-def collect_runs(study: Study, spec: RunsSpec, records: list[TrialRecord]) -> tuple[Study, StudyData]:
-    """File each run under every arm whose settings it has, with its seed; the study's one preset
-    then has as many seeds as the fullest arm."""
+Notes = dict[str, collections.Counter[str]]  # per hypothesis: what filing found ("N runs ..."), how often
+
+
+def collect_runs(
+    study: Study, spec: RunsSpec, records: list[TrialRecord]
+) -> tuple[Study, StudyData, dict[str, list[str]]]:
+    """File each run under every arm whose settings it has, by its seed; the study's one preset
+    then has as many seeds as the fullest arm. Also what the filing found, per hypothesis: runs
+    left out, seeds missing or shared."""
     data: StudyData = {(h.id, arm): ArmData(h.id, arm) for h in study.hypotheses for arm in h.arms}
+    notes: Notes = {h.id: collections.Counter() for h in study.hypotheses}
+    hypotheses = {h.id: h for h in study.hypotheses}
     wanted = {
         (h.id, arm): dataclasses.asdict(study.arm_config(h, arm, PRESET, 0).settings)
         for h in study.hypotheses
         for arm in h.arms
     }
     for record in records:  # oldest first: a later run of the same arm and seed replaces it
-        settings = _settings_of(study.trainable.settings, record)
-        if settings is None:
+        settings, problem = _settings_of(study.trainable.settings, record)
+        if problem:
+            for counter in notes.values():
+                counter[f"N runs left out: {problem}"] += 1
             continue
         for (hypothesis_id, arm), values in wanted.items():
-            if settings == values:
-                slot = data[hypothesis_id, arm]
-                seed = _seed_of(spec, record, len(slot.records))
-                slot.records[seed] = dataclasses.replace(record, seed=seed)
+            if settings != values:
+                continue
+            slot, note = data[hypothesis_id, arm], notes[hypothesis_id]
+            metric = hypotheses[hypothesis_id].metric
+            if metric not in record.metrics:
+                note[f"arm '{arm}': N runs logged no {metric}: left out"] += 1
+                continue
+            seed = _seed_number(_seed_text(spec, record)) if spec.seed else None
+            if seed is None:
+                seed = next(n for n in itertools.count() if n not in slot.records)
+                if spec.seed:
+                    note[f"arm '{arm}': N runs have no integer {spec.seed}: numbered as they started"] += 1
+            elif seed in slot.records:
+                note[f"arm '{arm}': N runs replaced by a later run with the same seed"] += 1
+            slot.records[seed] = dataclasses.replace(record, seed=seed)
     most = max((len(slot.records) for slot in data.values()), default=1)
     preset = Preset(PRESET, SeedPlan(max(most, 1), max(most, 1)), {}, "The runs as they were logged.")
-    return dataclasses.replace(study, presets={PRESET: preset}), data
+    found = {h: [text.replace("N runs", f"{n} runs", 1) for text, n in c.items()] for h, c in notes.items()}
+    return dataclasses.replace(study, presets={PRESET: preset}), data, found
 
 
-def _settings_of(cls: type, record: TrialRecord) -> dict[str, Any] | None:
+def _settings_of(cls: type, record: TrialRecord) -> tuple[dict[str, Any], str]:
     """A run's declared params, typed as the runs file declares them (its defaults where it logged
-    none); None when one cannot be read as its type."""
+    none); or what keeps one from being read as its type."""
     values = {}
     for field in dataclasses.fields(cls):
         text = record.params.get(field.name)
@@ -129,24 +156,35 @@ def _settings_of(cls: type, record: TrialRecord) -> dict[str, Any] | None:
             values[field.name] = field.default
             continue
         try:
-            values[field.name] = parse_text(field.name, text, field.type)
+            value = parse_text(field.name, text, float if field.type is int else field.type)
         except ConfigError:
-            return None
-    return values
+            return {}, f"their {field.name} ({text!r}) is not {KINDS[field.type]}"
+        if field.type is int:
+            if not float(value).is_integer():
+                return {}, f"their {field.name} ({text!r}) is not {KINDS[int]}"
+            value = int(value)
+        values[field.name] = value
+    return values, ""
 
 
-def _seed_of(spec: RunsSpec, record: TrialRecord, index: int) -> int:
-    """The run's seed as the runs file says where it is; without one, its order in its arm."""
-    text = _seed_text(spec, record) if spec.seed else None
+def _seed_text(spec: RunsSpec, record: TrialRecord) -> str | None:
+    if spec.seed.startswith("tags."):
+        return record.tags.get(spec.seed.removeprefix("tags."))
+    return record.params.get(spec.seed)
+
+
+def _seed_number(text: str | None) -> int | None:
+    """A logged seed as an integer ("3" or "3.0"); None when there is none, or it is not one."""
     try:
-        return int(float(text)) if text is not None else index
+        number = float(text) if text is not None else math.nan
     except ValueError:
-        return index
+        return None
+    return int(number) if number.is_integer() else None
 
 
 def findings_of(study: Study, spec: RunsSpec, data: StudyData) -> dict[str, list[str]]:
-    """What the audit of runs made elsewhere adds: single runs, missing seeds, and validation
-    metrics that equal test metrics (validated on the test set)."""
+    """What the audit of runs made elsewhere adds: single runs, no seed, and validation metrics
+    that equal test metrics (validated on the test set)."""
     found: dict[str, list[str]] = {}
     for hypothesis in study.hypotheses:
         own = found.setdefault(hypothesis.id, [])
@@ -156,8 +194,6 @@ def findings_of(study: Study, spec: RunsSpec, data: StudyData) -> dict[str, list
             own.append(f"a single run for arm {single}: one seed cannot tell an effect from seed noise")
         if not spec.seed:
             own.append("no seed logged: runs are paired across arms in the order they started")
-        elif any(not _logged_seed(spec, r) for slot in slots for r in slot.records.values()):
-            own.append(f"some runs logged no {spec.seed}: they are numbered in the order they started")
         for slot in slots:
             leaks = [r for r in slot.records.values() if _validated_on_test(r.metrics)]
             if leaks:
@@ -166,16 +202,6 @@ def findings_of(study: Study, spec: RunsSpec, data: StudyData) -> dict[str, list
                     f" {len(slot.records)} runs: validated on the test set? then the test is not held out"
                 )
     return found
-
-
-def _seed_text(spec: RunsSpec, record: TrialRecord) -> str | None:
-    if spec.seed.startswith("tags."):
-        return record.tags.get(spec.seed.removeprefix("tags."))
-    return record.params.get(spec.seed)
-
-
-def _logged_seed(spec: RunsSpec, record: TrialRecord) -> bool:
-    return _seed_text(spec, record) is not None
 
 
 def _validated_on_test(metrics: dict[str, float]) -> bool:
@@ -196,7 +222,7 @@ def analyse_runs(path: str | Path, tracker: Any) -> tuple[Study, Any]:
     experiment_id = tracker.find_experiment(spec.experiment)
     if experiment_id is None:
         raise HypotuneError(f"{path}: no experiment named {spec.experiment!r} in {tracker.uri}")
-    study, data = collect_runs(study, spec, tracker.finished_runs(experiment_id))
+    study, data, notes = collect_runs(study, spec, tracker.finished_runs(experiment_id))
     if not any(slot.records for slot in data.values()):
         raise HypotuneError(
             f"{path}: no finished run of {spec.experiment!r} has the params of any arm"
@@ -204,5 +230,5 @@ def analyse_runs(path: str | Path, tracker: Any) -> tuple[Study, Any]:
         )
     findings = audit(study, PRESET, data, own_runs=False)
     for hypothesis_id, more in findings_of(study, spec, data).items():
-        findings[hypothesis_id] = list(dict.fromkeys(findings[hypothesis_id] + more))
+        findings[hypothesis_id] = list(dict.fromkeys(findings[hypothesis_id] + more + notes[hypothesis_id]))
     return study, Analysed(data, {}, evaluate(study, data, PRESET), findings)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import keyword
 import math
 import os
 import signal
@@ -36,7 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hypotune.config import directions, read_toml, setting, unknown_key_message
+from hypotune.config import directions, read_metric, read_toml, setting, unknown_key_message
 from hypotune.errors import ConfigError, HypotuneError
 from hypotune.events import Result
 
@@ -45,6 +46,7 @@ TYPES = (bool, int, float, str)
 POLL_SECONDS = 0.5  # how often a running script's run is read for new epochs
 STOP_GRACE_SECONDS = 2.0  # between asking a script to stop (SIGTERM) and killing it
 TAIL_LINES = 20  # of its stderr kept in a failed trial's message
+TAIL_WIDTH = 500  # characters kept of each of those lines
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # set to the runtime's threads unless set
 PYTHONS = ("python", "python3")  # a command starting with one of these runs with sys.executable
 RUNNING: set[subprocess.Popen[bytes]] = set()  # the scripts this process has started and not ended
@@ -62,6 +64,7 @@ class Command:
     folder: Path  # where it runs: the folder of the file that declares it
     metrics: tuple[str, ...]  # what it must log
     timeout: float  # seconds; 0 = none
+    per_epoch: tuple[str, ...] = ()  # logged at a step, these make it an epoch (default: metrics)
 
     def arguments(self, settings: Any, seed: int) -> list[str]:
         """The command line of one trial; "python" is the Python that runs hypotune, so the script
@@ -97,13 +100,15 @@ def from_table(raw: Mapping[str, Any], path: Path, table_name: str = "trainable"
     check_placeholders(argv, names)
     metrics = directions(raw.get("metrics", {"val_loss": "minimize"}))
     timeout = raw.get("timeout", 0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 <= timeout < math.inf:
         raise ConfigError(f"timeout must be a number of seconds (0 = none), got {timeout!r}")
     epochs = raw.get("epochs", "")
     if not isinstance(epochs, str):
         raise ConfigError(f'epochs must name the setting that counts epochs, e.g. "epochs"; got {epochs!r}')
     if epochs and epochs not in names:
         raise ConfigError(f"epochs = {epochs!r}: " + unknown_key_message(epochs, names))
+    if epochs and settings.__dataclass_fields__[epochs].type is not int:
+        raise ConfigError(f"epochs = {epochs!r}: the setting that counts epochs must be an integer")
     budget = names_list(raw, "budget", [epochs] if epochs else [])
     deciding = names_list(raw, "deciding", [])
     for name in budget:
@@ -112,7 +117,9 @@ def from_table(raw: Mapping[str, Any], path: Path, table_name: str = "trainable"
     for name in deciding:
         if name not in metrics:
             raise ConfigError(f"deciding names metric {name!r}; the metrics are {', '.join(metrics)}")
-    command = Command(tuple(argv), Path(path).resolve().parent, tuple(metrics), float(timeout))
+    # Epochs are the steps at which the deciding metrics are logged: a test metric logged once at
+    # the end must not hold every epoch back.
+    command = Command(tuple(argv), Path(path).resolve().parent, tuple(metrics), float(timeout), deciding)
 
     def train(settings: Any, seed: int, log: Any) -> Any:
         return run_command(command, settings, seed, log)
@@ -144,8 +151,10 @@ def settings_class(raw: Any) -> type:
         raise ConfigError("settings must be a table of name = default value")
     fields = []
     for name, default in raw.items():
-        if not name.isidentifier() or name in ("seed", "settings"):
-            raise ConfigError(f"setting {name!r}: a name must be an identifier and not seed or settings")
+        if not name.isidentifier() or keyword.iskeyword(name) or name in ("seed", "settings"):
+            raise ConfigError(
+                f"setting {name!r}: a name must be an identifier, not a Python keyword, seed or settings"
+            )
         if not isinstance(default, TYPES):
             kinds = "a number, a string or true/false"
             raise ConfigError(f"setting {name!r}: its default must be {kinds}, got {default!r}")
@@ -164,8 +173,12 @@ def check_placeholders(argv: list[str], names: list[str]) -> None:
             if field_name is None:
                 continue
             valid = [*names, "seed"]
-            if field_name not in valid or spec or conversion:
-                raise ConfigError(f"command part {part!r}: " + unknown_key_message(field_name, valid))
+            if field_name in valid and (spec or conversion):
+                plain = "{" + field_name + "}"
+                raise ConfigError(f"command part {part!r}: write {plain}, without a format or conversion")
+            if field_name not in valid:
+                unknown = unknown_key_message(field_name, valid)
+                raise ConfigError(f"command part {part!r}: {unknown} (write {{{{ and }}}} for braces)")
 
 
 def run_command(command: Command, settings: Any, seed: int, log: Any) -> Result:
@@ -186,7 +199,7 @@ def run_command(command: Command, settings: Any, seed: int, log: Any) -> Result:
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         process = start(argv, command.folder, env, stdout, stderr)
         deadline = time.monotonic() + command.timeout if command.timeout else math.inf
-        watch = Epochs(client, log, command.metrics)
+        watch = Epochs(client, log, command.per_epoch or command.metrics)
         try:
             while process.poll() is None:
                 if watch.report(final=False):
@@ -211,7 +224,7 @@ def run_command(command: Command, settings: Any, seed: int, log: Any) -> Result:
                 f"the command logged no {', '.join(missing)} to its run (mlflow.log_metric into the run"
                 " that MLFLOW_RUN_ID names)" + tail(stderr, stdout)
             )
-        diverged = any(not math.isfinite(metrics[name]) for name in command.metrics)
+        diverged = any(not math.isfinite(metrics[name]) for name in command.metrics)  # inf read back
         output = f"$ {' '.join(argv)}\n".encode() + read_back(stdout) + read_back(stderr)
         return Result(
             metrics, "diverged" if diverged else "finished", watch.reported,
@@ -290,7 +303,7 @@ class Epochs:
 
 def latest(client: Any, run_id: str) -> dict[str, float]:
     """Each metric's value at its last step, as MLflow shows it."""
-    return dict(client.get_run(run_id).data.metrics)
+    return {name: read_metric(value) for name, value in client.get_run(run_id).data.metrics.items()}
 
 
 def read_back(handle: Any, limit: int = 1 << 20) -> bytes:
@@ -306,5 +319,5 @@ def tail(stderr: Any, stdout: Any) -> str:
     for stream, name in ((stderr, "stderr"), (stdout, "output")):
         lines = read_back(stream, 64 * 1024).decode(errors="replace").strip().splitlines()[-TAIL_LINES:]
         if lines:
-            return f"; its {name} ends:\n" + "\n".join(lines)
+            return f"; its {name} ends:\n" + "\n".join(line[:TAIL_WIDTH] for line in lines)
     return " (it printed nothing)"

@@ -11,7 +11,6 @@ import contextlib
 import functools
 import json
 import logging
-import math
 import os
 import signal
 import subprocess
@@ -23,14 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypotune.config import RunConfig, Runtime, flatten, to_toml
+from hypotune.config import RunConfig, Runtime, flatten, read_metric, to_toml
 from hypotune.errors import TrackingError
 from hypotune.trainables import artifact_parts
 
 STORE_DIR = Path("runs")
 TAG = "hypotune."  # prefix of every tag hypotune sets
-# MLflow's SQL store saves +inf as the largest double; read anything that large back as inf.
-INF_THRESHOLD = 1e308
 
 
 def default_uri(store_dir: Path = STORE_DIR) -> str:
@@ -177,10 +174,6 @@ def tag_filter(tags: dict[str, str], status: str = "") -> str:
             raise ValueError(f"a store filter cannot quote {value!r}")
         clauses.append(f"tags.`{name}` = '{value}'")
     return " and ".join(clauses)
-
-
-def read_metric(value: float) -> float:
-    return math.inf if value >= INF_THRESHOLD else value
 
 
 def check_writable(database: Path) -> None:

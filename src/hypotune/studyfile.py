@@ -119,6 +119,8 @@ def _named_trainable(raw: dict[str, Any], path: Path) -> Trainable:
 
 
 def _parse_study(raw: dict[str, Any], path: str, t: Trainable) -> Study:
+    if "runs" in raw:
+        raise ConfigError("a runs file ([runs]) describes runs already made: `hypotune analyze` reads it")
     _known_keys(raw, STUDY_KEYS, "")
     name = _name(raw, "name", "", "name")
     dataset = raw.get("dataset", "fashion-mnist")
