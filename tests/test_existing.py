@@ -110,7 +110,9 @@ def test_runs_a_notebook_logged_get_verdicts_and_an_audit(workdir, notebook):
     assert "arm 'sgd': validation metrics equal the test metrics in 1 of 1 runs" in " ".join(optimizer)
     document = json.loads((workdir / "out" / "verdicts.json").read_text())
     assert document["study"] == "notebook" and (workdir / "out" / "index.html").is_file()
-    assert "nothing was trained" in (workdir / "out" / "report.md").read_text()
+    markdown = (workdir / "out" / "report.md").read_text()
+    assert markdown.startswith("# notebook: the finished runs of the MLflow experiment 'course-notebook'")
+    assert "nothing was trained" in markdown
 
 
 def test_analyze_only_reads_the_store(workdir, notebook):
@@ -149,6 +151,7 @@ def test_the_command_prints_the_verdicts_and_fails_on_request(workdir, notebook,
         ("[runs]\n", "[run]\n", "experiment must name the MLflow experiment"),
         ("[runs.params]", "[params]", "[runs.params] must name the params that define arms"),
         ("[statistics]", "[tuning]\nspace.lr = { low = 0.1, high = 1.0 }\n[statistics]", "has no tuning"),
+        ("[statistics]", "[statistic]", "unknown setting 'statistic' (did you mean 'statistics'?)"),
     ],
 )
 def test_a_mistake_in_a_runs_file_is_one_line(workdir, notebook, old, new, message):

@@ -37,7 +37,8 @@ from hypotune.store import TrialRecord
 from hypotune.study import Preset, Study
 from hypotune.trainables import Trainable
 
-KEYS = {"experiment", "seed", "metrics", "deciding", "budget", "params"}
+KEYS = {"experiment", "seed", "metrics", "deciding", "budget", "params"}  # of [runs]
+FILE_KEYS = {"name", "description", "runs", "base", "hypotheses", "reference", "statistics"}
 PRESET = "runs"  # the one preset of a runs file: the runs as they are
 KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
@@ -88,9 +89,11 @@ def load_runs_file(path: str | Path, raw: dict[str, Any] | None = None) -> tuple
                 raise ConfigError(f"[runs] deciding names {name!r}; the metrics are {', '.join(metrics)}")
     except ConfigError as error:
         raise StudyError(f"{path}: {error}") from None
-    for key in ("presets", "tuning", "trainable"):
-        if key in raw:
+    for key in raw:
+        if key in ("presets", "tuning", "trainable"):
             raise StudyError(f"{path}: a runs file has no {key}: its runs are what was trained, as it was")
+        if key not in FILE_KEYS:
+            raise StudyError(f"{path}: " + unknown_key_message(key, FILE_KEYS))
     study_raw = {k: v for k, v in raw.items() if k != "runs"} | {"presets": {PRESET: {"seeds": 1}}}
     study = parse_study(study_raw, path, trainable)
     spec = RunsSpec(experiment, seed, tuple(f.name for f in dataclasses.fields(settings)))

@@ -122,7 +122,7 @@ def build_report(
     history = fetch_history(tracker, data)
     figure_dir = out_dir / "figures"
     blocks: list[Block] = [
-        Heading(1, f"{study.name}: {preset} preset"),
+        Heading(1, f"{study.name}: {study.trainable.doc}" if existing else f"{study.name}: {preset} preset"),
         Text(study.description),
         Text(_budget_line(study, preset)),
         Text(runs_line(study) if existing else seeds_line(study, preset)),
