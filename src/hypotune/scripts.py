@@ -202,8 +202,7 @@ def run_command(command: Command, settings: Any, seed: int, log: Any) -> Result:
         watch = Epochs(client, log, command.per_epoch or command.metrics)
         try:
             while process.poll() is None:
-                if watch.report(final=False):
-                    stop(process)
+                if watch.report(final=False):  # the search stops it: `finally` ends the script
                     return Result(latest(client, log.run_id), "pruned", watch.reported, stored=True)
                 if time.monotonic() > deadline:
                     raise CommandFailed(
