@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hypotune.config import RunConfig, Runtime, flatten, merge, run_config_from_dict
-from hypotune.errors import ConfigError, HypotuneError, TrackingError
+from hypotune.errors import ConfigError, HypotuneError
 from hypotune.trainables import DEFAULT, Log, Trainable, importable, load
 
 if TYPE_CHECKING:  # imported when used: `import hypotune` stays light, torch loads on demand
@@ -41,10 +41,11 @@ if TYPE_CHECKING:  # imported when used: `import hypotune` stays light, torch lo
 EventCallback = Callable[[Any, Any], None]  # (event, trial)
 
 
-def _tracker(tracking_uri: str | None) -> Tracker:
+def _tracker(tracking_uri: str | None, existing: bool = False) -> Tracker:
     from hypotune.store import Tracker
 
-    return Tracker(tracking_uri if tracking_uri is not None else os.environ.get("MLFLOW_TRACKING_URI"))
+    uri = tracking_uri if tracking_uri is not None else os.environ.get("MLFLOW_TRACKING_URI")
+    return Tracker(uri, existing=existing)
 
 
 def _trainable(trainable: Trainable | str | None) -> Trainable:
@@ -300,12 +301,7 @@ def analyze_runs(
     from hypotune.existing import PRESET, analyse_runs
     from hypotune.report import build_report
 
-    uri = tracking_uri if tracking_uri is not None else os.environ.get("MLFLOW_TRACKING_URI")
-    if uri is None or uri.startswith("sqlite:"):  # only read: opening a missing one would create it
-        database = Path(uri.removeprefix("sqlite:///")) if uri else Path("runs") / "mlflow.db"
-        if not database.is_file():
-            raise TrackingError(f"no MLflow store at {database}: give --tracking-uri sqlite:///PATH")
-    tracker = _tracker(tracking_uri)
+    tracker = _tracker(tracking_uri, existing=True)
     study, analysed = analyse_runs(runs_file, tracker)
     folder = Path(out) if out is not None else Path("report") / f"{study.name}-{PRESET}"
     return build_report(study, PRESET, tracker, folder, analysed)

@@ -333,8 +333,7 @@ class Recorder:
                 self.summary.finished += 1
                 self.summary.diverged += result.status == "diverged"
             case Failed(message=message):
-                run_id = self.run_ids.pop(key, None) or self.start(trial, trial.arms[0][1])
-                self.tracker.fail(run_id, message)
+                self.tracker.fail(self.run_ids.pop(key), message)  # opened when it was handed out
                 self.summary.failed.append(f"{key}: {event.last_line}")
 
 

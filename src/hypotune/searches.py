@@ -301,9 +301,7 @@ class Search:
 
         optuna_trial = search.in_flight.pop(key)
         search.study.tell(optuna_trial, state=TrialState.FAIL)
-        run_id = search.trial_runs.pop(key, None)
-        if run_id:
-            self.tracker.fail(run_id, message)
+        self.tracker.fail(search.trial_runs.pop(key), message)  # opened when it was handed out
         search.failures += 1
         if search.failures > max(3, search.group.budget):  # failing for a reason no setting fixes
             search.error = f"{search.failures} tuning trials failed; last: {message.strip().splitlines()[-1]}"

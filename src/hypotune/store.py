@@ -195,7 +195,9 @@ def check_writable(database: Path) -> None:
 class Tracker:
     """Writes to one MLflow store: the embedded SQLite one under ./runs/, or a server."""
 
-    def __init__(self, uri: str | None = None, store_dir: Path = STORE_DIR) -> None:
+    def __init__(self, uri: str | None = None, store_dir: Path = STORE_DIR, existing: bool = False) -> None:
+        """`existing`: only open a store that is there (a reader's): a SQLite file that is not is
+        an error, where opening it would create an empty store."""
         from mlflow.tracking import MlflowClient
 
         # MLflow configures its loggers on import; its schema-migration chatter is noise here.
@@ -209,6 +211,9 @@ class Tracker:
         logging.getLogger("sqlalchemy").setLevel(logging.CRITICAL)
 
         self.local = uri is None or uri.startswith("sqlite:")
+        database = Path(uri.removeprefix("sqlite:///")) if uri else store_dir / "mlflow.db"
+        if existing and self.local and not database.is_file():
+            raise TrackingError(f"no MLflow store at {database}: give --tracking-uri sqlite:///PATH")
         if uri is None:
             try:
                 store_dir.mkdir(parents=True, exist_ok=True)
@@ -218,7 +223,7 @@ class Tracker:
                 ) from None
             uri = default_uri(store_dir)
         if self.local:
-            check_writable(Path(uri.removeprefix("sqlite:///")))
+            check_writable(database.resolve())
         self.uri = uri
         # The coordinator's own files (study locks, tuning journals) live beside a local store;
         # with a server they stay on the coordinator's machine, under ./runs/.
