@@ -141,6 +141,11 @@ BAD = [
         'arms.wide = { model = { width = 16 } }\nprediction = { kind = "best", arm = "wide" }',
         "compares at least two arms (one only to test a 'reaches')",
     ),
+    (  # best of itself alone passed validation and then crashed the verdicts
+        TWO_ARMS,
+        'arms.narrow = {}\narms.wide = { model = { width = 16 } }\nprediction = { kind = "best", arm = "wide", among = ["wide"] }',
+        "'best' needs at least one rival for 'wide' to beat",
+    ),
     ("seeds = 2", "seeds = { min = 5, max = 3 }", "presets.quick.seeds.max (3) is below min (5)"),
     ("seeds = 2", "seeds = { min = 3, mx = 9 }", "unknown setting 'presets.quick.seeds.mx'"),
     ("seeds = 2", "seeds = { min = 0 }", "presets.quick.seeds.min must be an integer from 1 to 1000, got 0"),

@@ -5,6 +5,7 @@ of the prediction, from the runs of its arms). A new kind is one entry here and 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from hypotune import stats
 from hypotune.errors import ConfigError
-from hypotune.study import Hypothesis, Prediction
+from hypotune.study import Factor, Hypothesis, Prediction
 
 if TYPE_CHECKING:
     from hypotune.analysis import StudyData
@@ -57,6 +58,24 @@ def raw_values(hypothesis: Hypothesis, data: StudyData, arm: str) -> dict[int, f
     return values
 
 
+def _diverged(hypothesis: Hypothesis, data: StudyData, arm: str) -> set[int]:
+    return {
+        seed
+        for seed, record in data[hypothesis.id, arm].records.items()
+        if record.status == "diverged" or math.isinf(record.metrics.get(hypothesis.metric, math.nan))
+    }
+
+
+def informative(
+    hypothesis: Hypothesis, data: StudyData, arms: list[str], per_seed: dict[int, float]
+) -> dict[int, float]:
+    """`per_seed` less the seeds on which every one of `arms` diverged: all of them at the
+    failure score compare as exactly zero, which says nothing about the difference and would
+    pull the interval towards "no difference"."""
+    failed = set.intersection(*(_diverged(hypothesis, data, arm) for arm in arms))
+    return {s: v for s, v in per_seed.items() if s not in failed}
+
+
 def _goodness(hypothesis: Hypothesis, data: StudyData, arm: str) -> dict[int, float]:
     sign = -1.0 if hypothesis.lower_is_better else 1.0
     return {s: sign * v for s, v in raw_values(hypothesis, data, arm).items()}
@@ -64,57 +83,98 @@ def _goodness(hypothesis: Hypothesis, data: StudyData, arm: str) -> dict[int, fl
 
 def _better(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
     a, b = _goodness(hypothesis, data, prediction.arm), _goodness(hypothesis, data, prediction.than)
-    return Evidence(stats.paired_differences(a, b), f"{prediction.arm} vs {prediction.than}", "paired t")
+    differences = informative(
+        hypothesis, data, [prediction.arm, prediction.than], stats.paired_differences(a, b)
+    )
+    return Evidence(differences, f"{prediction.arm} vs {prediction.than}", "paired t")
 
 
 def _best(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
     rivals = [a for a in (prediction.among or hypothesis.arms) if a != prediction.arm]
     own = _goodness(hypothesis, data, prediction.arm)
-    advantages = {r: stats.paired_differences(own, _goodness(hypothesis, data, r)) for r in rivals}
+    advantages = {
+        r: informative(
+            hypothesis,
+            data,
+            [prediction.arm, r],
+            stats.paired_differences(own, _goodness(hypothesis, data, r)),
+        )
+        for r in rivals
+    }
     return Evidence({}, f"{prediction.arm} vs", "paired t per rival", rivals=advantages)
 
 
+def ordered_levels(factor: Factor) -> list[str]:
+    """A factor's level labels in the one order every kind reads them in: by value where every
+    level is a number, else as the file lists them. The first is the baseline (of a synergy's
+    cells), and a trend's steps go from each level to the next."""
+    labels = [label for label, _ in factor.levels]
+    with contextlib.suppress(ValueError):
+        labels.sort(key=float)
+    return labels
+
+
 def cells(hypothesis: Hypothesis) -> dict[tuple[int, int], str]:
-    """The arm in each cell of a 2x2 factorial: (level of the first factor, of the second)."""
+    """The arm in each cell of a 2x2 factorial: (level of the first factor, of the second), with
+    level 0 the baseline of `ordered_levels`."""
     first, second = hypothesis.factors
     short = [f.name.rsplit(".", 1)[-1] for f in (first, second)]
     return {
         (i, j): f"{short[0]}={label_a}, {short[1]}={label_b}"
-        for i, (label_a, _) in enumerate(first.levels)
-        for j, (label_b, _) in enumerate(second.levels)
+        for i, label_a in enumerate(ordered_levels(first))
+        for j, label_b in enumerate(ordered_levels(second))
     }
 
 
 def _interaction(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
     values = {cell: _goodness(hypothesis, data, arm) for cell, arm in cells(hypothesis).items()}
-    contrasts = stats.interaction_contrasts(values)
+    contrasts = informative(
+        hypothesis, data, list(cells(hypothesis).values()), stats.interaction_contrasts(values)
+    )
     if prediction.kind == "diminishing":
         contrasts = {s: -v for s, v in contrasts.items()}
     what = "together minus the sum of single effects"
     if prediction.kind == "diminishing":
         what = "the sum of single effects minus together"
-    return Evidence(contrasts, f"interaction ({what})", "one-sample t of the per-seed contrast")
+    baseline = cells(hypothesis)[0, 0]
+    return Evidence(
+        contrasts, f"interaction ({what}; baseline {baseline})", "one-sample t of the per-seed contrast"
+    )
 
 
 def _efficiency(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
+    # "arm reaches k of the reference's performance" is arm >= k * reference for an accuracy and
+    # reference >= k * arm for a loss: per seed, the excess of one over the other, in the
+    # metric's units. Its mean tests the claim without the bias of a mean of ratios, and its
+    # spread sizes the effect on the same scale.
+    k = prediction.performance
     arm = raw_values(hypothesis, data, prediction.arm)
     reference = raw_values(hypothesis, data, prediction.reference)
-    # performance ratio on each seed: arm over reference, inverted for losses
-    shares = stats.ratios(reference, arm) if hypothesis.lower_is_better else stats.ratios(arm, reference)
-    label = (
-        f"{prediction.arm} / {prediction.reference} performance ratio (needs >= {prediction.performance:g})"
+    seeds = sorted(set(arm) & set(reference))
+    if hypothesis.lower_is_better:
+        excess = {s: reference[s] - k * arm[s] for s in seeds}
+        label = f"{prediction.reference} - {k:g} x {prediction.arm}"
+    else:
+        excess = {s: arm[s] - k * reference[s] for s in seeds}
+        label = f"{prediction.arm} - {k:g} x {prediction.reference}"
+    excess = informative(hypothesis, data, [prediction.arm, prediction.reference], excess)
+    ratios = stats.ratios(reference, arm) if hypothesis.lower_is_better else stats.ratios(arm, reference)
+    finite = [v for v in ratios.values() if math.isfinite(v)]
+    notes = (
+        [f"performance ratio {sum(finite) / len(finite):.3f} on average (needs >= {k:g})"] if finite else []
     )
-    evidence = Evidence(shares, label, "one-sample t of the per-seed ratio", threshold=prediction.performance)
+    evidence = Evidence(excess, f"{label} ({hypothesis.metric})", "one-sample t of the per-seed excess")
     params = [
         next((r.metrics.get("param_count") for r in data[hypothesis.id, name].records.values()), None)
         for name in (prediction.arm, prediction.reference)
     ]
     if params[0] and params[1]:
         share = params[0] / params[1]
-        evidence.note = (
+        notes.append(
             f"parameters {params[0]:,.0f} vs {params[1]:,.0f} ({share:.1%}, limit {prediction.params:.0%})"
         )
         evidence.forced = "refuted" if share > prediction.params else ""
+    evidence.note = "; ".join(notes)
     return evidence
 
 
@@ -126,31 +186,33 @@ def _reaches(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) ->
 
 
 def trend_steps(hypothesis: Hypothesis, prediction: Prediction) -> list[str]:
-    """The factor's arms in order of their values (file order for named levels): the steps of a trend."""
+    """The factor's arms in `ordered_levels` order: the steps of a trend."""
     factor = next(f for f in hypothesis.factors if f.name == prediction.factor)
     short = factor.name.rsplit(".", 1)[-1]
-    labels = [label for label, _ in factor.levels]
-    with contextlib.suppress(ValueError):  # named levels keep the order of the file
-        labels.sort(key=float)
-    return [f"{short}={label}" for label in labels]
+    return [f"{short}={label}" for label in ordered_levels(factor)]
 
 
 def _trend(hypothesis: Hypothesis, prediction: Prediction, data: StudyData) -> Evidence:
-    # The slope against the rank of each level, not its raw value: a factor whose values grow
-    # geometrically (1e-4, 1e-3, 1e-2) then has even steps, as on its natural scale.
+    # A trend is every step going the predicted way: each step from one level to the next is a
+    # series of its own, and the claim is decided like `best` (supported when every step is,
+    # refuted or flat when some step is). A least-squares slope would give a middle level no
+    # weight, and call a V shape a trend.
     arms = trend_steps(hypothesis, prediction)
+    sign = 1.0 if prediction.direction == "increasing" else -1.0
     per_level = [raw_values(hypothesis, data, arm) for arm in arms]
-    per_seed = stats.slopes(range(len(arms)), per_level)
-    if prediction.direction == "decreasing":
-        per_seed = {s: -v for s, v in per_seed.items()}
+    steps = {}
+    for (low, low_values), (high, high_values) in itertools.pairwise(zip(arms, per_level, strict=True)):
+        change = {
+            s: sign * (high_values[s] - low_values[s]) for s in sorted(set(low_values) & set(high_values))
+        }
+        steps[f"{low} to {high.split('=', 1)[-1]}"] = informative(hypothesis, data, [low, high], change)
     means = [stats.summarize(list(v.values())).mean for v in per_level]
-    rising = all(b >= a for a, b in zip(means, means[1:], strict=False))
-    falling = all(b <= a for a, b in zip(means, means[1:], strict=False))
+    rising = all(b >= a for a, b in itertools.pairwise(means))
+    falling = all(b <= a for a, b in itertools.pairwise(means))
     monotone = rising if prediction.direction == "increasing" else falling
     short = prediction.factor.rsplit(".", 1)[-1]
     note = "arm means " + ("are" if monotone else "are not") + f" monotone in {short}"
-    label = f"slope of {hypothesis.metric} over the steps of {short} ({' < '.join(arms)})"
-    return Evidence(per_seed, label, "one-sample t of the per-seed slope", note=note)
+    return Evidence({}, "the step", "paired t per step", note=note, rivals=steps)
 
 
 def _describe_interaction(prediction: Prediction) -> str:

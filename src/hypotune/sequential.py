@@ -17,6 +17,7 @@ exact for Gaussian per-seed numbers up to its Monte Carlo error (about 1% of the
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -61,12 +62,10 @@ class SeedPlan:
         return f"{self.min} to {self.max} seeds (looks at {', '.join(map(str, self.looks))})"
 
 
-@functools.lru_cache(maxsize=256)
-def nominal_alpha(looks: tuple[int, ...], alpha: float) -> float:
-    """The per-look two-sided level at which t-intervals at all `looks` cover together with
-    probability 1 - alpha. One look is the plain t-interval."""
-    if len(looks) == 1:
-        return alpha
+@functools.lru_cache(maxsize=64)
+def _smallest_p(looks: tuple[int, ...]) -> np.ndarray:
+    """Per simulated Gaussian study, the smallest two-sided p-value of the true mean over the
+    looks, sorted: the distribution both the per-look level and the repeated p-value come from."""
     rng = np.random.default_rng(20261129)
     draws = rng.standard_normal((CALIBRATION_PATHS, looks[-1]))
     smallest = np.ones(CALIBRATION_PATHS)
@@ -76,8 +75,29 @@ def nominal_alpha(looks: tuple[int, ...], alpha: float) -> float:
         sample = draws[:, :n]
         t_stat = sample.mean(axis=1) / (sample.std(axis=1, ddof=1) / math.sqrt(n))
         smallest = np.minimum(smallest, 2 * scipy_stats.t.sf(np.abs(t_stat), n - 1))
+    return np.sort(smallest)
+
+
+def nominal_alpha(looks: tuple[int, ...], alpha: float) -> float:
+    """The per-look two-sided level at which t-intervals at all `looks` cover together with
+    probability 1 - alpha. One look is the plain t-interval."""
+    if len(looks) == 1:
+        return alpha
     # Intervals at level a all cover iff every look's p-value of the true mean is >= a.
-    return float(np.quantile(smallest, alpha))
+    return float(np.quantile(_smallest_p(tuple(looks)), alpha))
+
+
+def repeated_p(looks: tuple[int, ...], p_values: Sequence[float]) -> float:
+    """The smallest family level at which some look's interval would exclude the null, given each
+    completed look's p-value of it: the p-value that agrees with a verdict read off the
+    intersection of the looks' intervals (Jennison & Turnbull, ch. 9.5)."""
+    finite = [p for p in p_values if not math.isnan(p)]
+    if not finite:
+        return math.nan
+    if len(looks) == 1:
+        return min(finite)
+    smallest = _smallest_p(tuple(looks))
+    return float(np.searchsorted(smallest, min(finite), side="right") / len(smallest))
 
 
 def look_seeds(per_seed: PerSeed, looks: Sequence[int]) -> list[list[int]]:
@@ -89,8 +109,9 @@ def look_seeds(per_seed: PerSeed, looks: Sequence[int]) -> list[list[int]]:
 def sequential_interval(per_seed: PerSeed, looks: Sequence[int], alpha: float, null: float = 0.0) -> Interval:
     """The intersection of the repeated intervals at every completed look, at family level `alpha`.
 
-    Its mean, p-value and seed count are those of the last completed look; with no complete
-    look yet it is the plain interval over the seeds there are (shown, never decisive).
+    Its mean and seed count are those of the last completed look, and its p-value the repeated
+    one over the completed looks; with no complete look yet it is the plain interval over the
+    seeds there are (shown, never decisive).
     """
     nominal = nominal_alpha(tuple(looks), alpha)
     completed = look_seeds(per_seed, looks)
@@ -99,7 +120,7 @@ def sequential_interval(per_seed: PerSeed, looks: Sequence[int], alpha: float, n
     intervals = [t_interval([per_seed[s] for s in seeds], nominal, null) for seeds in completed]
     last = intervals[-1]
     if last.bounded and last.std == 0:  # the same number on every seed: a point, not an interval
-        return last
+        return dataclasses.replace(last, level=alpha)
     # Only intervals with spread bound anything; one that did not meet the others is a miss of
     # coverage, and then the latest interval stands alone.
     proper = [i for i in intervals if i.bounded and i.std > 0]
@@ -107,7 +128,8 @@ def sequential_interval(per_seed: PerSeed, looks: Sequence[int], alpha: float, n
     high = min((i.high for i in proper), default=math.nan)
     if low > high:
         low, high = last.low, last.high
-    return Interval(last.mean, low, high, last.p_value, last.n, last.std, nominal)
+    p_value = repeated_p(tuple(looks), [i.p_value for i in intervals])
+    return Interval(last.mean, low, high, p_value, last.n, last.std, nominal, level=alpha)
 
 
 def seeds_needed(std: float, margin: float, looks: Sequence[int], alpha: float) -> int | None:

@@ -44,6 +44,7 @@ class Interval:
     n: int
     std: float
     alpha: float  # 1 - confidence of [low, high]
+    level: float = math.nan  # a sequential interval's family level: all its looks cover at 1 - level
 
     @property
     def effect_size(self) -> float:

@@ -21,16 +21,21 @@ FAMILIES = ("hypothesis", "study")
 
 @dataclass(frozen=True)
 class Margin:
-    """The smallest effect of interest: in the metric's units, or a fraction of its mean."""
+    """The smallest effect of interest: in the metric's units, or a fraction of the median of the
+    hypothesis's runs at its first look (`verdicts.fixed_margin`)."""
 
     value: float
     relative: bool = False
 
-    def resolve(self, mean: float) -> float:
-        return self.value * abs(mean) if self.relative else self.value
+    def resolve(self, level: float) -> float:
+        return self.value * abs(level) if self.relative else self.value
 
     def describe(self) -> str:
-        return f"{self.value * 100:.3g}% of the mean" if self.relative else f"{self.value:.3g}"
+        return (
+            f"{self.value * 100:.3g}% of the median at the first look"
+            if self.relative
+            else f"{self.value:.3g}"
+        )
 
 
 @dataclass(frozen=True)

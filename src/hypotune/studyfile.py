@@ -423,6 +423,8 @@ def _parse_prediction(raw: Any, hypothesis: Hypothesis, where: str) -> Predictio
         _known_arm(arm, hypothesis, f"{where}.among")
     if prediction.among and prediction.arm not in prediction.among:
         raise ConfigError(f"{where}.among must include the arm '{prediction.arm}'")
+    if prediction.among and len(set(prediction.among)) < 2:
+        raise ConfigError(f"{where}: 'best' needs at least one rival for '{prediction.arm}' to beat")
     KINDS[kind].check(prediction, hypothesis, where)
     return prediction
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from hypotune import sequential, stats
 from hypotune.analysis import StudyData
-from hypotune.predictions import KINDS, Evidence, collect_evidence, describe, raw_values
+from hypotune.predictions import KINDS, Evidence, collect_evidence, describe
 from hypotune.stats import fmt
 from hypotune.study import Hypothesis, Prediction, Study
 
@@ -52,6 +54,7 @@ class Verdict:
     family: str = ""  # which family, and its size
     correction: str = ""  # how the interval was widened for the family and the looks
     stopped: str = ""  # where the seed loop stands for this prediction
+    margin_basis: str = ""  # how a relative margin was fixed ("5% of the median 0.41 at the first look")
 
 
 def evaluate(study: Study, data: StudyData, preset: str, budget_stopped: bool = False) -> list[Verdict]:
@@ -62,9 +65,11 @@ def evaluate(study: Study, data: StudyData, preset: str, budget_stopped: bool = 
     verdicts = []
     for hypothesis in study.hypotheses:
         family, size = families[hypothesis.id]
-        margin = _margin(study, hypothesis, data)
+        margin, basis = fixed_margin(study, hypothesis, data, plan.min)
         own = [
-            decide(hypothesis, p, collect_evidence(hypothesis, p, data), margin, plan, alpha, family, size)
+            decide(
+                hypothesis, p, collect_evidence(hypothesis, p, data), margin, plan, alpha, family, size, basis
+            )
             for p in hypothesis.predictions
         ]
         stopped = _stop_reason(own, plan, budget_stopped)
@@ -82,13 +87,33 @@ def _families(study: Study) -> dict[str, tuple[str, int]]:
     return {h: (f"hypothesis {h}", count) for h, count in confirmatory.items()}
 
 
-def _margin(study: Study, hypothesis: Hypothesis, data: StudyData) -> float:
+def fixed_margin(study: Study, hypothesis: Hypothesis, data: StudyData, first_look: int) -> tuple[float, str]:
+    """The hypothesis's margin in metric units, and how it was fixed.
+
+    A relative margin ("5%") is a share of the median of the hypothesis's finished, undiverged
+    runs on the seeds of the first look, and of nothing later: a margin that moved with the data
+    it judges (a failure score inflating the mean, one more seed) would move the verdict too.
+    """
     spec = study.margin(hypothesis)
     if spec is None:
-        return math.nan
-    values = [v for arm in hypothesis.arms for v in raw_values(hypothesis, data, arm).values()]
+        return math.nan, ""
+    if not spec.relative:
+        return spec.value, ""
+    values = [
+        record.metrics.get(hypothesis.metric, math.nan)
+        for arm in hypothesis.arms
+        for seed, record in data[hypothesis.id, arm].records.items()
+        if seed < first_look and record.status != "diverged"
+    ]
     finite = [v for v in values if math.isfinite(v)]
-    return spec.resolve(sum(finite) / len(finite) if finite else math.nan)
+    if not finite:
+        return math.nan, ""
+    median = float(np.median(finite))
+    complete = all(
+        all(seed in data[hypothesis.id, arm].records for seed in range(first_look)) for arm in hypothesis.arms
+    )
+    when = f"the first look ({first_look} seeds)" if complete else "the first look, still incomplete"
+    return spec.resolve(median), f"{spec.value * 100:.3g}% of the median {fmt(median)} at {when}"
 
 
 def _stop_reason(verdicts: list[Verdict], plan: sequential.SeedPlan, budget_stopped: bool) -> str:
@@ -130,6 +155,7 @@ def decide(
     alpha: float,
     family: str,
     size: int,
+    margin_basis: str = "",
 ) -> Verdict:
     looks = plan.looks
     level = alpha / max(size, 1)
@@ -139,9 +165,10 @@ def decide(
     if interval.n >= 2 and interval.std == 0 and not interval.bounded:
         note = "; ".join(filter(None, [note, "the same number on every seed: no spread to weigh it"]))
     confidence = 1 - interval.alpha
-    p_adjusted = (
-        min(1.0, interval.p_value * alpha / interval.alpha) if not prediction.exploratory else math.nan
-    )
+    # The p-value is the repeated one (the smallest level at which some look's interval excludes
+    # the null), so p_adjusted < alpha exactly when the interval the verdict is read off does.
+    read_at = interval.level if math.isfinite(interval.level) else interval.alpha
+    p_adjusted = min(1.0, interval.p_value * alpha / read_at) if not prediction.exploratory else math.nan
     needed = None
     if verdict == "inconclusive":
         boundary = margin if equivalence else math.nan
@@ -168,6 +195,7 @@ def decide(
         confidence=confidence,
         family="" if prediction.exploratory else f"{family} ({size} prediction{'s' * (size != 1)})",
         correction=correction,
+        margin_basis=margin_basis if equivalence and math.isfinite(margin) else "",
     )
     result.evidence = evidence_line(result, label, note, equivalence)
     return result
@@ -227,7 +255,8 @@ def _decide_best(
             return outcome, strict[rival], rival
     closest = min(loose, key=lambda r: loose[r].mean)
     if all(classify(i, margin) == "supported" for i in loose.values()):
-        return "supported", loose[closest], closest
+        weakest = max(loose, key=lambda r: loose[r].p_value)  # an intersection-union test's p
+        return "supported", loose[weakest], weakest
     return "inconclusive", loose[closest], closest
 
 
@@ -247,6 +276,8 @@ def evidence_line(verdict: Verdict, label: str, note: str, equivalence: bool) ->
             text += f" (adjusted {fmt(verdict.p_adjusted, 3)})"
     if equivalence:
         text += f", margin {fmt(verdict.margin)}" if math.isfinite(verdict.margin) else ", no margin set"
+        if verdict.margin_basis:
+            text += f" ({verdict.margin_basis})"
     if note:
         text += f"; {note}"
     if verdict.verdict == "equivalent" and verdict.ci_low > 0:
