@@ -143,7 +143,8 @@ BAD = [
     ),
     (  # best of itself alone passed validation and then crashed the verdicts
         TWO_ARMS,
-        'arms.narrow = {}\narms.wide = { model = { width = 16 } }\nprediction = { kind = "best", arm = "wide", among = ["wide"] }',
+        "arms.narrow = {}\narms.wide = { model = { width = 16 } }\n"
+        'prediction = { kind = "best", arm = "wide", among = ["wide"] }',
         "'best' needs at least one rival for 'wide' to beat",
     ),
     ("seeds = 2", "seeds = { min = 5, max = 3 }", "presets.quick.seeds.max (3) is below min (5)"),

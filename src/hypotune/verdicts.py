@@ -39,10 +39,10 @@ class Verdict:
     kind: str
     metric: str
     verdict: str  # one of DECIDED, "inconclusive", or "exploratory"
-    effect: float  # in favour of the prediction, in metric units (a ratio for efficiency)
+    effect: float  # in favour of the prediction, in metric units
     ci_low: float  # the corrected interval the verdict is read off
     ci_high: float
-    p_value: float  # unadjusted, two-sided, of no effect (of the threshold for efficiency)
+    p_value: float  # repeated over the looks, unadjusted for the family, two-sided, of no effect
     p_adjusted: float  # p scaled by the correction: below alpha exactly when the interval excludes it
     seeds: int
     seeds_needed: int | None
