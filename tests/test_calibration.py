@@ -32,4 +32,5 @@ def test_a_large_effect_is_decided_with_few_seeds(calibration):
     result = calibration.run("better", 2.0, 100, 3, 20, seed=12)
     adaptive = result["adaptive"]
     assert adaptive["decided"] >= 0.95 and adaptive["false"] == 0
-    assert adaptive["trials"] <= 0.5 * result["fixed"]["trials"]  # at most half the fixed plan's trials
+    # strict first looks (under skew, 3 seeds show little): a 2 sd effect takes about 13 of 20 seeds
+    assert adaptive["trials"] <= 0.75 * result["fixed"]["trials"]

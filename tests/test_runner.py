@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hypotune.config import Runtime
@@ -270,6 +271,28 @@ def test_seeds_are_added_only_where_a_verdict_is_open(workdir, synthetic_dir):
     assert (again.finished, again.skipped) == (0, 12)
     rows = {row.id: row for row in study_status(study, "quick", tracker)}
     assert (rows["tiny_margin"].finished, rows["tiny_margin"].pending) == (8, 0)
+
+
+def test_a_relative_margin_is_fixed_at_the_first_look_and_recorded_with_the_study(workdir, synthetic_dir):
+    from hypotune.analysis import collect
+    from hypotune.verdicts import evaluate
+
+    path = workdir / "adaptive.toml"
+    path.write_text(ADAPTIVE.replace("margin = 0.05\n[presets", 'margin = "5%"\n[presets'))
+    study = load_study(path)
+    tracker = Tracker()
+    run_study(study, "quick", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
+    margins = tracker.margins("adaptive", "quick")
+    assert set(margins) == {"same"}  # the other hypothesis sets an absolute margin of its own
+    value, basis = margins["same"]
+    data = collect(study, "quick", tracker)
+    first = [
+        data["same", arm].records[seed].metrics["val_loss"] for arm in ("before", "after") for seed in (0, 1)
+    ]
+    assert value == pytest.approx(0.05 * float(np.median(first)))
+    assert basis.endswith("at the first look (2 seeds)")
+    same, _ = evaluate(study, data, "quick", margins=margins)
+    assert same.margin == value and "recorded with the study" in same.evidence
 
 
 def test_a_time_budget_stops_adding_trials_and_says_so(workdir, synthetic_dir):

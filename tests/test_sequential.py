@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats as scipy_stats
 
 from hypotune import sequential, stats
 
@@ -16,35 +15,87 @@ def test_seed_plan_looks():
     assert sequential.SeedPlan(3, 20).next_look(5) == 8 and sequential.SeedPlan(3, 20).next_look(20) == 20
 
 
-def test_one_look_uses_the_plain_level():
-    assert sequential.nominal_alpha((5,), 0.05) == 0.05
+def test_the_gaussian_design_with_one_look_is_the_plain_t_interval():
+    with sequential.designed(sequential.GAUSSIAN_POCOCK):
+        (level,) = sequential.look_levels((5,), 0.05)
+    assert level == pytest.approx(0.05)
 
 
-def test_repeated_looks_cover_together_at_the_stated_level():
+def _misses(draws: np.ndarray, centre: float, looks: tuple[int, ...], alpha: float) -> float:
+    """How often some look's interval misses the true mean, with other random numbers than the
+    calibration's."""
+    z = sequential.calibration(looks, sequential.DESIGN).z(alpha)
+    missed = np.zeros(len(draws), dtype=bool)
+    for k, n in enumerate(looks):
+        below, above = stats.look_statistics(draws[:, :n], centre)
+        missed |= np.maximum(below, above) > z[k]
+    return float(missed.mean())
+
+
+@pytest.mark.parametrize(
+    "shape", ["gaussian", "t3", "lognormal 1", "lognormal -1", "lognormal 0.5", "gamma 2"]
+)
+def test_repeated_looks_cover_together_on_skewed_and_heavy_tailed_seeds(shape):
     looks = (3, 5, 8, 13, 20)
-    nominal = sequential.nominal_alpha(looks, 0.05)
-    assert 0.008 < nominal < 0.02  # stricter than 0.05, far less strict than 0.05 / 5 looks... per look
-    # An independent check with other random numbers: how often does any look's interval miss?
     rng = np.random.default_rng(123)
-    draws = rng.standard_normal((20_000, 20))
-    misses = np.zeros(len(draws), dtype=bool)
-    for n in looks:
-        sample = draws[:, :n]
-        t_stat = sample.mean(axis=1) / (sample.std(axis=1, ddof=1) / math.sqrt(n))
-        misses |= np.abs(t_stat) > scipy_stats.t.ppf(1 - nominal / 2, n - 1)
+    size = (20_000, 20)
+    if shape == "gaussian":
+        draws, centre = rng.standard_normal(size), 0.0
+    elif shape == "t3":
+        draws, centre = rng.standard_t(3, size), 0.0
+    elif shape == "gamma 2":  # not one of the calibration's shapes
+        draws, centre = rng.gamma(2.0, size=size), 2.0
+    else:
+        sigma = float(shape.split()[1])
+        draws, centre = (
+            np.sign(sigma) * np.exp(abs(sigma) * rng.standard_normal(size)),
+            np.sign(sigma) * math.exp(sigma**2 / 2),
+        )
     error = math.sqrt(0.05 * 0.95 / len(draws))
-    assert abs(misses.mean() - 0.05) < 3 * error
+    assert _misses(draws, centre, looks, 0.05) < 0.05 + 3 * error
+
+
+def test_the_boundary_is_strict_early_and_spends_late():
+    levels = sequential.look_levels((3, 5, 8, 13, 20), 0.05)
+    assert list(levels) == sorted(levels) and levels[0] < 1e-4 and 0.01 < levels[-1] < 0.05
+
+
+def test_one_sided_bounds_are_never_wider_than_the_two_sided_ones():
+    table = sequential.calibration((3, 5, 8), sequential.DESIGN)
+    assert np.all(table.z_one_sided(0.05) <= table.z(0.05) + 1e-12)
+
+
+def test_look_statistics_and_bounds_agree():
+    values = [0.1, 0.12, 0.5, 0.11, 0.13]  # one seed far out to the right
+    for z in (1.0, 2.0, 3.0):
+        low, high = stats.robust_bounds(values, z)
+        for null, inside in (
+            (low - 1e-6, False),
+            (low + 1e-6, True),
+            (high - 1e-6, True),
+            (high + 1e-6, False),
+        ):
+            below, above = stats.look_statistics(np.array([values]), null)
+            assert (max(below[0], above[0]) <= z) == inside
+
+
+def test_the_skew_correction_stretches_the_interval_towards_the_tail():
+    values = [0.1, 0.12, 0.5, 0.11, 0.13]
+    plain = stats.robust_bounds(values, 2.0, skew_corrected=False)
+    corrected = stats.robust_bounds(values, 2.0)
+    assert corrected[1] > plain[1] and corrected[0] == pytest.approx(plain[0])
 
 
 def test_sequential_interval_intersects_the_looks():
     per_seed = {s: v for s, v in enumerate([0.3, 0.1, 0.2, 0.4, 0.25, 0.35, 0.15, 0.3])}
     looks = (3, 5, 8)
-    nominal = sequential.nominal_alpha(looks, 0.05)
+    z = sequential.calibration(looks, sequential.DESIGN).z(0.05)
     result = sequential.sequential_interval(per_seed, looks, 0.05)
-    at = [stats.t_interval(list(per_seed.values())[:n], nominal) for n in looks]
-    assert result.low == pytest.approx(max(i.low for i in at))
-    assert result.high == pytest.approx(min(i.high for i in at))
-    assert result.n == 8 and result.mean == pytest.approx(at[-1].mean) and result.alpha == nominal
+    at = [stats.robust_bounds(list(per_seed.values())[:n], z[k]) for k, n in enumerate(looks)]
+    assert result.low == pytest.approx(max(low for low, _ in at))
+    assert result.high == pytest.approx(min(high for _, high in at))
+    assert result.n == 8 and result.mean == pytest.approx(np.mean(list(per_seed.values())))
+    assert result.level == 0.05 and result.alpha == pytest.approx(sequential.look_levels(looks, 0.05)[-1])
 
 
 def test_sequential_interval_uses_only_completed_looks():
@@ -55,7 +106,7 @@ def test_sequential_interval_uses_only_completed_looks():
 
 def test_seeds_needed_is_sized_from_the_margin_not_the_effect():
     looks = (3, 5, 8, 13, 20)
-    nominal = sequential.nominal_alpha(looks, 0.05)
-    assert sequential.seeds_needed(1.0, 0.5, looks, 0.05) == stats.seeds_for(0.5, nominal)
+    last = sequential.look_levels(looks, 0.05)[-1]
+    assert sequential.seeds_needed(1.0, 0.5, looks, 0.05) == stats.seeds_for(0.5, last)
     assert sequential.seeds_needed(1.0, math.nan, looks, 0.05) is None
     assert sequential.seeds_needed(0.0, 0.5, looks, 0.05) is None

@@ -26,6 +26,14 @@ seeds = {seeds}
 )
 
 
+@pytest.fixture(autouse=True)
+def gaussian_design():
+    """The verdict logic on plain t-intervals, whose numbers these tests compute exactly; the
+    default design's intervals are tested in test_sequential.py and at the end of this file."""
+    with sequential.designed(sequential.GAUSSIAN_POCOCK):
+        yield
+
+
 def study_of(tmp_path: Path, body: str, seeds: str = "5", head: str = HEAD):
     path = tmp_path / "study.toml"
     path.write_text(head.format(seeds=seeds) + body)
@@ -413,7 +421,7 @@ def test_an_open_verdict_sizes_seeds_from_the_margin_and_never_asks_for_what_it_
     b = [0.50, 0.52, 0.48]
     (verdict,) = evaluate(study, data_of(study, {"a": [0.52, 0.47, 0.50], "b": b}), "quick")
     assert verdict.verdict == "inconclusive" and verdict.seeds == 3
-    nominal = sequential.nominal_alpha((3, 5, 8, 13, 20), 0.05)
+    nominal = sequential.look_levels((3, 5, 8, 13, 20), 0.05)[-1]
     std = np.std([-0.02, 0.05, -0.02], ddof=1)
     expected = max(5, stats.seeds_for(0.05 / std, nominal) or 0)
     assert verdict.seeds_needed == expected and verdict.seeds_needed > 3
@@ -486,3 +494,31 @@ def test_the_same_difference_on_every_seed_is_not_decisive(tmp_path):
     b = [0.50, 0.52, 0.48, 0.55, 0.51]
     (verdict,) = evaluate(study, data_of(study, {"a": [x - 0.003 for x in b], "b": b}), "quick")
     assert verdict.verdict == "inconclusive" and "the same number on every seed" in verdict.evidence
+
+
+def test_a_recorded_margin_is_the_one_read_whatever_the_data_say_later(tmp_path):
+    from hypotune.verdicts import margins_to_record
+
+    head = HEAD.replace("margin = 0.05", 'margin = "5%"')
+    study = study_of(tmp_path, BETTER, seeds="{ min = 3, max = 20 }", head=head)
+    early = data_of(study, {"a": [1.0, 1.0], "b": [1.0, 1.0]})
+    assert margins_to_record(study, "quick", early, {}) == {}  # the first look is not complete yet
+    data = data_of(study, {"a": [0.4, 0.5, 0.6], "b": [0.5, 0.6, 0.4]})
+    fixed = margins_to_record(study, "quick", data, {})
+    assert fixed == {"h": (pytest.approx(0.025), "5% of the median 0.5 at the first look (3 seeds)")}
+    assert margins_to_record(study, "quick", data, fixed) == {}  # recorded once
+    recorded = {"h": (0.123, "5% of the median 2.46 at the first look (3 seeds)")}
+    (verdict,) = evaluate(study, data, "quick", margins=recorded)
+    assert verdict.margin == 0.123 and "median 2.46 at the first look (3 seeds), recorded" in verdict.evidence
+
+
+def test_the_default_design_widens_an_interval_toward_a_skewed_tail(tmp_path):
+    study = study_of(tmp_path, BETTER)
+    b = [0.50, 0.52, 0.48, 0.55, 0.51]
+    gains = [0.01, 0.012, 0.011, 0.013, 0.30]  # one seed far out: a skewed sample
+    data = data_of(study, {"a": [x - g for x, g in zip(b, gains, strict=True)], "b": b})
+    (gaussian,) = evaluate(study, data, "quick")
+    with sequential.designed(sequential.Design()):
+        (robust,) = evaluate(study, data, "quick")
+    assert robust.ci_high - robust.effect > gaussian.ci_high - gaussian.effect
+    assert robust.ci_high - robust.effect > robust.effect - robust.ci_low  # stretched toward the tail

@@ -99,8 +99,9 @@ def analyse(study: Study, preset: str, tracker: Tracker) -> Analysed:
     data = collect(study, preset, tracker)
     searches = collect_searches(study, preset, tracker)
     tuned = {s.key: overrides_from_params(s.best) for own in searches.values() for s in own if s.finished}
-    verdicts = evaluate(study, data, preset, tracker.budget_stopped(study.name, preset))
-    seeds = next_seeds(study, preset, data) if study.presets[preset].seeds.adaptive else None
+    margins = tracker.margins(study.name, preset)
+    verdicts = evaluate(study, data, preset, tracker.budget_stopped(study.name, preset), margins)
+    seeds = next_seeds(study, preset, data, margins) if study.presets[preset].seeds.adaptive else None
     return Analysed(data, searches, verdicts, audit(study, preset, data, tuned, seeds))
 
 
@@ -239,8 +240,10 @@ def method_line(study: Study) -> str:
         "Effects favour the prediction when positive, in the deciding metric's units. Each verdict is "
         "read off a corrected interval: equivalent when it lies inside the margin, supported above zero "
         f"(above the threshold of a threshold claim), refuted below. {family.capitalize()}; intervals are "
-        f"Bonferroni-corrected within it and repeated over the looks of the seed plan, so the chance of "
-        f"any false verdict in a family is at most {statistics.alpha:g}; {margin}. Comparisons pair the "
+        "Bonferroni-corrected within it, widened toward the tail of skewed seeds and repeated over the "
+        "looks of the seed plan (strict at the first looks), so the chance of any false verdict in a "
+        f"family is at most {statistics.alpha:g}, on skewed and heavy-tailed per-seed numbers too; "
+        f"{margin}, and a relative one is fixed at the first look. Comparisons pair the "
         "seeds that the arms share; a diverged run scores as chance (or the worst finished run) and is "
         "counted in the arm's table. See docs/statistics.md."
     )

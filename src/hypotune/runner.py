@@ -210,7 +210,7 @@ def run_study(
     are still open, until each is decided, reaches the maximum, or `budget_seconds` run out.
     """
     from hypotune.analysis import collect
-    from hypotune.verdicts import next_seeds
+    from hypotune.verdicts import margins_to_record, next_seeds
 
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     study = study.under(preset)
@@ -224,8 +224,15 @@ def run_study(
         scope = {"study": study.name, "preset": preset}
         adaptive = study.presets[preset].seeds.adaptive
 
+        margins = dict(tracker.margins(study.name, preset))
+
         def advance() -> dict[str, int]:
-            return next_seeds(study, preset, collect(study, preset, tracker))
+            data = collect(study, preset, tracker)
+            fixed = margins_to_record(study, preset, data, margins)
+            if fixed:  # a relative margin is fixed once, at the first look, and kept with the study
+                tracker.record_margins(parent, fixed)
+                margins.update(fixed)
+            return next_seeds(study, preset, data, margins)
 
         seeds = advance() if adaptive else None
         groups = search_groups(study, preset, seeds)
@@ -274,6 +281,9 @@ def run_study(
                 # struck; the lock makes every RUNNING run of this study and preset one of ours.
                 tracker.reap_study(experiment_id, study.name, preset, "the study run was interrupted")
             raise
+        fixed = margins_to_record(study, preset, collect(study, preset, tracker), margins)
+        if fixed:  # a fixed plan's first look is its last
+            tracker.record_margins(parent, fixed)
         summary.failed += search.errors()
         summary.planned, summary.skipped = source.planned(), source.skipped
         summary.budget_stopped = source.budget_stopped
@@ -361,7 +371,9 @@ def study_status(study: Study, preset: str, tracker: Tracker) -> list[Hypothesis
         from hypotune.analysis import collect
         from hypotune.verdicts import next_seeds
 
-        seeds = next_seeds(study, preset, collect(study, preset, tracker))
+        seeds = next_seeds(
+            study, preset, collect(study, preset, tracker), tracker.margins(study.name, preset)
+        )
     table = {h.id: HypothesisStatus(h.id) for h in study.hypotheses}
     minimum = study.presets[preset].seeds.min
     for hypothesis in study.hypotheses:

@@ -1,35 +1,46 @@
-"""Seeds added in rounds, with error control that survives looking after each round.
+"""Seeds added in rounds, with error control that survives looking after each round, on the
+skewed and heavy-tailed per-seed numbers that training produces.
 
 A hypothesis is looked at after a fixed schedule of seed counts (its *looks*: 3, 5, 8, 13, 20
-for `seeds = { min = 3, max = 20 }`). At every look each prediction gets a t-interval at one
-stricter *nominal* level, chosen so that the intervals of all looks together cover the true
-effect with the stated confidence (repeated confidence intervals with a constant, Pocock-type
-level: Jennison & Turnbull, "Group Sequential Methods", ch. 9). Because the coverage holds for
-every look at once, it holds whatever rule decides when to stop: adding seeds while a verdict is
-open, and stopping as soon as it is decided, cannot inflate the false decision rate. The
-verdict is read off the intersection of the intervals seen so far, which is as valid and never
-widens.
+for `seeds = { min = 3, max = 20 }`). At every look each prediction gets an interval at that
+look's level, chosen so that the intervals of all looks together cover the true effect with the
+stated confidence (repeated confidence intervals: Jennison & Turnbull, "Group Sequential
+Methods", ch. 9). Because the coverage holds for every look at once, it holds whatever rule
+decides when to stop: adding seeds while a verdict is open, and stopping as soon as it is
+decided, cannot inflate the false decision rate. The verdict is read off the intersection of
+the intervals seen so far, which is as valid and never widens.
 
-The nominal level is calibrated by simulating the t-statistics of Gaussian seeds at the looks.
-The t-statistic's distribution does not depend on the mean or the spread, so the calibration is
-exact for Gaussian per-seed numbers up to its Monte Carlo error (about 1% of the level).
+Three choices (`DESIGN`) make it hold beyond Gaussian seeds:
+- each look's interval is the hull of the t-interval and a skew-corrected one
+  (`stats.look_statistics`);
+- the looks' levels follow a Wang-Tsiatis boundary: strict at the first looks, where three or
+  five seeds cannot show how skewed their distribution is, spending the error where seeds are many;
+- the boundary's height is calibrated by simulation to hold for the worst of several seed
+  distributions (`SHAPES`: Gaussian, t with 3 degrees of freedom, lognormal with sigma 0.5 and 1,
+  each skewed either way). The statistic depends only on the distribution's shape, not its mean
+  or spread, so the calibration holds for every location and scale of those shapes, up to its
+  Monte Carlo error.
+Equivalence is read off one-sided bounds, each side at the family level (two one-sided tests, as
+TOST does), calibrated on the worse side of each shape.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
+from scipy import special
 
+from hypotune import stats
 from hypotune.stats import Interval, PerSeed, t_interval
 
 GROWTH = 1.6  # each look has about this many times the seeds of the one before
-CALIBRATION_PATHS = 200_000
+CALIBRATION_PATHS = 100_000  # simulated studies per reference shape
 
 
 @dataclass(frozen=True)
@@ -62,42 +73,124 @@ class SeedPlan:
         return f"{self.min} to {self.max} seeds (looks at {', '.join(map(str, self.looks))})"
 
 
+Draw = Callable[[np.random.Generator, tuple[int, int]], np.ndarray]
+
+
+def _lognormal(sigma: float) -> tuple[Draw, float]:
+    return (lambda rng, size: np.exp(sigma * rng.standard_normal(size))), math.exp(sigma**2 / 2)
+
+
+SHAPES: dict[str, tuple[Draw, float]] = {  # each reference shape's draw, and its true mean
+    "Gaussian": (lambda rng, size: rng.standard_normal(size), 0.0),
+    "t(3)": (lambda rng, size: rng.standard_t(3, size), 0.0),
+    "lognormal 0.5": _lognormal(0.5),
+    "lognormal 1": _lognormal(1.0),
+}
+
+
+@dataclass(frozen=True)
+class Design:
+    """How the looks' intervals are built and calibrated."""
+
+    shapes: tuple[str, ...] = tuple(SHAPES)  # the error must hold for the worst of these
+    boundary: float = 0.0  # Wang-Tsiatis Delta: look k's z is c * (n_k / n_max) ** (Delta - 1/2)
+    skew_corrected: bool = True  # the hull of the t-interval and Hall's; False: the t-interval
+    one_sided_equivalence: bool = True  # TOST's bounds for equivalence; False: the two-sided ones
+
+    def describe(self) -> str:
+        shape = {0.0: "O'Brien-Fleming", 0.5: "Pocock"}.get(self.boundary, f"Delta = {self.boundary:g}")
+        interval = "t-intervals with skew correction" if self.skew_corrected else "t-intervals"
+        return f"{interval}, {shape} boundary, held for {', '.join(self.shapes)}"
+
+
+DESIGN = Design()
+# The design before per-seed numbers were allowed to be skewed: Gaussian t-intervals at a
+# constant level; kept to measure what the present one costs and gains (bench/calibration.py).
+GAUSSIAN_POCOCK = Design(
+    shapes=("Gaussian",), boundary=0.5, skew_corrected=False, one_sided_equivalence=False
+)
+
+
+@contextlib.contextmanager
+def designed(design: Design) -> Iterator[None]:
+    """Decide under another design for a while (the calibration bench compares designs)."""
+    global DESIGN
+    before, DESIGN = DESIGN, design
+    try:
+        yield
+    finally:
+        DESIGN = before
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """For one schedule of looks and one design: per reference shape, over simulated studies,
+    the largest excess of any look's statistic past the true mean in units of the boundary."""
+
+    looks: tuple[int, ...]
+    boundary: np.ndarray  # each look's share of the boundary's height
+    both: dict[str, np.ndarray]  # the larger of the two sides' excesses, sorted
+    sides: dict[str, tuple[np.ndarray, np.ndarray]]  # from below, from above
+    exact: bool = False  # one look of Gaussian t-intervals: its statistic is exactly standard normal
+    heights: dict[tuple[float, bool], float] = dataclasses.field(default_factory=dict)  # computed ones
+
+    def z(self, alpha: float) -> np.ndarray:
+        """Each look's z, so that all looks' intervals cover together with >= 1 - alpha."""
+        return self._height(alpha, False) * self.boundary
+
+    def z_one_sided(self, alpha: float) -> np.ndarray:
+        """Each look's z for one-sided bounds, each side covering over all looks at >= 1 - alpha."""
+        return self._height(alpha, True) * self.boundary
+
+    def _height(self, alpha: float, one_sided: bool) -> float:
+        if (alpha, one_sided) not in self.heights:
+            if self.exact:
+                height = -float(special.ndtri(alpha if one_sided else alpha / 2))
+            elif one_sided:
+                height = max(float(np.quantile(m, 1 - alpha)) for side in self.sides.values() for m in side)
+            else:
+                height = max(float(np.quantile(m, 1 - alpha)) for m in self.both.values())
+            self.heights[alpha, one_sided] = height
+        return self.heights[alpha, one_sided]
+
+    def p_value(self, excess: float) -> float:
+        """The smallest family level at which some look's interval would exclude a value whose
+        largest excess is `excess` (a repeated p-value): the worst shape's chance of one as large."""
+        if math.isnan(excess):
+            return math.nan
+        if self.exact:
+            return float(2 * special.ndtr(-excess))
+        return max(1 - np.searchsorted(m, excess, side="left") / len(m) for m in self.both.values())
+
+
 @functools.lru_cache(maxsize=64)
-def _smallest_p(looks: tuple[int, ...]) -> np.ndarray:
-    """Per simulated Gaussian study, the smallest two-sided p-value of the true mean over the
-    looks, sorted: the distribution both the per-look level and the repeated p-value come from."""
-    rng = np.random.default_rng(20261129)
-    draws = rng.standard_normal((CALIBRATION_PATHS, looks[-1]))
-    smallest = np.ones(CALIBRATION_PATHS)
-    for n in looks:
-        if n < 2:
-            continue
-        sample = draws[:, :n]
-        t_stat = sample.mean(axis=1) / (sample.std(axis=1, ddof=1) / math.sqrt(n))
-        smallest = np.minimum(smallest, 2 * scipy_stats.t.sf(np.abs(t_stat), n - 1))
-    return np.sort(smallest)
+def calibration(looks: tuple[int, ...], design: Design) -> Calibration:
+    boundary = np.array([(n / looks[-1]) ** (design.boundary - 0.5) for n in looks])
+    if len(looks) == 1 and design.shapes == ("Gaussian",) and not design.skew_corrected:
+        return Calibration(looks, boundary, {}, {}, exact=True)
+    rng = np.random.default_rng(20261205)
+    both, sides = {}, {}
+    for name in design.shapes:
+        draw, centre = SHAPES[name]
+        samples = draw(rng, (CALIBRATION_PATHS, looks[-1]))
+        below = np.full(CALIBRATION_PATHS, -np.inf)
+        above = np.full(CALIBRATION_PATHS, -np.inf)
+        for k, n in enumerate(looks):
+            if n < 2:
+                continue
+            from_below, from_above = stats.look_statistics(samples[:, :n], centre, design.skew_corrected)
+            below = np.maximum(below, from_below / boundary[k])
+            above = np.maximum(above, from_above / boundary[k])
+        both[name] = np.sort(np.maximum(below, above))
+        # A shape mirrored is skewed the other way and swaps its sides, so the worse side of each
+        # shape covers both skews.
+        sides[name] = (below, above)
+    return Calibration(looks, boundary, both, sides)
 
 
-def nominal_alpha(looks: tuple[int, ...], alpha: float) -> float:
-    """The per-look two-sided level at which t-intervals at all `looks` cover together with
-    probability 1 - alpha. One look is the plain t-interval."""
-    if len(looks) == 1:
-        return alpha
-    # Intervals at level a all cover iff every look's p-value of the true mean is >= a.
-    return float(np.quantile(_smallest_p(tuple(looks)), alpha))
-
-
-def repeated_p(looks: tuple[int, ...], p_values: Sequence[float]) -> float:
-    """The smallest family level at which some look's interval would exclude the null, given each
-    completed look's p-value of it: the p-value that agrees with a verdict read off the
-    intersection of the looks' intervals (Jennison & Turnbull, ch. 9.5)."""
-    finite = [p for p in p_values if not math.isnan(p)]
-    if not finite:
-        return math.nan
-    if len(looks) == 1:
-        return min(finite)
-    smallest = _smallest_p(tuple(looks))
-    return float(np.searchsorted(smallest, min(finite), side="right") / len(smallest))
+def look_levels(looks: tuple[int, ...], alpha: float) -> np.ndarray:
+    """Each look's two-sided nominal level (of a t-interval with the same quantile)."""
+    return 2 * special.ndtr(-calibration(tuple(looks), DESIGN).z(alpha))
 
 
 def look_seeds(per_seed: PerSeed, looks: Sequence[int]) -> list[list[int]]:
@@ -107,39 +200,57 @@ def look_seeds(per_seed: PerSeed, looks: Sequence[int]) -> list[list[int]]:
 
 
 def sequential_interval(per_seed: PerSeed, looks: Sequence[int], alpha: float, null: float = 0.0) -> Interval:
-    """The intersection of the repeated intervals at every completed look, at family level `alpha`.
+    """The intersection of the repeated intervals at every completed look, at family level `alpha`,
+    with the one-sided bounds equivalence is read off and the repeated p-value of `null`.
 
-    Its mean and seed count are those of the last completed look, and its p-value the repeated
-    one over the completed looks; with no complete look yet it is the plain interval over the
-    seeds there are (shown, never decisive).
+    Its mean, spread and seed count are those of the last completed look; with no complete look
+    yet it is the plain t-interval over the seeds there are (shown, never decisive).
     """
-    nominal = nominal_alpha(tuple(looks), alpha)
+    looks = tuple(looks)
     completed = look_seeds(per_seed, looks)
     if not completed:
-        return t_interval([per_seed[s] for s in sorted(per_seed)], nominal, null)
-    intervals = [t_interval([per_seed[s] for s in seeds], nominal, null) for seeds in completed]
-    last = intervals[-1]
-    if last.bounded and last.std == 0:  # the same number on every seed: a point, not an interval
-        return dataclasses.replace(last, level=alpha)
-    # Only intervals with spread bound anything; one that did not meet the others is a miss of
-    # coverage, and then the latest interval stands alone.
-    proper = [i for i in intervals if i.bounded and i.std > 0]
-    low = max((i.low for i in proper), default=math.nan)
-    high = min((i.high for i in proper), default=math.nan)
+        return t_interval([per_seed[s] for s in sorted(per_seed)], alpha, null)
+    design = DESIGN
+    table = calibration(looks, design)
+    z_both = table.z(alpha)
+    z_side = table.z_one_sided(alpha) if design.one_sided_equivalence else z_both
+    last_z = float(z_both[len(completed) - 1])
+    nominal = float(2 * special.ndtr(-last_z))
+    last = t_interval([per_seed[s] for s in completed[-1]], nominal, null)
+    if not (last.std > 0):  # no spread: a point (same number as the null), or nothing to weigh
+        return dataclasses.replace(last, level=alpha, eq_low=last.low, eq_high=last.high)
+    low = eq_low = -math.inf
+    high = eq_high = math.inf
+    excess = -math.inf
+    for k, seeds in enumerate(completed):
+        values = np.array([per_seed[s] for s in seeds])
+        if values.std() <= 1e-12 * max(1.0, abs(values.mean())):
+            continue  # an early look whose seeds happened to agree exactly bounds nothing
+        look_low, look_high = stats.robust_bounds(values, float(z_both[k]), design.skew_corrected)
+        low, high = max(low, look_low), min(high, look_high)
+        look_low, look_high = stats.robust_bounds(values, float(z_side[k]), design.skew_corrected)
+        eq_low, eq_high = max(eq_low, look_low), min(eq_high, look_high)
+        below, above = stats.look_statistics(values[None, :], null, design.skew_corrected)
+        excess = max(excess, float(below[0]) / table.boundary[k], float(above[0]) / table.boundary[k])
+    values = np.array([per_seed[s] for s in completed[-1]])
+    # Intervals that do not meet are a miss of coverage: then the latest interval stands alone.
     if low > high:
-        low, high = last.low, last.high
-    p_value = repeated_p(tuple(looks), [i.p_value for i in intervals])
-    return Interval(last.mean, low, high, p_value, last.n, last.std, nominal, level=alpha)
+        low, high = stats.robust_bounds(values, last_z, design.skew_corrected)
+    if eq_low > eq_high:
+        eq_low, eq_high = stats.robust_bounds(
+            values, float(z_side[len(completed) - 1]), design.skew_corrected
+        )
+    return Interval(
+        last.mean, low, high, table.p_value(excess), last.n, last.std, nominal, alpha, eq_low, eq_high
+    )
 
 
 def seeds_needed(std: float, margin: float, looks: Sequence[int], alpha: float) -> int | None:
     """About how many seeds decide a prediction whose true effect is one margin away from the
-    boundary it is tested against, at the nominal level used at every look (80% power).
+    boundary it is tested against, at the level of the last look (80% power).
 
     Sized from the margin and the spread of the per-seed numbers, never from the effect seen.
     """
     if not (margin > 0 and std > 0):
         return None
-    from hypotune.stats import seeds_for
-
-    return seeds_for(margin / std, nominal_alpha(tuple(looks), alpha))
+    return stats.seeds_for(margin / std, float(look_levels(tuple(looks), alpha)[-1]))

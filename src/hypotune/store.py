@@ -109,6 +109,7 @@ def interrupts_held() -> Iterator[None]:
 
 STALE = "process ended before the run finished"  # why a RUNNING run left by a dead process is KILLED
 STOPPED_TAG = f"{TAG}stopped"  # on a study's parent run: "budget" when its time budget ended it
+MARGIN_TAG = f"{TAG}margin."  # + hypothesis id, on a study's parent run: its fixed relative margin
 
 
 def tag(name: str) -> str:
@@ -381,6 +382,28 @@ class Tracker:
             return False
         runs = self.runs(experiment_id, tag_filter({tag("kind"): "study", tag("preset"): preset}))
         return any(run.data.tags.get(STOPPED_TAG) == "budget" for run in runs)
+
+    def record_margins(self, run_id: str, margins: dict[str, tuple[float, str]]) -> None:
+        """Record relative margins with the study's run, once each: a margin fixed at the first
+        look is the one every later verdict of the study reads."""
+        for hypothesis, (value, basis) in margins.items():
+            self.client.set_tag(run_id, MARGIN_TAG + hypothesis, json.dumps({"value": value, "basis": basis}))
+
+    def margins(self, study: str, preset: str) -> dict[str, tuple[float, str]]:
+        """The margins recorded with the study's run for this preset, by hypothesis."""
+        experiment_id = self.find_experiment(study)
+        if experiment_id is None:
+            return {}
+        found: dict[str, tuple[float, str]] = {}
+        for run in self.runs(experiment_id, tag_filter({tag("kind"): "study", tag("preset"): preset})):
+            for name, text in run.data.tags.items():
+                if name.startswith(MARGIN_TAG):
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        entry = json.loads(text)
+                        found.setdefault(
+                            name[len(MARGIN_TAG) :], (float(entry["value"]), str(entry["basis"]))
+                        )
+        return found
 
     def reap_study(self, experiment_id: str, study: str, preset: str = "", message: str = STALE) -> list[str]:
         """Mark the study's RUNNING runs (of one preset, if given) KILLED: under the study's lock

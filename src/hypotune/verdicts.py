@@ -19,6 +19,7 @@ rate of false decisions by alpha. Exploratory predictions get a plain 95% interv
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,22 +51,35 @@ class Verdict:
     test: str = ""
     effect_size: float = math.nan  # Cohen's dz of the per-seed numbers
     margin: float = math.nan  # the smallest effect of interest, resolved in metric units
-    confidence: float = math.nan  # of the interval, per look
+    confidence: float = math.nan  # of the interval: it covers with this probability, all looks together
     family: str = ""  # which family, and its size
     correction: str = ""  # how the interval was widened for the family and the looks
     stopped: str = ""  # where the seed loop stands for this prediction
     margin_basis: str = ""  # how a relative margin was fixed ("5% of the median 0.41 at the first look")
 
 
-def evaluate(study: Study, data: StudyData, preset: str, budget_stopped: bool = False) -> list[Verdict]:
-    """A verdict for every prediction of the study under `preset` (whose seed plan sets the looks)."""
+Margins = Mapping[str, tuple[float, str]]  # hypothesis -> a relative margin fixed earlier, and how
+
+
+def evaluate(
+    study: Study, data: StudyData, preset: str, budget_stopped: bool = False, margins: Margins | None = None
+) -> list[Verdict]:
+    """A verdict for every prediction of the study under `preset` (whose seed plan sets the looks).
+
+    `margins` are relative margins recorded with the study when its first look completed
+    (`margins_to_record`); a hypothesis without one has its margin fixed from the data here.
+    """
     plan = study.preset(preset).seeds
     alpha = study.statistics.alpha
     families = _families(study)
     verdicts = []
     for hypothesis in study.hypotheses:
         family, size = families[hypothesis.id]
-        margin, basis = fixed_margin(study, hypothesis, data, plan.min)
+        if margins and hypothesis.id in margins and study.margin(hypothesis) is not None:
+            margin, basis = margins[hypothesis.id]
+            basis += ", recorded with the study"
+        else:
+            margin, basis, _ = fixed_margin(study, hypothesis, data, plan.min)
         own = [
             decide(
                 hypothesis, p, collect_evidence(hypothesis, p, data), margin, plan, alpha, family, size, basis
@@ -87,18 +101,21 @@ def _families(study: Study) -> dict[str, tuple[str, int]]:
     return {h: (f"hypothesis {h}", count) for h, count in confirmatory.items()}
 
 
-def fixed_margin(study: Study, hypothesis: Hypothesis, data: StudyData, first_look: int) -> tuple[float, str]:
-    """The hypothesis's margin in metric units, and how it was fixed.
+def fixed_margin(
+    study: Study, hypothesis: Hypothesis, data: StudyData, first_look: int
+) -> tuple[float, str, bool]:
+    """The hypothesis's margin in metric units, how it was fixed, and whether that is final.
 
     A relative margin ("5%") is a share of the median of the hypothesis's finished, undiverged
     runs on the seeds of the first look, and of nothing later: a margin that moved with the data
     it judges (a failure score inflating the mean, one more seed) would move the verdict too.
+    It is final once every arm has finished the first look's seeds.
     """
     spec = study.margin(hypothesis)
     if spec is None:
-        return math.nan, ""
+        return math.nan, "", True
     if not spec.relative:
-        return spec.value, ""
+        return spec.value, "", True
     values = [
         record.metrics.get(hypothesis.metric, math.nan)
         for arm in hypothesis.arms
@@ -107,13 +124,28 @@ def fixed_margin(study: Study, hypothesis: Hypothesis, data: StudyData, first_lo
     ]
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
-        return math.nan, ""
+        return math.nan, "", False
     median = float(np.median(finite))
-    complete = all(
-        all(seed in data[hypothesis.id, arm].records for seed in range(first_look)) for arm in hypothesis.arms
-    )
+    complete = complete_seeds(hypothesis, data) >= first_look
     when = f"the first look ({first_look} seeds)" if complete else "the first look, still incomplete"
-    return spec.resolve(median), f"{spec.value * 100:.3g}% of the median {fmt(median)} at {when}"
+    return spec.resolve(median), f"{spec.value * 100:.3g}% of the median {fmt(median)} at {when}", complete
+
+
+def margins_to_record(
+    study: Study, preset: str, data: StudyData, recorded: Margins
+) -> dict[str, tuple[float, str]]:
+    """The relative margins that the data has just fixed (their first look complete) and that the
+    study has not recorded yet: record them with the study, and pass them to `evaluate` after."""
+    first_look = study.preset(preset).seeds.min
+    fixed = {}
+    for hypothesis in study.hypotheses:
+        spec = study.margin(hypothesis)
+        if spec is None or not spec.relative or hypothesis.id in recorded:
+            continue
+        value, basis, final = fixed_margin(study, hypothesis, data, first_look)
+        if final and math.isfinite(value):
+            fixed[hypothesis.id] = (value, basis)
+    return fixed
 
 
 def _stop_reason(verdicts: list[Verdict], plan: sequential.SeedPlan, budget_stopped: bool) -> str:
@@ -137,7 +169,10 @@ def classify(
     if not interval.bounded:
         return "inconclusive"
     low, high = interval.low - threshold, interval.high - threshold
-    if equivalence and margin > 0 and -margin < low and high < margin:
+    # Equivalence is read off the one-sided bounds where the interval has them (TOST).
+    eq_low = interval.eq_low if math.isfinite(interval.eq_low) else interval.low
+    eq_high = interval.eq_high if math.isfinite(interval.eq_high) else interval.high
+    if equivalence and margin > 0 and -margin < eq_low - threshold and eq_high - threshold < margin:
         return "equivalent"
     if low > 0:
         return "supported"
@@ -164,10 +199,11 @@ def decide(
     note = evidence.note
     if interval.n >= 2 and interval.std == 0 and not interval.bounded:
         note = "; ".join(filter(None, [note, "the same number on every seed: no spread to weigh it"]))
-    confidence = 1 - interval.alpha
-    # The p-value is the repeated one (the smallest level at which some look's interval excludes
-    # the null), so p_adjusted < alpha exactly when the interval the verdict is read off does.
+    # The interval covers with 1 - its family level (all looks together); the p-value is the
+    # repeated one (the smallest level at which some look's interval excludes the null), so
+    # p_adjusted < alpha exactly when the interval the verdict is read off does.
     read_at = interval.level if math.isfinite(interval.level) else interval.alpha
+    confidence = 1 - read_at
     p_adjusted = min(1.0, interval.p_value * alpha / read_at) if not prediction.exploratory else math.nan
     needed = None
     if verdict == "inconclusive":
@@ -298,11 +334,12 @@ def counts(verdicts: list[Verdict]) -> dict[str, int]:
     return {name: sum(v.verdict == name for v in verdicts) for name in order}
 
 
-def next_seeds(study: Study, preset: str, data: StudyData) -> dict[str, int]:
+def next_seeds(study: Study, preset: str, data: StudyData, margins: Margins | None = None) -> dict[str, int]:
     """How many seeds each hypothesis should have: its current look until that is complete,
     then the next look while a confirmatory prediction is open, up to the preset's maximum."""
     plan = study.presets[preset].seeds
-    open_ids = {v.hypothesis for v in evaluate(study, data, preset) if v.verdict == "inconclusive"}
+    verdicts = evaluate(study, data, preset, margins=margins)
+    open_ids = {v.hypothesis for v in verdicts if v.verdict == "inconclusive"}
     targets = {}
     for hypothesis in study.hypotheses:
         complete = complete_seeds(hypothesis, data)
