@@ -18,7 +18,7 @@ choices undone. Per design it prints the worst false-decision rate over skewed a
 rows, and on Gaussian seeds the share of predictions decided and the mean seeds it took, so that
 what each choice costs or gains in power is measured at the same nominal error.
 
-    .venv/bin/python bench/calibration.py                 # both tables
+    .venv/bin/python bench/calibration.py                 # both tables, about 16 minutes on 2 cores
     .venv/bin/python bench/calibration.py --studies 200   # quicker, noisier
 """
 

@@ -97,11 +97,6 @@ class Design:
     skew_corrected: bool = True  # the hull of the t-interval and Hall's; False: the t-interval
     one_sided_equivalence: bool = True  # TOST's bounds for equivalence; False: the two-sided ones
 
-    def describe(self) -> str:
-        shape = {0.0: "O'Brien-Fleming", 0.5: "Pocock"}.get(self.boundary, f"Delta = {self.boundary:g}")
-        interval = "t-intervals with skew correction" if self.skew_corrected else "t-intervals"
-        return f"{interval}, {shape} boundary, held for {', '.join(self.shapes)}"
-
 
 DESIGN = Design()
 # The design before per-seed numbers were allowed to be skewed: Gaussian t-intervals at a
