@@ -33,8 +33,13 @@ def test_the_digits_example_tunes_runs_resumes_and_reports(digits, capsys):
     assert verdicts["width"] == "supported"  # 8 hidden units cannot fit what 64 fit in 5 epochs
     runs = analysis.runs
     assert (runs.test_acc > 0.5).all() and len(set(runs.seed)) >= 3
-    assert main(["report", str(digits / "digits.toml"), "--preset", "quick"]) == 0
+    out = digits / "report"
+    assert main(["report", str(digits / "digits.toml"), "--preset", "quick", "--out", str(out)]) == 0
     assert "width" in capsys.readouterr().out
+    page = (out / "index.html").read_text()
+    assert "param_count vs test_loss" in page  # the size the example declares, against its test loss
+    assert "test_loss (cross-entropy)" in page and "weight initialisation, data order" in page
+    assert "course" not in page and "Fashion" not in page and "augmentation" not in page
 
 
 def test_the_script_example_runs_an_unchanged_script_tunes_resumes_and_reports(workdir, capsys):

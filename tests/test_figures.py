@@ -1,7 +1,7 @@
 """The report's figures: the data each plot draws, computed without drawing."""
 
 from hypotune.analysis import collect
-from hypotune.figures import Band, curve_data, interaction_data, pareto_data
+from hypotune.figures import Band, curve_data, interaction_data, pareto_data, pareto_view
 from hypotune.studyfile import load_study
 
 from .helpers import STUDIES
@@ -12,12 +12,14 @@ def test_figure_data_without_drawing(planted_store):
     data = collect(study, "quick", tracker)
     from hypotune.report import fetch_history
 
-    curves = curve_data(study.hypotheses[0], data, fetch_history(tracker, data))
+    curves = curve_data(study.hypotheses[0], data, fetch_history(tracker, data, study))
     band = curves["learns"]["val_loss"]
     assert isinstance(band, Band) and band.x == [1.0, 2.0]
     assert all(lo <= m <= hi for lo, m, hi in zip(band.low, band.mean, band.high, strict=True))
     assert curves["frozen"]["val_loss"].mean[-1] > band.mean[-1]
-    points = pareto_data(study, data)
+    view = pareto_view(study, data)
+    assert (view.size, view.metric, view.lower_is_better) == ("param_count", "test_loss", True)
+    points = pareto_data(study, data, view)
     assert len(points) == 4  # learns, frozen, and the two dropout orders
     assert any(p.on_front for p in points)
     assert interaction_data(study.hypotheses[0], data) == {}
@@ -43,9 +45,11 @@ def test_pareto_front_marks_only_undominated_points(tmp_path):
             logged = {"model.width": arm, "seed": str(seed), "data.split_seed": str(seed)}
             records[seed] = TrialRecord(arm, "", seed, "finished", metrics, logged, {})
         data["size", arm] = ArmData("size", arm, records)
-    front = {p.label.split(": ")[1]: p.on_front for p in pareto_data(study, data)}
+    view = pareto_view(study, data)
+    front = {p.label.split(": ")[1]: p.on_front for p in pareto_data(study, data, view)}
     assert front == {"small": True, "mid": True, "big": False}
-    assert pareto_data(study, {key: _empty(*key) for key in data}) == []
+    empty = {key: _empty(*key) for key in data}
+    assert pareto_view(study, empty) is None and pareto_data(study, empty, view) == []
 
 
 def _empty(hypothesis, arm):

@@ -169,7 +169,7 @@ def test_a_preset_that_names_one_hypothesis_trains_and_reports_only_it(workdir, 
     assert [v.hypothesis for v in report.verdicts] == ["target"]
     text = report.markdown_path.read_text()
     assert report.verdicts[0].seeds == 3 and "small reaches 0.8" in text
-    assert "test_acc (reported)" in text  # an accuracy claim reports test accuracy
+    assert "test_acc (fraction correct), reported" in text  # an accuracy claim reports test accuracy
 
 
 def test_report_numbers_match_the_runs(planted_store, tmp_path):

@@ -55,3 +55,31 @@ def test_report_renders_in_chromium(planted_store, browser, tmp_path):
     screenshot = tmp_path / "report.png"
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
+
+
+def test_pareto_tick_labels_are_numbers_not_math_markup(planted_store, browser, tmp_path):
+    """The Pareto plot's log axis, drawn as SVG with its text kept as text, read back in Chromium:
+    every label a reader sees is plain (no `$` or `mathdefault` from unparsed math markup)."""
+    import matplotlib
+
+    from hypotune import figures
+    from hypotune.report import collect
+
+    study, tracker, _ = planted_store
+    data = collect(study, "quick", tracker)
+    view = figures.pareto_view(study, data)
+    assert view is not None and view.size == "param_count"
+    points = figures.pareto_data(study, data, view)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays <text>, as the browser shows it
+        path = figures.render_pareto(
+            points, tmp_path / "pareto.svg", "planted $5 study", view.size, view.metric
+        )
+    browser.get(path.resolve().as_uri())
+    labels = browser.execute_script(
+        "return Array.from(document.querySelectorAll('text')).map(t => t.textContent);"
+    )
+    assert any(label.strip() for label in labels), labels
+    shown = " ".join(labels)
+    assert "mathdefault" not in shown and "\\" not in shown, labels
+    assert "$" not in shown.replace("planted $5 study", ""), labels  # the title's own $ stays as typed
+    assert "planted $5 study" in shown

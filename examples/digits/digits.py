@@ -25,6 +25,10 @@ class Digits:
     deciding=("val_loss", "val_acc"),  # the test set reports, never decides
     epochs=lambda settings: settings.epochs,
     budget=("epochs", "batch_size"),
+    units={"loss": "cross-entropy", "acc": "fraction correct"},  # for the report's axes and tables
+    size="param_count",  # a size metric it logs: the report plots test loss against it
+    varies=("weight initialisation", "data order", "the validation split"),  # what a seed changes
+    fixed=("the test split",),
 )
 def train(settings: Digits, seed: int, log) -> dict[str, float]:
     import torch

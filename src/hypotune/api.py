@@ -232,10 +232,12 @@ class Analysis:
                 )
         return pandas.DataFrame(rows)
 
-    def history(self, metrics: tuple[str, ...] = ("train_loss", "val_loss", "val_acc")) -> pandas.DataFrame:
-        """Per-epoch metrics of every run above, long form: hypothesis, arm, seed, run_id, epoch,
-        metric, value."""
+    def history(self, metrics: tuple[str, ...] = ()) -> pandas.DataFrame:
+        """Per-epoch metrics of every run above (the trainable's declared metrics by default), long
+        form: hypothesis, arm, seed, run_id, epoch, metric, value."""
         import pandas
+
+        metrics = metrics or tuple(self.study.trainable.metrics)
 
         records = [(k, seed, r) for k, slot in self.data.items() for seed, r in sorted(slot.records.items())]
         history = self._tracker.history(sorted({r.run_id for _, _, r in records}), metrics)

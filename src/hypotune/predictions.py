@@ -165,7 +165,9 @@ def _efficiency(hypothesis: Hypothesis, prediction: Prediction, data: StudyData)
     )
     evidence = Evidence(excess, f"{label} ({hypothesis.metric})", "one-sample t of the per-seed excess")
     params = [
-        next((r.metrics.get("param_count") for r in data[hypothesis.id, name].records.values()), None)
+        next((r.metrics.get(hypothesis.size) for r in data[hypothesis.id, name].records.values()), None)
+        if hypothesis.size
+        else None
         for name in (prediction.arm, prediction.reference)
     ]
     if params[0] and params[1]:

@@ -23,8 +23,9 @@ from hypotune.analysis import (
 )
 from hypotune.audit import audit
 from hypotune.config import flatten
-from hypotune.store import Tracker
+from hypotune.store import Tracker, TrialRecord
 from hypotune.study import Hypothesis, Study
+from hypotune.trainables import counterpart
 from hypotune.tuning import TUNING_SEED_BASE, overrides_from_params
 from hypotune.verdicts import Verdict, counts, evaluate, fmt, next_seeds
 
@@ -76,10 +77,11 @@ class Report:
     findings: dict[str, list[str]]
 
 
-def fetch_history(tracker: Tracker, data: StudyData) -> figures.History:
-    """Per-epoch train and validation loss of every run the report uses."""
+def fetch_history(tracker: Tracker, data: StudyData, study: Study) -> figures.History:
+    """Per-epoch values of the metrics the learning curves draw, of every run the report uses."""
     run_ids = sorted({r.run_id for arm in data.values() for r in arm.records.values()})
-    return tracker.history(run_ids, ("train_loss", "val_loss"))
+    metrics = tuple(dict.fromkeys(m for h in study.hypotheses for m in figures.curve_metrics(h)))
+    return tracker.history(run_ids, metrics)
 
 
 @dataclass
@@ -120,7 +122,7 @@ def build_report(
         analysed.verdicts,
         analysed.findings,
     )
-    history = fetch_history(tracker, data)
+    history = fetch_history(tracker, data, study)
     figure_dir = out_dir / "figures"
     blocks: list[Block] = [
         Heading(1, f"{study.name}: {study.trainable.doc}" if existing else f"{study.name}: {preset} preset"),
@@ -141,7 +143,14 @@ def build_report(
     for hypothesis in study.hypotheses:
         own = [v for v in verdicts if v.hypothesis == hypothesis.id]
         blocks += hypothesis_section(
-            hypothesis, data, own, findings[hypothesis.id], history, figure_dir, hypothesis.tuned_in(preset)
+            study,
+            hypothesis,
+            data,
+            own,
+            findings[hypothesis.id],
+            history,
+            figure_dir,
+            hypothesis.tuned_in(preset),
         )
         blocks += tuning_section(study, preset, hypothesis, searches, figure_dir)
     blocks += overview_section(study, data, figure_dir)
@@ -201,19 +210,25 @@ def runs_line(study: Study) -> str:
 
 
 def seeds_line(study: Study, preset: str) -> str:
-    """What a seed varies and what stays fixed, so a reader knows which noise the intervals hold."""
-    varied = ["weight initialisation", "data order", "dropout masks and augmentation"]
-    fixed = ["the test set"]
-    if study.vary_split:
-        varied.append("validation split")
-    else:
-        fixed.append("validation split")
+    """What a seed varies and what stays fixed, so a reader knows which noise the intervals hold:
+    as the trainable declares it, with what the study itself varies per seed."""
+    trainable = study.trainable
+    varied, fixed = list(trainable.varies), list(trainable.fixed)
+    if trainable.split_seed:
+        (varied if study.vary_split else fixed).append("validation split")
     tuned = [h.tuning for h in study.hypotheses if h.tuning is not None and h.tuned_in(preset)]
     if any(spec.per_seed for spec in tuned):
         varied.append("each tuned arm's setting (searched again for every seed)")
     if any(not spec.per_seed for spec in tuned):
         fixed.append("each tuned arm's setting (tuned once, on its own seed)")
-    return f"Each seed varies: {', '.join(varied)}. Fixed across seeds: {', '.join(fixed)}."
+    if not varied:
+        line = (
+            f"Each trial passes its seed to {trainable.name}, which does not say what a seed varies"
+            " (a trainable declares it with varies=...)."
+        )
+    else:
+        line = f"Each seed varies: {', '.join(varied)}."
+    return line + (f" Fixed across seeds: {', '.join(fixed)}." if fixed else "")
 
 
 def counts_line(verdicts: list[Verdict]) -> str:
@@ -270,6 +285,7 @@ def verdict_table(verdicts: list[Verdict], findings: dict[str, list[str]]) -> Bl
 
 
 def hypothesis_section(
+    study: Study,
     hypothesis: Hypothesis,
     data: StudyData,
     verdicts: list[Verdict],
@@ -279,26 +295,7 @@ def hypothesis_section(
     tuned: bool = False,
 ) -> list[Block]:
     blocks: list[Block] = [Heading(2, hypothesis.id), Text(hypothesis.statement)]
-    summaries = arm_summaries(hypothesis, data)
-    # Test figures are reported in the deciding metric's kind: accuracy for accuracy, else loss.
-    reported = "test_acc" if hypothesis.metric.endswith("_acc") else "test_loss"
-    tests = arm_summaries(hypothesis, data, reported)
-    rows = []
-    for arm in hypothesis.arms:
-        records = data[hypothesis.id, arm].records.values()
-        params = next((r.metrics.get("param_count") for r in records), None)
-        diverged = sum(r.status == "diverged" for r in records)
-        rows.append(
-            [
-                arm,
-                _summary(summaries[arm]),
-                _summary(tests[arm]),
-                f"{params:,.0f}" if params else "",
-                f"{len(records)}" + (f" ({diverged} diverged)" if diverged else ""),
-            ]
-        )
-    headers = ["arm", f"{hypothesis.metric} (deciding)", f"{reported} (reported)", "parameters", "seeds"]
-    blocks.append(Table(headers, rows))
+    blocks.append(arm_table(study, hypothesis, data))
     blocks.append(Items([verdict_item(v) for v in verdicts]))
     if findings:
         blocks.append(Text("**Audit findings** (these weaken the verdicts above):"))
@@ -307,7 +304,41 @@ def hypothesis_section(
         blocks.append(
             Text("Audit: arms differ only in what the hypothesis declares; same budget, split and preset.")
         )
-    return blocks + hypothesis_figures(hypothesis, data, history, figure_dir, tuned)
+    return blocks + hypothesis_figures(study, hypothesis, data, history, figure_dir, tuned)
+
+
+def arm_table(study: Study, hypothesis: Hypothesis, data: StudyData) -> Table:
+    """Per arm: the deciding metric, its test counterpart and the model's size where the runs
+    logged them (a column nobody logged is left out), and the seeds with how many diverged."""
+    trainable = study.trainable
+    records = {arm: list(data[hypothesis.id, arm].records.values()) for arm in hypothesis.arms}
+    logged = {name for own in records.values() for r in own for name in r.metrics}
+    summaries = arm_summaries(hypothesis, data)
+    headers = ["arm", f"{trainable.label(hypothesis.metric)}, deciding"]
+    columns = [lambda arm: _summary(summaries[arm])]
+    test = counterpart(hypothesis.metric, "test")
+    if test in logged:
+        headers.append(f"{trainable.label(test)}, reported")
+        columns.append(lambda arm: _summary(stats.summarize(_reported(records[arm], test))))
+    if trainable.size and trainable.size in logged:
+        headers.append(trainable.label(trainable.size))
+        columns.append(lambda arm: _size(records[arm], trainable.size))
+    rows = []
+    for arm in hypothesis.arms:
+        diverged = sum(r.status == "diverged" for r in records[arm])
+        seeds = f"{len(records[arm])}" + (f" ({diverged} diverged)" if diverged else "")
+        rows.append([arm, *(column(arm) for column in columns), seeds])
+    return Table([*headers, "seeds"], rows)
+
+
+def _reported(records: list[TrialRecord], metric: str) -> list[float]:
+    """A reported metric of the runs that logged it; a diverged run counts as diverged."""
+    return [r.metrics.get(metric, math.nan) for r in records if metric in r.metrics or r.status == "diverged"]
+
+
+def _size(records: list[TrialRecord], metric: str) -> str:
+    value = next((r.metrics[metric] for r in records if math.isfinite(r.metrics.get(metric, math.nan))), None)
+    return "" if value is None else f"{value:,.0f}"
 
 
 def verdict_item(verdict: Verdict) -> str:
@@ -321,15 +352,21 @@ def verdict_item(verdict: Verdict) -> str:
 
 
 def hypothesis_figures(
-    hypothesis: Hypothesis, data: StudyData, history: figures.History, figure_dir: Path, tuned: bool = False
+    study: Study,
+    hypothesis: Hypothesis,
+    data: StudyData,
+    history: figures.History,
+    figure_dir: Path,
+    tuned: bool = False,
 ) -> list[Block]:
     """Arms with CIs, the interaction plot of crossed factors, and the learning curves."""
     blocks: list[Block] = []
     stem = hypothesis.id
     intervals = figures.interval_data(hypothesis, data, hypothesis.metric)
+    label = study.trainable.label(hypothesis.metric)
     path = figures.render_intervals(
         intervals,
-        hypothesis.metric,
+        label,
         figure_dir / f"{stem}-arms.png",
         hypothesis.id,
         tuple(p.value for p in hypothesis.predictions if p.kind == "reaches"),
@@ -341,14 +378,17 @@ def hypothesis_figures(
     lines = figures.interaction_data(hypothesis, data)
     if lines:
         path = figures.render_interaction(
-            lines, hypothesis.metric, figure_dir / f"{stem}-interaction.png", f"{hypothesis.id}: interaction"
+            lines, label, figure_dir / f"{stem}-interaction.png", f"{hypothesis.id}: interaction"
         )
         blocks.append(Figure(path, "interaction plot"))
     curves = figures.curve_data(hypothesis, data, history)
-    path = figures.render_curves(
-        curves, figure_dir / f"{stem}-curves.png", f"{hypothesis.id}: learning curves"
-    )
-    blocks.append(Figure(path, "learning curves"))
+    panels = figures.curve_panels(curves)
+    if panels:  # no run logged its metric per epoch: no curves
+        labels = {metric: study.trainable.label(metric) for metric in panels}
+        path = figures.render_curves(
+            curves, figure_dir / f"{stem}-curves.png", f"{hypothesis.id}: learning curves", labels
+        )
+        blocks.append(Figure(path, f"learning curves: {', '.join(panels)} per epoch"))
     return blocks
 
 
@@ -422,37 +462,50 @@ def _setting(params: dict) -> str:
 
 
 def overview_section(study: Study, data: StudyData, figure_dir: Path) -> list[Block]:
-    points = figures.pareto_data(study, data)
-    if not any(math.isfinite(p.test_loss) for p in points):
+    """Size against performance over every configuration, where the trainable declares a size
+    metric and the runs logged it."""
+    view = figures.pareto_view(study, data)
+    if view is None:
         return []
-    path = figures.render_pareto(points, figure_dir / "pareto.png", "parameters vs test loss")
+    points = figures.pareto_data(study, data, view)
+    if not any(math.isfinite(p.value) and math.isfinite(p.size) for p in points):
+        return []
+    size, metric = study.trainable.label(view.size), study.trainable.label(view.metric)
+    title = f"{view.size} vs {view.metric}"
+    path = figures.render_pareto(points, figure_dir / "pareto.png", title, size, metric)
     front = [p for p in points if p.on_front]
+    better = "lower" if view.lower_is_better else "higher"
     return [
-        Heading(2, "Parameters vs test loss"),
+        Heading(2, title),
         Text(
-            "Every distinct configuration the study trained; the red line joins those no other "
-            "configuration beats with fewer parameters.",
+            f"Every distinct configuration the study trained; the red line joins those no other "
+            f"configuration beats ({better} {view.metric}) with a smaller {view.size}.",
         ),
         Figure(path, "Pareto front"),
         Table(
-            ["configuration on the front", "parameters", "test loss"],
-            [[p.label, f"{p.params:,.0f}", fmt(p.test_loss)] for p in front],
+            ["configuration on the front", view.size, view.metric],
+            [[p.label, f"{p.size:,.0f}", fmt(p.value)] for p in front],
         ),
     ]
 
 
 def reference_section(study: Study, preset: str, tracker: Tracker, data: StudyData) -> list[Block]:
+    """The figures a study file quotes from elsewhere, next to this preset's and every other
+    preset's that has runs of those arms."""
     if not study.reference:
         return []
-    course = collect(study, "course", tracker) if "course" in study.presets and preset != "course" else None
-    headers = ["claim", "original figure"]
-    if course is not None:
-        headers.append("this study, course preset")
-    headers.append(f"this study, {preset} preset")
+    sources = {}
+    for other in study.presets:
+        if other != preset:
+            collected = collect(study, other, tracker)
+            if any(collected[e.hypothesis, e.arm].records for e in study.reference):
+                sources[other] = collected
+    sources[preset] = data
+    headers = ["claim", "original figure", *(f"this study, {name} preset" for name in sources)]
     rows = []
     for entry in study.reference:
         row = [entry.claim, f"{entry.value:g} ({entry.metric})"]
-        for source in ([course] if course is not None else []) + [data]:
+        for source in sources.values():
             values = list(source[entry.hypothesis, entry.arm].values(entry.metric).values())
             row.append(_summary(stats.summarize(values)) if values else "not run")
         rows.append(row)

@@ -41,7 +41,20 @@ from hypotune.config import directions, read_metric, read_toml, setting, unknown
 from hypotune.errors import ConfigError, HypotuneError
 from hypotune.events import Result
 
-KEYS = {"command", "settings", "metrics", "timeout", "epochs", "budget", "deciding", "doc"}
+KEYS = {
+    "command",
+    "settings",
+    "metrics",
+    "timeout",
+    "epochs",
+    "budget",
+    "deciding",
+    "doc",
+    "size",
+    "units",
+    "varies",
+    "fixed",
+}
 TYPES = (bool, int, float, str)
 POLL_SECONDS = 0.5  # how often a running script's run is read for new epochs
 STOP_GRACE_SECONDS = 2.0  # between asking a script to stop (SIGTERM) and killing it
@@ -117,6 +130,13 @@ def from_table(raw: Mapping[str, Any], path: Path, table_name: str = "trainable"
     for name in deciding:
         if name not in metrics:
             raise ConfigError(f"deciding names metric {name!r}; the metrics are {', '.join(metrics)}")
+    size = raw.get("size", "")
+    if not isinstance(size, str):
+        raise ConfigError(f'size must name the metric of the model size, e.g. "param_count"; got {size!r}')
+    units = raw.get("units", {})
+    if not (isinstance(units, dict) and all(isinstance(unit, str) for unit in units.values())):
+        example = '{ mse = "squared error" }'
+        raise ConfigError(f'units must be a table of metric = "unit", e.g. {example}; got {units!r}')
     # Epochs are the steps at which the deciding metrics are logged: a test metric logged once at
     # the end must not hold every epoch back.
     command = Command(tuple(argv), Path(path).resolve().parent, tuple(metrics), float(timeout), deciding)
@@ -134,6 +154,10 @@ def from_table(raw: Mapping[str, Any], path: Path, table_name: str = "trainable"
         epochs=(lambda s: getattr(s, epochs)) if epochs else None,
         budget=budget,
         preload=("mlflow.tracking",),
+        units=units,
+        size=size,
+        varies=names_list(raw, "varies", []),
+        fixed=names_list(raw, "fixed", []),
         doc=str(raw.get("doc", "")) or f"the command {' '.join(argv)}",
     )
 

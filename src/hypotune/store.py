@@ -317,8 +317,7 @@ class Tracker:
         metrics are in the run already (a command logged them), so they are not logged twice.
         """
         if not stored:  # at the last epoch's step: MLflow shows a metric's value at its highest step
-            last = int(metrics.get("epochs_run", 0)) if step is None else step
-            self.log_metrics(run_id, metrics, step=last)
+            self.log_metrics(run_id, metrics, step=step or 0)
         if artifacts:
             with tempfile.TemporaryDirectory() as folder:
                 for name, content in artifacts.items():

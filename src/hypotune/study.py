@@ -82,6 +82,7 @@ class Hypothesis:
     # What a diverged run scores (the trainable's failure score for the metric, or the
     # hypothesis's worst finished run where that is worse), so divergence counts as a failure.
     failure: float = math.nan
+    size: str = ""  # the trainable's size metric (its parameter count), for an efficiency's limit
 
     def tuned_in(self, preset: str) -> bool:
         return self.tuning is not None and self.tuning.budget(preset) > 0

@@ -123,9 +123,9 @@ def _parse_study(raw: dict[str, Any], path: str, t: Trainable) -> Study:
         raise ConfigError("a runs file ([runs]) describes runs already made: `hypotune analyze` reads it")
     _known_keys(raw, STUDY_KEYS, "")
     name = _name(raw, "name", "", "name")
-    dataset = raw.get("dataset", "fashion-mnist")
-    if dataset != "fashion-mnist":
-        raise ConfigError(f"dataset is '{dataset}'; valid: fashion-mnist")
+    dataset = raw.get("dataset", "")  # a label for the reader: the trainable reads its own data
+    if not isinstance(dataset, str):
+        raise ConfigError(f"dataset must be a name for the data (a string), got {dataset!r}")
     base = _settings(t, raw.get("base", {}), "base")
     presets = _parse_presets(t, raw.get("presets"))
     hypotheses_raw = raw.get("hypotheses")
@@ -321,7 +321,7 @@ def _parse_hypothesis(
     margin = _parse_margin(raw["margin"], f"{where}.margin") if "margin" in raw else None
     hypothesis = Hypothesis(
         hid, _string(raw, "statement", where), arms, metric, (), factors,
-        lower_is_better=t.metrics[metric], failure=t.failure.get(metric, math.nan),
+        lower_is_better=t.metrics[metric], failure=t.failure.get(metric, math.nan), size=t.size,
     )  # fmt: skip
     predictions = tuple(
         _parse_prediction(p, hypothesis, f"{where}.prediction" + (f"s[{i}]" if "predictions" in raw else ""))
@@ -416,6 +416,10 @@ def _parse_prediction(raw: Any, hypothesis: Hypothesis, where: str) -> Predictio
             raise ConfigError(
                 f"{where}.value: {hypothesis.metric} is a fraction (0.93 for 93%), got {value!r}"
             )
+    if "params" in values and not hypothesis.size:
+        raise ConfigError(
+            f"{where}.params limits the model's size, but the trainable declares no size metric (size=...)"
+        )
     prediction = Prediction(**values)
     for name in ("arm", "than", "reference"):
         _known_arm(getattr(prediction, name), hypothesis, f"{where}.{name}")

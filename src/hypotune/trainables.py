@@ -94,6 +94,12 @@ class Trainable:
     space: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # `hypotune search`'s default
     preload: tuple[str, ...] = ()  # modules a local worker imports once, before any trial (torch)
     doc: str = ""  # what it trains, in one line
+    # What the report may say of it; a panel, column or sentence appears only where it is declared
+    # or logged.
+    units: Mapping[str, str] = field(default_factory=dict)  # metric -> its unit ("cross-entropy")
+    size: str = ""  # a metric of the model's size (its parameter count): the report's Pareto view
+    varies: tuple[str, ...] = ()  # what a seed varies, in words ("weight initialisation", ...)
+    fixed: tuple[str, ...] = ()  # what stays the same across seeds ("the test set")
 
     def __repr__(self) -> str:
         return f"Trainable({self.name!r}, ref={self.ref!r})"
@@ -111,6 +117,11 @@ class Trainable:
         result = result_of(self.train(settings, seed, log))
         result.epochs = result.epochs or log.epochs
         return result
+
+    def label(self, metric: str) -> str:
+        """A metric as an axis or column names it: its name, and its unit where declared."""
+        unit = self.units.get(metric) or self.units.get(quantity(metric))
+        return f"{metric} ({unit})" if unit else metric
 
     def epochs_of(self, settings: Any) -> int | None:
         return self.epochs(settings) if self.epochs else None
@@ -130,6 +141,20 @@ class Trainable:
     def ready(self, runtime: Runtime) -> str:
         """Check the data is there before anything starts, and say what was found."""
         return self.prepare(runtime) if self.prepare else ""
+
+
+SPLITS = ("best_val_", "val_", "train_", "test_")  # metric name prefixes that say which data it is on
+
+
+def quantity(metric: str) -> str:
+    """What a metric measures, whichever data it is on: "loss" for "val_loss" and "train_loss"."""
+    return next((metric[len(p) :] for p in SPLITS if metric.startswith(p)), metric)
+
+
+def counterpart(metric: str, split: str) -> str:
+    """The same quantity on another split: "val_loss" and "best_val_loss" are "test_loss" on
+    "test" and "train_loss" on "train"; "" when the metric names no validation split."""
+    return f"{split}_{quantity(metric)}" if metric.startswith(SPLITS[:2]) else ""
 
 
 def trainable(

@@ -155,8 +155,8 @@ def parse_tuning(raw: Any, where: str, presets: set[str], trainable: Trainable) 
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 10_000:
             raise ConfigError(f"{where}.trials.{preset} must be an integer from 0 to 10000, got {count!r}")
         trials.append((preset, count))
-    metric = raw.get("metric", "val_loss")
     deciding = trainable.deciding_metrics
+    metric = raw.get("metric", deciding[0])
     if metric not in deciding:
         raise ConfigError(f"{where}.metric is {metric!r}; valid: {', '.join(deciding)} (never test)")
     pruning = raw.get("pruning", True)

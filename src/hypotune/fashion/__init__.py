@@ -121,4 +121,8 @@ TRAINABLE = Trainable(
     space={"train.lr": {"low": 1e-4, "high": 1e-2, "scale": "log"}},
     preload=("hypotune.fashion.trainer", "mlflow.pytorch"),
     doc="a configurable CNN on Fashion-MNIST (the built-in study's)",
+    units={"loss": "cross-entropy", "acc": "fraction correct"},
+    size="param_count",
+    varies=("weight initialisation", "data order", "dropout masks and augmentation"),
+    fixed=("the test set",),
 )
