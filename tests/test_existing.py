@@ -208,3 +208,46 @@ def test_validate_checks_a_runs_file_and_study_run_points_to_analyze(workdir, no
     assert "runs file 'notebook' is valid" in capsys.readouterr().out
     assert main(["study", "run", str(notebook)]) == 2
     assert "`hypotune analyze` reads it" in capsys.readouterr().err
+
+
+def test_a_misspelt_deciding_metric_is_named_with_the_logged_one(workdir, notebook):
+    notebook.write_text(
+        RUNS_FILE.replace('"val_acc"', '"val_accuracy"').replace("val_acc =", "val_accuracy =")
+    )
+    with pytest.raises(StudyError) as caught:
+        hypotune.analyze_runs(notebook, workdir / "out", tracking_uri=uri(workdir))
+    message = str(caught.value)
+    assert (
+        "'val_accuracy', which no finished run of 'course-notebook' logged; did you mean 'val_acc'?"
+        in message
+    )
+    assert "params" not in message and "\n" not in message
+
+
+def test_a_declared_metric_no_run_logged_is_a_finding(workdir, notebook):
+    notebook.write_text(
+        RUNS_FILE.replace('test_acc = "maximize" }', 'test_acc = "maximize", test_loss = "minimize" }')
+    )
+    report = hypotune.analyze_runs(notebook, workdir / "out", tracking_uri=uri(workdir))
+    found = "[runs] metrics names 'test_loss', which no finished run of 'course-notebook' logged"
+    assert any(f.startswith(found) for f in report.findings["dropout"])
+
+
+def test_a_run_that_joined_an_arm_by_a_default_is_named(workdir, notebook):
+    mlflow.set_tracking_uri(uri(workdir))
+    mlflow.set_experiment("course-notebook")
+    with mlflow.start_run():  # no dropout logged: [runs.params] files it at dropout = 0.0
+        mlflow.log_params({"width": 32, "epochs": 10, "seed": 7})
+        mlflow.log_metrics({"val_acc": 0.85, "val_loss": 0.5, "test_acc": 0.84})
+    mlflow.set_tracking_uri("")
+    report = hypotune.analyze_runs(notebook, workdir / "out", tracking_uri=uri(workdir))
+    assert "arm 'none': 1 runs logged no dropout: filed at its default 0.0" in report.findings["dropout"]
+    assert not any("logged no" in f for f in report.findings["optimizer"])  # it varies no dropout
+
+
+def test_runs_made_elsewhere_say_how_many_more_would_decide(workdir, notebook):
+    report = hypotune.analyze_runs(notebook, workdir / "out", tracking_uri=uri(workdir))
+    optimizer = next(v for v in report.verdicts if v.hypothesis == "optimizer")
+    assert optimizer.verdict == "inconclusive"
+    assert optimizer.stopped.startswith("open with the 1 run per arm there is: ")
+    assert "would likely decide it" in optimizer.stopped and "maximum" not in optimizer.stopped

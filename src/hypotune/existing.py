@@ -9,6 +9,7 @@ in place of a trainable:
     seed = "seed"                    # the param that is each run's seed ("tags.NAME": a tag; "": none)
     metrics = { val_loss = "minimize", val_acc = "maximize" }
     budget = ["epochs"]              # logged params that set the training budget (the audit names them)
+    size = "param_count"             # a logged metric of the model's size (optional: the Pareto view)
     [runs.params]                    # the params that define arms; a run that logged none has this value
     dropout = 0.0
     norm = "none"
@@ -24,20 +25,21 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import difflib
 import itertools
 import math
 from pathlib import Path
 from typing import Any
 
 from hypotune.analysis import ArmData, StudyData
-from hypotune.config import directions, parse_text, read_toml, unknown_key_message
+from hypotune.config import directions, flatten, parse_text, read_toml, unknown_key_message
 from hypotune.errors import ConfigError, HypotuneError, StudyError
 from hypotune.sequential import SeedPlan
 from hypotune.store import TrialRecord
 from hypotune.study import Preset, Study
 from hypotune.trainables import Trainable
 
-KEYS = {"experiment", "seed", "metrics", "deciding", "budget", "params"}  # of [runs]
+KEYS = {"experiment", "seed", "metrics", "deciding", "budget", "params", "size"}  # of [runs]
 FILE_KEYS = {"name", "description", "runs", "base", "hypotheses", "reference", "statistics"}
 PRESET = "runs"  # the one preset of a runs file: the runs as they are
 KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -82,6 +84,7 @@ def load_runs_file(path: str | Path, raw: dict[str, Any] | None = None) -> tuple
             metrics=metrics,
             deciding=names_list(runs, "deciding", []),
             budget=names_list(runs, "budget", []),
+            size=str(runs.get("size", "")),
             doc=f"the finished runs of the MLflow experiment {experiment!r}",
         )
         for name in trainable.deciding:
@@ -116,13 +119,14 @@ def collect_runs(
     data: StudyData = {(h.id, arm): ArmData(h.id, arm) for h in study.hypotheses for arm in h.arms}
     notes: Notes = {h.id: collections.Counter() for h in study.hypotheses}
     hypotheses = {h.id: h for h in study.hypotheses}
+    varied = {h.id: {name for arm in h.arms.values() for name in flatten(arm)} for h in study.hypotheses}
     wanted = {
         (h.id, arm): dataclasses.asdict(study.arm_config(h, arm, PRESET, 0).settings)
         for h in study.hypotheses
         for arm in h.arms
     }
     for record in records:  # oldest first: a later run of the same arm and seed replaces it
-        settings, problem = _settings_of(study.trainable.settings, record)
+        settings, problem, defaulted = _settings_of(study.trainable.settings, record)
         if problem:
             for counter in notes.values():
                 counter[f"N runs left out: {problem}"] += 1
@@ -143,31 +147,35 @@ def collect_runs(
             elif seed in slot.records:
                 note[f"arm '{arm}': N runs replaced by a later run with the same seed"] += 1
             slot.records[seed] = dataclasses.replace(record, seed=seed)
+            for name in set(defaulted) & set(varied[hypothesis_id]):  # joined an arm by a default
+                default = settings[name]
+                note[f"arm '{arm}': N runs logged no {name}: filed at its default {default!r}"] += 1
     most = max((len(slot.records) for slot in data.values()), default=1)
     preset = Preset(PRESET, SeedPlan(max(most, 1), max(most, 1)), {}, "The runs as they were logged.")
     found = {h: [text.replace("N runs", f"{n} runs", 1) for text, n in c.items()] for h, c in notes.items()}
     return dataclasses.replace(study, presets={PRESET: preset}), data, found
 
 
-def _settings_of(cls: type, record: TrialRecord) -> tuple[dict[str, Any], str]:
+def _settings_of(cls: type, record: TrialRecord) -> tuple[dict[str, Any], str, list[str]]:
     """A run's declared params, typed as the runs file declares them (its defaults where it logged
-    none); or what keeps one from being read as its type."""
-    values = {}
+    none); or what keeps one from being read as its type; and the params it took as defaults."""
+    values, defaulted = {}, []
     for field in dataclasses.fields(cls):
         text = record.params.get(field.name)
         if text is None:
             values[field.name] = field.default
+            defaulted.append(field.name)
             continue
         try:
             value = parse_text(field.name, text, float if field.type is int else field.type)
         except ConfigError:
-            return {}, f"their {field.name} ({text!r}) is not {KINDS[field.type]}"
+            return {}, f"their {field.name} ({text!r}) is not {KINDS[field.type]}", []
         if field.type is int:
             if not float(value).is_integer():
-                return {}, f"their {field.name} ({text!r}) is not {KINDS[int]}"
+                return {}, f"their {field.name} ({text!r}) is not {KINDS[int]}", []
             value = int(value)
         values[field.name] = value
-    return values, ""
+    return values, "", defaulted
 
 
 def _seed_text(spec: RunsSpec, record: TrialRecord) -> str | None:
@@ -215,6 +223,27 @@ def _validated_on_test(metrics: dict[str, float]) -> bool:
     )
 
 
+def check_logged(study: Study, spec: RunsSpec, records: list[TrialRecord], path: str | Path) -> list[str]:
+    """Every metric the runs file declares is logged by some run: a metric a hypothesis decides on
+    that no run logged is an error (a typo far more often than a metric never recorded, and it
+    would leave the hypothesis without runs); any other is a finding."""
+    if not records:
+        return []
+    logged = sorted({name for record in records for name in record.metrics})
+    used = {h.metric for h in study.hypotheses}
+    missing = []
+    for metric in study.trainable.metrics:
+        if metric in logged:
+            continue
+        close = difflib.get_close_matches(metric, logged, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        what = f"[runs] metrics names {metric!r}, which no finished run of {spec.experiment!r} logged{hint}"
+        if metric in used:
+            raise StudyError(f"{path}: {what} (logged: {', '.join(logged) or 'none'})")
+        missing.append(what)
+    return missing
+
+
 def analyse_runs(path: str | Path, tracker: Any) -> tuple[Study, Any]:
     """The study a runs file describes, and its verdicts and audit on the experiment's runs."""
     from hypotune.audit import audit
@@ -225,7 +254,9 @@ def analyse_runs(path: str | Path, tracker: Any) -> tuple[Study, Any]:
     experiment_id = tracker.find_experiment(spec.experiment)
     if experiment_id is None:
         raise HypotuneError(f"{path}: no experiment named {spec.experiment!r} in {tracker.uri}")
-    study, data, notes = collect_runs(study, spec, tracker.finished_runs(experiment_id))
+    records = tracker.finished_runs(experiment_id)
+    missing = check_logged(study, spec, records, path)
+    study, data, notes = collect_runs(study, spec, records)
     if not any(slot.records for slot in data.values()):
         raise HypotuneError(
             f"{path}: no finished run of {spec.experiment!r} has the params of any arm"
@@ -233,5 +264,6 @@ def analyse_runs(path: str | Path, tracker: Any) -> tuple[Study, Any]:
         )
     findings = audit(study, PRESET, data, own_runs=False)
     for hypothesis_id, more in findings_of(study, spec, data).items():
-        findings[hypothesis_id] = list(dict.fromkeys(findings[hypothesis_id] + more + notes[hypothesis_id]))
-    return study, Analysed(data, {}, evaluate(study, data, PRESET), findings)
+        own = findings[hypothesis_id] + more + notes[hypothesis_id] + missing
+        findings[hypothesis_id] = list(dict.fromkeys(own))
+    return study, Analysed(data, {}, evaluate(study, data, PRESET, existing=True), findings)

@@ -62,12 +62,18 @@ Margins = Mapping[str, tuple[float, str]]  # hypothesis -> a relative margin fix
 
 
 def evaluate(
-    study: Study, data: StudyData, preset: str, budget_stopped: bool = False, margins: Margins | None = None
+    study: Study,
+    data: StudyData,
+    preset: str,
+    budget_stopped: bool = False,
+    margins: Margins | None = None,
+    existing: bool = False,
 ) -> list[Verdict]:
     """A verdict for every prediction of the study under `preset` (whose seed plan sets the looks).
 
     `margins` are relative margins recorded with the study when its first look completed
     (`margins_to_record`); a hypothesis without one has its margin fixed from the data here.
+    `existing`: the runs were made elsewhere (`hypotune analyze`), so no seed can be added here.
     """
     plan = study.preset(preset).seeds
     alpha = study.statistics.alpha
@@ -86,7 +92,7 @@ def evaluate(
             )
             for p in hypothesis.predictions
         ]
-        stopped = _stop_reason(own, plan, budget_stopped)
+        stopped = _existing_reason(own) if existing else _stop_reason(own, plan, budget_stopped)
         for verdict in own:
             verdict.stopped = f"decided at {verdict.seeds} seeds" if verdict.verdict in DECIDED else stopped
         verdicts += own
@@ -146,6 +152,18 @@ def margins_to_record(
         if final and math.isfinite(value):
             fixed[hypothesis.id] = (value, basis)
     return fixed
+
+
+def _existing_reason(verdicts: list[Verdict]) -> str:
+    """Where runs made elsewhere leave an open prediction: how many runs per arm would decide it."""
+    open_ = [v for v in verdicts if v.verdict == "inconclusive"]
+    if not open_:
+        return "decided"
+    seeds = max(v.seeds for v in open_)
+    needed = max((v.seeds_needed for v in open_ if v.seeds_needed), default=None)
+    more = f"about {needed} runs per arm" if needed else "more runs per arm"
+    there = "the 1 run per arm there is" if seeds == 1 else f"the {seeds} runs per arm there are"
+    return f"open with {there}: {more} would likely decide it (sized for the margin)"
 
 
 def _stop_reason(verdicts: list[Verdict], plan: sequential.SeedPlan, budget_stopped: bool) -> str:
