@@ -138,6 +138,66 @@ def test_ui_serves_the_store_on_loopback(workdir):
     # A service manager's SIGTERM to hypotune alone ends MLflow's whole tree (server, uvicorn,
     # job consumers), which would otherwise live on re-parented to init.
     stop_and_wait_for_session(server)
+    printed = server.stderr.read()
+    assert f"MLflow UI: http://127.0.0.1:{port}/#/experiments (Ctrl-C to stop)" in printed  # no runs yet
+    assert "Warning" not in printed and "GET /health" not in printed and "INFO" not in printed
+
+
+def test_ui_starts_one_quiet_worker(monkeypatch):
+    """MLflow's default of 4 uvicorn workers and INFO logs made the first page slow and the console noisy."""
+    from hypotune.commands import ui_command, ui_environment
+
+    command = ui_command("sqlite:///runs/mlflow.db", "127.0.0.1", 5001)
+    assert command[:4] == [sys.executable, "-m", "mlflow", "ui"]
+    options = dict(zip(command[4::2], command[5::2], strict=True))
+    assert options == {
+        "--backend-store-uri": "sqlite:///runs/mlflow.db", "--registry-store-uri": "sqlite:///runs/mlflow.db",
+        "--host": "127.0.0.1", "--port": "5001", "--workers": "1",
+        "--uvicorn-opts": "--log-level warning --no-access-log",
+    }  # fmt: skip
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    environment = ui_environment("sqlite:///runs/mlflow.db")
+    assert (environment["PYTHONWARNINGS"], environment["MLFLOW_LOGGING_LEVEL"]) == ("ignore", "WARNING")
+    assert environment["MLFLOW_TRACKING_URI"] == "sqlite:///runs/mlflow.db"
+    monkeypatch.setenv("PYTHONWARNINGS", "default")  # a user who wants the warnings gets them
+    assert ui_environment("sqlite:///runs/mlflow.db")["PYTHONWARNINGS"] == "default"
+
+
+def test_ui_links_to_the_experiment_a_study_names(workdir):
+    from mlflow.tracking import MlflowClient
+
+    from hypotune.commands import ui_experiment, ui_link
+    from hypotune.errors import HypotuneError
+    from hypotune.store import Tracker
+
+    tracker = Tracker()
+    client = MlflowClient(tracking_uri=tracker.uri)
+    assert ui_link("127.0.0.1", 5000, ui_experiment(tracker, None)) == "http://127.0.0.1:5000/#/experiments"
+    tiny = client.create_experiment("tiny")
+    client.create_run(tiny)
+    client.create_experiment("empty")  # no runs: not the one to open
+    assert ui_experiment(tracker, None) == tiny  # the store's only experiment with runs
+    link = ui_link("127.0.0.1", 5000, ui_experiment(tracker, str(TINY_STUDY)))  # name = "tiny"
+    assert link == f"http://127.0.0.1:5000/#/experiments/{tiny}/runs"
+    assert ui_experiment(tracker, "empty") == client.get_experiment_by_name("empty").experiment_id
+    client.create_run(client.get_experiment_by_name("empty").experiment_id)
+    assert ui_experiment(tracker, None) is None  # two with runs: the list
+    with pytest.raises(HypotuneError) as unknown:
+        ui_experiment(tracker, "missing")
+    assert "no experiment named 'missing'" in str(unknown.value) and "tiny" in str(unknown.value)
+    with pytest.raises(HypotuneError, match="missing.toml: no such file"):
+        ui_experiment(tracker, "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("host", "base"),
+    [("127.0.0.1", "http://127.0.0.1:5000/"), ("0.0.0.0", "http://127.0.0.1:5000/"),
+     ("::", "http://[::1]:5000/"), ("myhost", "http://myhost:5000/")],
+)  # fmt: skip
+def test_ui_link_is_one_a_browser_opens(host, base):
+    from hypotune.commands import ui_link
+
+    assert ui_link(host, 5000, "7") == f"{base}#/experiments/7/runs"
 
 
 def test_a_server_off_loopback_is_announced_loudly(capsys):
@@ -203,3 +263,44 @@ def test_server_with_auth_asks_for_a_login(tmp_path):
         stop_process_group(server)
         raise
     stop_and_wait_for_session(server)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--momentun", "0.9"], "hypotune train: error: unrecognized arguments: --momentun 0.9; "
+         "did you mean --momentum? (see --help)"),
+        (["train", "--momentun=0.9"], "unrecognized arguments: --momentun=0.9; did you mean --momentum?"),
+        (["train", "--train.momentum", "0.9"], "did you mean --momentum?"),
+        (["train", "--steps_per_epoch", "3"], "did you mean --steps-per-epoch?"),
+        (["train", "--depht", "3", "--momentun", "0.9"], "unrecognized arguments: --depht 3 --momentun 0.9; "
+         "did you mean --depth for --depht, --momentum for --momentun?"),
+        (["study", "run", str(TINY_STUDY), "--wrokers", "2"], "hypotune study run: error: unrecognized "
+         "arguments: --wrokers 2; did you mean --workers?"),
+        (["report", str(TINY_STUDY), "--fial-on", "refuted"], "did you mean --fail-on?"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_flag_suggests_the_closest(args, message, capsys):
+    """argparse alone says only 'unrecognized arguments'; the subcommand's own flags know the fix."""
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    error = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(error) == 1 and message in error[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["train", "--qqqqqqqq", "1"],
+            "hypotune train: error: unrecognized arguments: --qqqqqqqq 1 (see --help)",
+        ),
+        (["train", "stray"], "hypotune train: error: unrecognized arguments: stray (see --help)"),
+    ],
+)
+def test_an_unknown_flag_without_a_close_one_says_so_plainly(args, message, capsys):
+    """No guess is better than a wrong one, and a stray word is not a flag to correct."""
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    error = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and error == [message]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
 import sys
 from collections.abc import Sequence
@@ -36,6 +37,48 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """argparse reports leftover words from the top parser, which does not know the subcommand's
+        flags; the chosen subcommand's parser does, so it reports them and offers the closest flag."""
+        known, extras = self.parse_known_args(args, namespace)
+        if extras:
+            chosen = chosen_subparser(self, known)
+            chosen.error(f"unrecognized arguments: {' '.join(extras)}{flag_hints(extras, chosen)}")
+        return known
+
+
+def chosen_subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost subcommand's parser (`study run`'s), found by the command names in `args`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            name = getattr(args, action.dest, None)
+            if name in action.choices:
+                return chosen_subparser(action.choices[name], args)
+    return parser
+
+
+def flag_hints(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """'; did you mean --momentum?' for the leftover flags that have a close one (naming each typo
+    when there are several), as the study file's unknown keys get; '' for none."""
+    typos = [word.partition("=")[0] for word in extras if word.startswith("--") and word != "--"]
+    found = {typo: close for typo in typos if (close := closest_flag(typo, parser))}
+    if not found:
+        return ""
+    if len(typos) == 1:
+        return f"; did you mean {found[typos[0]]}?"
+    return "; did you mean " + ", ".join(f"{close} for {typo}" for typo, close in found.items()) + "?"
+
+
+def closest_flag(typo: str, parser: argparse.ArgumentParser) -> str | None:
+    """The parser's long flag closest to `typo` (difflib). A setting's full name (--train.momentum)
+    or snake case falls back to its bare flag (--momentum), the one `train` and `search` take."""
+    flags = sorted(option for option in parser._option_string_actions if option.startswith("--"))
+    bare = "--" + typo.lstrip("-").rsplit(".", 1)[-1].replace("_", "-")
+    close = difflib.get_close_matches(typo, flags, n=1) or difflib.get_close_matches(bare, flags, n=1)
+    return close[0] if close else None
 
 
 def add_tracking_flags(parser: argparse.ArgumentParser) -> None:
@@ -328,6 +371,13 @@ def build_parser(of: Trainable | None = None) -> Parser:
     )
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the tracking store")
+    ui.add_argument(
+        "target",
+        nargs="?",
+        metavar="STUDY_OR_EXPERIMENT",
+        help="a study file, a built-in study's name, a runs file or an experiment's name: print a link to "
+        "its runs (default: the store's only experiment with runs, else the list of experiments)",
+    )
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     add_tracking_flags(ui)

@@ -9,13 +9,17 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hypotune.errors import HypotuneError
+
+if TYPE_CHECKING:
+    from hypotune.trainables import Trainable
 
 # Piped output (a log, CI) gets wide tables instead of rich's 80-column fallback.
 console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
@@ -65,7 +69,7 @@ def run_train(args: argparse.Namespace) -> int:
             progress.update(task, visible=True)
 
         def on_epoch(metrics: dict[str, float]) -> None:
-            status = shown(metrics)
+            status = shown(metrics, trainable)
             progress.update(task, advance=1, status=status)
             if not console.is_terminal:  # a log: a line per epoch instead of a bar
                 console.print(f"epoch {int(metrics['epoch'])}/{epochs or '?'}: {status}")
@@ -75,35 +79,26 @@ def run_train(args: argparse.Namespace) -> int:
                            data_dir=runtime.data_dir, tracking_uri=args.tracking_uri,
                            experiment=args.experiment, keep_weights=not args.no_weights, trainable=trainable,
                            on_start=on_start, on_epoch=on_epoch)  # fmt: skip
-    out.print(result_table(result.status, result.metrics))
+    out.print(result_table(result.status, result.metrics, trainable))
     out.print(f"run {result.run_id} in {result.tracking_uri} (experiment '{args.experiment}')")
     return 0 if result.status == "finished" else 1
 
 
-def shown(metrics: dict[str, float], most: int = 2) -> str:
-    """An epoch's metrics in a few words: validation loss and accuracy where a trainable logs them."""
-    names = [n for n in ("val_loss", "val_acc") if n in metrics] or [n for n in metrics if n != "epoch"]
+def shown(metrics: dict[str, float], trainable: Trainable, most: int = 2) -> str:
+    """An epoch's metrics in a few words: the trainable's deciding metrics where it logs them."""
+    names = [n for n in trainable.deciding_metrics if n in metrics] or [n for n in metrics if n != "epoch"]
     return "  ".join(f"{name} {metrics[name]:.4g}" for name in names[:most])
 
 
-def result_table(status: str, metrics: dict[str, float]) -> Table:
+def result_table(status: str, metrics: dict[str, float], trainable: Trainable) -> Table:
+    """A trial's final metrics: the trainable's declared ones first, in its order, then the rest."""
     from hypotune.stats import fmt
 
     table = Table(title=f"result: {status}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name in (
-        "test_loss",
-        "test_acc",
-        "val_loss",
-        "val_acc",
-        "train_loss",
-        "param_count",
-        "images_per_s",
-        "wall_seconds",
-        "peak_rss_mb",
-    ):
-        if name in metrics:
+    for name in dict.fromkeys([*trainable.metrics, *sorted(metrics)]):
+        if name in metrics and name != "epoch":
             table.add_row(name, fmt(metrics[name]))
     return table
 
@@ -116,33 +111,164 @@ def run_data(args: argparse.Namespace) -> int:
     return 0
 
 
+UI_STARTUP_SECONDS = 120.0  # a cold first start on a busy 2-core machine takes under a minute
+
+
 def run_ui(args: argparse.Namespace) -> int:
     from hypotune.api import store_uri
+    from hypotune.store import Tracker
 
     uri = store_uri(args.tracking_uri)
     if not uri.startswith("sqlite:"):
         raise HypotuneError(f"{uri} is a tracking server: open it in a browser instead")
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-    ]
+    link = ui_link(args.host, args.port, ui_experiment(Tracker(uri, existing=True), args.target))
+    check_port_free(args.host, args.port)
     warn_if_exposed(args.host, auth=False)
-    console.print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C to stop)")
-    return serve(command, os.environ | {"MLFLOW_TRACKING_URI": uri})
+    console.print(f"starting the MLflow UI for {uri}")
+
+    def announce(child: subprocess.Popen) -> None:
+        wait_until_answering(ui_base(args.host, args.port) + "health", child, UI_STARTUP_SECONDS)
+        console.print(f"MLflow UI: {link} (Ctrl-C to stop)")
+
+    return serve(ui_command(uri, args.host, args.port), ui_environment(uri), ready=announce)
 
 
-def serve(command: list[str], env: dict[str, str] | None = None, grace: float = 20.0) -> int:
+def ui_command(uri: str, host: str, port: int) -> list[str]:
+    """MLflow's UI as one quiet worker: its default of 4 uvicorn workers starts four servers for
+    one reader, and its access log prints a line for each of the many requests a page makes."""
+    return [
+        sys.executable, "-m", "mlflow", "ui",
+        "--backend-store-uri", uri, "--registry-store-uri", uri,  # both given: MLflow prints no notice
+        "--host", host, "--port", str(port),
+        "--workers", "1", "--uvicorn-opts", "--log-level warning --no-access-log",
+    ]  # fmt: skip
+
+
+def ui_environment(uri: str) -> dict[str, str]:
+    """The UI's environment: MLflow's INFO lines and the deprecation warnings its imports raise
+    are hidden, its own warnings and errors are not; the user's PYTHONWARNINGS or
+    MLFLOW_LOGGING_LEVEL, when set, win."""
+    quiet = {"PYTHONWARNINGS": "ignore", "MLFLOW_LOGGING_LEVEL": "WARNING"}
+    return quiet | dict(os.environ) | {"MLFLOW_TRACKING_URI": uri}
+
+
+def ui_base(host: str, port: int) -> str:
+    """The server's root as a browser reaches it: an address that binds every interface is
+    reached on loopback, an IPv6 one in brackets."""
+    shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
+
+
+def ui_link(host: str, port: int, experiment_id: str | None) -> str:
+    """The page to open: the experiment's runs, or the list of experiments. MLflow's own first
+    page is its GenAI home, a click away from either."""
+    page = f"experiments/{experiment_id}/runs" if experiment_id is not None else "experiments"
+    return f"{ui_base(host, port)}#/{page}"
+
+
+def ui_experiment(tracker: Any, target: str | None) -> str | None:
+    """The id of the experiment the UI opens on: the one `target` (a study, a runs file or an
+    experiment's name) names; without a target, the store's only experiment with runs besides
+    Default, or None (the list) when there are none or several."""
+    if target is None:
+        return only_experiment(tracker)
+    name = experiment_of(target)
+    found = tracker.find_experiment(name)
+    if found is None:
+        names = ", ".join(e.name for e in tracker.client.search_experiments() if e.name != "Default")
+        raise HypotuneError(f"no experiment named '{name}' in {tracker.uri} (it has: {names or 'none'}); "
+                            "a study's appears once it has run")  # fmt: skip
+    return found
+
+
+def only_experiment(tracker: Any) -> str | None:
+    """The one experiment with runs besides Default, else None."""
+    with_runs = []
+    for experiment in tracker.client.search_experiments():
+        ident = experiment.experiment_id
+        if experiment.name != "Default" and tracker.client.search_runs([ident], max_results=1):
+            with_runs.append(ident)
+            if len(with_runs) > 1:
+                return None
+    return with_runs[0] if with_runs else None
+
+
+def experiment_of(target: str) -> str:
+    """The experiment a study file, a built-in study's name or a runs file records into (read
+    from the file alone, without loading its trainable: that would load torch before the UI
+    starts); any other word is an experiment's name."""
+    from pathlib import Path
+
+    from hypotune.config import read_toml
+    from hypotune.studyfile import built_in_studies, study_path
+
+    path = Path(target)
+    if not path.is_file() and target not in built_in_studies():
+        if path.suffix == ".toml":
+            raise HypotuneError(f"{target}: no such file")
+        return target
+    path = study_path(target)
+    raw = read_toml(path)
+    if "runs" in raw:
+        runs = raw["runs"]
+        experiment = runs.get("experiment") if isinstance(runs, dict) else None
+        if isinstance(experiment, str) and experiment:
+            return experiment
+        from hypotune.existing import load_runs_file
+
+        return load_runs_file(path, raw)[1].experiment  # raises what is wrong with it
+    name = raw.get("name")
+    if isinstance(name, str) and name:
+        return name
+    from hypotune.api import load_study
+
+    return load_study(path).name  # raises what is wrong with it
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A server already on the port would answer in this one's place, and this one would exit."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            why = error.strerror or error
+            raise HypotuneError(f"cannot listen on {host}:{port} ({why}): give another --port") from None
+
+
+def wait_until_answering(url: str, child: subprocess.Popen, seconds: float) -> None:
+    """Return once `url` answers 200; a server that exits or never answers is a one-line error
+    (its own messages are on the console above it)."""
+    import urllib.request
+
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an http_proxy
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise HypotuneError(f"the MLflow server exited (code {child.returncode}) before it answered")
+        try:
+            with direct.open(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise HypotuneError(f"the MLflow server did not answer on {url} within {seconds:.0f} s")
+
+
+def serve(
+    command: list[str],
+    env: dict[str, str] | None = None,
+    grace: float = 20.0,
+    ready: Callable[[subprocess.Popen], None] | None = None,
+) -> int:
     """Run a server and all it starts as one process group, and end the whole group when this
     process is stopped: Ctrl-C, SIGTERM (a service manager, `kill`) or SIGHUP (a closed terminal).
-    MLflow's server starts uvicorn and job consumers; killing only its first process orphans them."""
+    MLflow's server starts uvicorn and job consumers; killing only its first process orphans them.
+    `ready` runs once, while the server starts (to say where it answers); Ctrl-C stops it too."""
     import signal
 
     child = subprocess.Popen(command, env=env, process_group=0)  # its own group, in this session
@@ -158,6 +284,13 @@ def serve(command: list[str], env: dict[str, str] | None = None, grace: float = 
     try:
         while True:
             try:
+                if ready is not None:
+                    announce, ready = ready, None
+                    try:
+                        announce(child)
+                    except HypotuneError:
+                        if not stopping:  # stopped while it started: that ends it, not an error
+                            raise
                 code = child.wait()
                 break
             except KeyboardInterrupt:  # the terminal's Ctrl-C reaches only this process's group
@@ -344,7 +477,7 @@ class TrialBars(contextlib.AbstractContextManager):
             epochs = self.trainable.epochs_of(trial.config.settings)
             self.bars[key] = self.progress.add_task(f"  {trial.name}", total=epochs, status="")
         elif isinstance(event, Epoch):
-            self.progress.update(self.bars[key], advance=1, status=shown(event.metrics, 1))
+            self.progress.update(self.bars[key], advance=1, status=shown(event.metrics, self.trainable, 1))
         else:
             if key in self.bars:
                 self.progress.remove_task(self.bars.pop(key))
