@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import mlflow
 import pytest
 
 import hypotune
@@ -83,3 +84,54 @@ def test_settings_layer_as_documented(tmp_path):
     assert hypotune.run_config(config) == config
     with pytest.raises(hypotune.ConfigError, match="did you mean"):
         hypotune.run_config(trian__epochs=3)
+
+
+SCRIPT = '''
+from pathlib import Path
+
+import hypotune
+
+Path("toy.toml").write_text("""
+name = "toy"
+[presets.quick]
+seeds = 2
+epochs = 1
+
+[[hypotheses]]
+id = "start"
+statement = "starting at 1 beats starting at 3"
+arms = { near = { x = 1.0 }, far = { x = 3.0 } }
+prediction = { kind = "better", arm = "near", than = "far" }
+""")
+study = hypotune.load_study("toy.toml", trainable="tests.toy:TOY")
+'''
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_that_starts_a_study_unguarded_is_told_how_and_leaves_no_runs(workdir, guarded):
+    """Worker processes import the script that started them again; run at its top level, the
+    study would start again in each and die. Told before anything starts; guarded, it runs."""
+    import os
+    import subprocess
+    import sys
+
+    call = 'run = hypotune.run_study(study, "quick", workers=2)\nprint("finished", run.summary.finished)\n'
+    if guarded:
+        call = 'if __name__ == "__main__":\n' + "".join(f"    {line}\n" for line in call.splitlines())
+    (workdir / "script.py").write_text(SCRIPT + call)
+    root = str(Path(__file__).parents[1])
+    environment = os.environ | {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "script.py"], cwd=workdir, env=environment, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'runs' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    if guarded:
+        assert done.returncode == 0, done.stderr
+        assert "finished 4" in done.stdout
+        return
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    line = (SCRIPT + call).splitlines().index(call.splitlines()[0]) + 1
+    assert f"script.py, line {line}, starts trials from the script's top level" in last
+    assert 'if __name__ == "__main__":' in last and "hypotune train" not in done.stderr
+    assert runs == []  # nothing was started, so nothing is left KILLED or FAILED

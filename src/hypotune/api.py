@@ -134,7 +134,7 @@ def executor_for(
 ) -> Executor:
     """Where trials run: "local" (a pool of worker processes on this machine) or "ray".
     `preload`: modules local workers import once before their first trial (a trainable's)."""
-    from hypotune.executors import LocalExecutor, RayExecutor
+    from hypotune.executors import LocalExecutor, RayExecutor, check_main_is_guarded
 
     runtime = Runtime(threads=threads, device=device, data_dir=data_dir)
     if kind == "ray":
@@ -144,6 +144,7 @@ def executor_for(
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise HypotuneError("--workers must be at least 1")
+    check_main_is_guarded()  # before anything is written: an unguarded script would leave dead runs
     return LocalExecutor(workers, runtime, preload=preload)
 
 

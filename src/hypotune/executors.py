@@ -61,6 +61,47 @@ def stalled(source: TaskSource) -> RuntimeError:
     return RuntimeError("the task source has nothing to start and nothing running, yet is not exhausted")
 
 
+def check_main_is_guarded() -> None:
+    """Raise if trials are started from a script's top-level code outside an `if __name__ ==
+    "__main__":` block. Each local worker process begins by importing the script that started it
+    (as `__mp_main__`, so only guarded code is skipped): unguarded, every worker would run the
+    script again, start the study again, and die before taking a trial. Nothing has started yet
+    when this raises. Scripts run with `python -c`, notebooks and the `hypotune` command are not
+    imported again and pass."""
+    import ast
+    import sys
+    from multiprocessing import spawn
+
+    main = sys.modules.get("__main__")
+    prepared = spawn.get_preparation_data("hypotune")
+    path = getattr(main, "__file__", None)
+    if main is None or not path or not {"init_main_from_path", "init_main_from_name"} & prepared.keys():
+        return
+    frame = sys._getframe()
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return
+    line = frame.f_lineno
+    try:
+        with open(path, encoding="utf-8") as source:
+            tree = ast.parse(source.read())
+    except (OSError, SyntaxError, ValueError):
+        return
+    for statement in tree.body:
+        if statement.lineno <= line <= (statement.end_lineno or statement.lineno):
+            guard = isinstance(statement, ast.If) and any(
+                isinstance(node, ast.Name) and node.id == "__name__" for node in ast.walk(statement.test)
+            )
+            if not guard:
+                raise HypotuneError(
+                    f"{path}, line {line}, starts trials from the script's top level, and each worker "
+                    'process imports the script again: put its work under `if __name__ == "__main__":` '
+                    "(see docs/api.md)"
+                )
+            return
+
+
 class LocalExecutor:
     """A pool of long-lived worker processes on this machine, one thread each by default.
 
