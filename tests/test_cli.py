@@ -304,3 +304,27 @@ def test_an_unknown_flag_without_a_close_one_says_so_plainly(args, message, caps
         main(args)
     error = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and error == [message]
+
+
+def test_a_growing_trial_total_says_why(capsys):
+    """Seeds added in rounds grow the plan mid-run: the line that shows the new total names them."""
+    from types import SimpleNamespace
+
+    from hypotune.commands import TrialLines, seeds_added
+    from hypotune.events import Finished, Started
+    from hypotune.runner import StudySummary
+    from hypotune.trainables import Result
+    from tests.toy import TOY
+
+    assert seeds_added({"a": 3, "b": 3}, {"a": 3, "b": 3}) == ""
+    assert seeds_added({"a": 3, "b": 3}, {"a": 5, "b": 3}) == "seeds added (verdicts still open): a 3->5"
+    summary = StudySummary(planned=6, seeds={"start": 3})
+    lines = TrialLines(TOY, 6)
+    lines.on_start(summary)
+    trial = SimpleNamespace(tuning=False, name="start/near seed 0")
+    lines.on_event(Started("k0", 0), trial)
+    summary.planned, summary.seeds = 10, {"start": 5}  # a round of two more seeds per arm
+    lines.on_event(Finished("k0", Result({"val_loss": 0.25})), trial)
+    printed = capsys.readouterr().err
+    assert "seeds added (verdicts still open): start 3->5" in printed
+    assert "trial 1/10 start/near seed 0: val_loss 0.25" in printed  # the toy's own metric

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import subprocess
 import sys
@@ -429,7 +428,16 @@ def trial_display(trainable: Any, planned: int, tuning_planned: int = 0) -> Any:
     """Live bars on a terminal; without one (CI, a log file, `| tee`), a plain line per trial."""
     if console.is_terminal:
         return TrialBars(trainable, planned, tuning_planned)
-    return TrialLines(planned, tuning_planned)
+    return TrialLines(trainable, planned, tuning_planned)
+
+
+def seeds_added(before: dict[str, int], after: dict[str, int]) -> str:
+    """Why the plan grew, in a few words: the hypotheses given more seeds, because their verdicts
+    are still open ('' when no hypothesis got more)."""
+    grown = [f"{h} {before.get(h, 0)}->{n}" for h, n in after.items() if before and n > before.get(h, 0)]
+    if not grown:
+        return ""
+    return f"seeds added (verdicts still open): {', '.join(grown)}"
 
 
 class TrialBars(contextlib.AbstractContextManager):
@@ -443,6 +451,7 @@ class TrialBars(contextlib.AbstractContextManager):
                                              visible=bool(tuning_planned))  # fmt: skip
         self.bars: dict[str, Any] = {}
         self.summary: Any = None
+        self.seeds: dict[str, int] = {}  # seeds per hypothesis as last shown
 
     def __enter__(self) -> TrialBars:
         self.progress.start()
@@ -460,6 +469,7 @@ class TrialBars(contextlib.AbstractContextManager):
         self.summary = summary
         self.progress.update(self.overall, total=summary.planned, completed=summary.skipped, visible=True,
                              status=f"{summary.skipped} already done")  # fmt: skip
+        self.seeds = dict(summary.seeds)
         self._grow()
 
     def _grow(self) -> None:
@@ -468,6 +478,11 @@ class TrialBars(contextlib.AbstractContextManager):
         self.progress.update(self.overall, total=self.summary.planned)
         if self.summary.tuning_planned:
             self.progress.update(self.tuning, total=self.summary.tuning_planned, visible=True)
+        why = seeds_added(self.seeds, self.summary.seeds)
+        self.seeds = dict(self.summary.seeds)
+        if why:  # said above the bars, where it stays, and on the bar until the next trial ends
+            self.progress.console.print(why, markup=False, highlight=False)
+            self.progress.update(self.overall, status=why)
 
     def on_event(self, event: Any, trial: Any) -> None:
         from hypotune.events import Epoch, Finished, Started
@@ -486,17 +501,19 @@ class TrialBars(contextlib.AbstractContextManager):
             else:
                 status = "a trial failed"
             self.progress.update(self.tuning if trial.tuning else self.overall, advance=1, status=status)
-        self._grow()
+            self._grow()
 
 
 class TrialLines(contextlib.AbstractContextManager):
     """One line per finished, pruned, diverged or failed trial, with the counts so far."""
 
-    def __init__(self, planned: int, tuning_planned: int = 0) -> None:
+    def __init__(self, trainable: Any, planned: int, tuning_planned: int = 0) -> None:
+        self.trainable = trainable  # names the metric each line shows
         self.planned, self.tuning_planned = planned, tuning_planned
         self.done, self.tuning_done = 0, 0
         self.started: dict[str, float] = {}
         self.summary: Any = None
+        self.seeds: dict[str, int] = {}
 
     def __exit__(self, *exc: object) -> None:
         return None
@@ -506,6 +523,7 @@ class TrialLines(contextlib.AbstractContextManager):
 
     def on_start(self, summary: Any) -> None:
         self.summary = summary
+        self.seeds = dict(summary.seeds)
         self.done = summary.skipped
         if summary.skipped:
             console.print(f"{summary.skipped} of {summary.planned} trials already done")
@@ -521,6 +539,9 @@ class TrialLines(contextlib.AbstractContextManager):
             return
         if self.summary is not None:
             self.planned, self.tuning_planned = self.summary.planned, self.summary.tuning_planned
+            if why := seeds_added(self.seeds, self.summary.seeds):
+                console.print(why, markup=False, highlight=False)
+            self.seeds = dict(self.summary.seeds)
         seconds = time.monotonic() - self.started.pop(key, time.monotonic())
         if trial.tuning:
             self.tuning_done += 1
@@ -532,8 +553,7 @@ class TrialLines(contextlib.AbstractContextManager):
             what = f"failed: {event.last_line}"
         else:
             result = event.result
-            loss = result.metrics.get("val_loss", math.nan)
-            what = result.status if result.status != "finished" else f"val_loss {loss:.4f}"
+            what = result.status if result.status != "finished" else shown(result.metrics, self.trainable, 1)
         console.print(f"{count} {trial.name}: {what} ({seconds:.0f} s)", markup=False, highlight=False)
 
 

@@ -186,6 +186,11 @@ class StudySource:
         self.refresh()
         return self.search.done() and not self.queue
 
+    def seeds_planned(self) -> dict[str, int]:
+        """The seeds each hypothesis is planned for now (the preset's minimum until a round adds some)."""
+        minimum = self.study.presets[self.preset].seeds.min
+        return {h.id: self.seeds.get(h.id, minimum) for h in self.study.hypotheses}
+
     def planned(self) -> int:
         """Final trials: those known now, plus a seed set for each search still running."""
         minimum = self.study.presets[self.preset].seeds.min
@@ -248,7 +253,8 @@ def run_study(
             advance=advance if adaptive else None,
             deadline=deadline,
         )
-        summary = StudySummary(planned=source.planned(), skipped=source.skipped, parent_run_id=parent)
+        summary = StudySummary(planned=source.planned(), skipped=source.skipped, parent_run_id=parent,
+                               seeds=source.seeds_planned())  # fmt: skip
         summary.tuning_planned = sum(s.group.budget for s in search.searches)
         if on_start:
             on_start(summary)
@@ -269,6 +275,7 @@ def run_study(
                 if not trial.tuning and isinstance(event, ENDS):
                     source.finished(trial)
                     summary.planned = source.planned()
+                    summary.seeds = source.seeds_planned()  # a round of seeds added grows the plan
                     summary.tuning_planned = sum(s.group.budget for s in search.searches)
                 if on_event:
                     on_event(event, trial)
