@@ -108,6 +108,23 @@ def test_trainables_load_by_name_or_reference_and_bad_ones_say_why():
         load("tests.toy:Toy")
 
 
+def test_a_misspelt_module_says_which_file_and_folder_it_looked_in(workdir, capsys):
+    from hypotune.cli import main
+    from hypotune.trainables import resolve_ref
+
+    (workdir / "fit.py").write_text("def train(settings, seed, log): ...\n")
+    with pytest.raises(ConfigError) as caught:
+        resolve_ref("fitt:train", workdir)
+    message = str(caught.value)
+    assert f"cannot import fitt: no fitt.py in {workdir.resolve()}" in message
+    assert "no module 'fitt' on the Python path; did you mean fit:train (fit.py)?" in message
+    assert resolve_ref("fit:train", workdir) == f"{(workdir / 'fit.py').resolve()}:train"
+    assert resolve_ref("tests.toy:TOY", Path(__file__).parent) == "tests.toy:TOY"  # importable by name
+    (workdir / "study.toml").write_text('name = "s"\ntrainable = "fitt:train"\n')
+    assert main(["validate", "study.toml"]) != 0
+    assert "no fitt.py in" in capsys.readouterr().err
+
+
 def test_settings_without_tables_resolve_by_plain_names():
     assert setting_type(Toy, "lr") is float
     with pytest.raises(ConfigError, match=r"unknown setting 'l' \(did you mean 'lr'\?\)"):

@@ -17,6 +17,7 @@ its reference, "module:attribute".
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import hashlib
 import importlib
@@ -292,7 +293,24 @@ def resolve_ref(text: str, folder: Path) -> str:
     beside = folder / (module_name if named_file else f"{module_name.replace('.', '/')}.py")
     if beside.is_file():
         return f"{beside.resolve()}:{attribute}"
+    if not named_file and not _findable(module_name):
+        stems = sorted(p.stem for p in folder.glob("*.py"))
+        close = difflib.get_close_matches(module_name, stems, n=1)
+        hint = f"; did you mean {close[0]}:{attribute} ({close[0]}.py)?" if close else ""
+        wanted = beside.relative_to(folder)
+        raise ConfigError(
+            f"trainable '{text}': cannot import {module_name}: no {wanted} in {folder.resolve()} "
+            f"and no module {module_name!r} on the Python path{hint}"
+        )
     return text
+
+
+def _findable(module_name: str) -> bool:
+    """Whether `module_name` can be imported, found without importing it."""
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):  # a parent package that is missing, or an empty name
+        return False
 
 
 def importable(trainable: Trainable) -> Trainable:
