@@ -1,5 +1,6 @@
 """Searches: Optuna per tuned arm, run by the coordinator; nested runs, resume, Ctrl-C, the report."""
 
+import json
 import math
 import os
 import re
@@ -118,6 +119,12 @@ def test_tuning_trials_are_nested_runs_that_never_touch_the_test_set(tuned_store
         assert search.data.tags["mlflow.parentRunId"]  # under the study's run
         assert search.info.status == "FINISHED" and f"{TAG}best" in search.data.tags
         assert math.isfinite(search.data.metrics["best_value"])
+        best = json.loads(search.data.tags[f"{TAG}best"])
+        for name, value in best.items():  # where an MLflow user looks: a metric column per setting
+            assert search.data.metrics[f"best.{name}"] == pytest.approx(float(value))
+        counts = {k: v for k, v in search.data.metrics.items() if k.startswith("trials_")}
+        assert set(counts) == {"trials_finished", "trials_pruned", "trials_failed"}
+        assert counts["trials_finished"] + counts["trials_pruned"] == 10
 
 
 def test_rerunning_a_tuned_study_trains_nothing_again(tuned_store, synthetic_dir):

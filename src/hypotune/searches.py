@@ -324,9 +324,10 @@ class Search:
         search.best = dict(best.params)
         states = [t.state.name.lower() for t in search.study.get_trials(deepcopy=False)]
         edges = edge_warnings(search.group.spec, search.best)
-        metrics = {f"trials_{state}": float(states.count(state)) for state in ("complete", "pruned", "fail")}
+        counted = {"finished": "complete", "pruned": "pruned", "failed": "fail"}  # ours: Optuna's state
+        metrics = {f"trials_{name}": float(states.count(state)) for name, state in counted.items()}
         self.tracker.finish_search_run(
-            search.run_id, search.best, edges, metrics | {"best_value": float(best.value)}
+            search.run_id, search.best, edges, metrics | {"best_value": float(best.value)}, step=len(states)
         )
 
     def interrupt(self) -> None:

@@ -537,13 +537,21 @@ class Tracker:
         return self.start_run(experiment_id, name, tags | own, search_run_id)
 
     def finish_search_run(
-        self, run_id: str, best: dict[str, Any], edges: list[str], metrics: dict[str, float]
+        self, run_id: str, best: dict[str, Any], edges: list[str], metrics: dict[str, float], step: int = 0
     ) -> None:
+        """The best setting where MLflow users look: each numeric one as a metric `best.NAME` (at
+        the step of the trials counted, so a search resumed with a larger budget adds a point
+        rather than changing a param, which MLflow forbids), every one as a tag `best.NAME`."""
         self.client.set_tag(run_id, tag("best"), json.dumps(best))
         if edges:
             self.client.set_tag(run_id, tag("edge"), "; ".join(edges))
-        self.log_metrics(run_id, metrics)
-        for name, value in best.items():  # tags, not params: a larger budget may change them
+        numeric = {
+            f"best.{name}": float(value)
+            for name, value in best.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        }
+        self.log_metrics(run_id, metrics | numeric, step=step)
+        for name, value in best.items():
             self.client.set_tag(run_id, f"best.{name}", str(value))
         self.client.set_terminated(run_id, "FINISHED")
 
