@@ -221,3 +221,25 @@ def test_hostile_names_and_statements_stay_text_in_every_report_file(planted_sto
     assert "learning_matters-arms.png" in figures_written  # the arm's label drawn as plain text
     written = {p for p in tmp_path.rglob("*") if p.is_file()} - {path}
     assert written and all(p.is_relative_to(tmp_path / "report") for p in written)
+
+
+def test_effects_read_the_same_in_the_report_the_terminal_and_the_csv(planted_store, tmp_path):
+    import csv
+
+    from hypotune.report import build_report
+
+    study, tracker, _ = planted_store
+    report = build_report(study, "quick", tracker, tmp_path / "report")
+    markdown = report.markdown_path.read_text()
+    with (tmp_path / "report" / "verdicts.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    checked = 0
+    for row, verdict in zip(rows, report.verdicts, strict=True):
+        if not row["ci_low"]:
+            continue
+        assert f"{row['effect']} [{row['ci_low']}, {row['ci_high']}]" in markdown
+        assert f"CI {row['ci_low']} to {row['ci_high']}" in verdict.evidence  # the line the terminal prints
+        decimals = {len(row[name].partition(".")[2]) for name in ("effect", "ci_low", "ci_high")}
+        assert len(decimals) == 1  # one precision for the estimate and both ends
+        checked += 1
+    assert checked >= 2

@@ -97,3 +97,19 @@ def test_power_of_huge_effects_is_never_nan(effect_size):
     value = stats.power(effect_size, 2, 0.0026)
     assert 0 < value < 1 and not math.isnan(value)
     assert stats.seeds_for(effect_size, 0.0026) >= 3
+
+
+@pytest.mark.parametrize(
+    ("estimate", "low", "high", "shown"),
+    [
+        (8.64e-05, -0.007063, 0.007236, ("0.0001", "-0.0071", "0.0072")),  # as the issue saw it
+        (0.0123, 0.0101, 0.0145, ("0.0123", "0.0101", "0.0145")),
+        (1234.5, 1000.0, 1500.0, ("1230", "1000", "1500")),  # a spread of 250: tens
+        (-1e-5, -0.002, 0.002, ("0.0000", "-0.0020", "0.0020")),  # never "-0.0000"
+        (0.5, math.nan, math.nan, ("0.5", "n/a", "n/a")),  # no interval: fmt's way
+    ],
+)
+def test_an_estimate_is_shown_at_the_precision_its_interval_supports(estimate, low, high, shown):
+    from hypotune.stats import fmt_interval
+
+    assert fmt_interval(estimate, low, high) == shown

@@ -190,7 +190,12 @@ def write_verdicts(
     with (out_dir / "verdicts.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=VERDICT_FIELDS)
         writer.writeheader()
-        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+        for verdict, row in zip(verdicts, rows, strict=True):  # effects as the report prints them
+            shown = stats.fmt_interval(verdict.effect, verdict.ci_low, verdict.ci_high)
+            for name, text in zip(("effect", "ci_low", "ci_high"), shown, strict=True):
+                if row[name] is not None:
+                    row[name] = text.replace(",", "")
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
 
 
 def _budget_line(study: Study, preset: str) -> str:
@@ -271,9 +276,9 @@ def verdict_rows(verdicts: list[Verdict], findings: dict[str, list[str]]) -> lis
     """One row per prediction, as both the report and the terminal show it."""
     rows = []
     for v in verdicts:
-        effect = fmt(v.effect)
+        effect, low, high = stats.fmt_interval(v.effect, v.ci_low, v.ci_high)
         if math.isfinite(v.ci_low) and math.isfinite(v.ci_high):
-            effect += f" [{fmt(v.ci_low)}, {fmt(v.ci_high)}]"
+            effect += f" [{low}, {high}]"
         audit_note = f"{len(findings[v.hypothesis])} finding(s)" if findings[v.hypothesis] else "clean"
         margin = fmt(v.margin) if math.isfinite(v.margin) else "-"
         rows.append([v.hypothesis, v.prediction, v.verdict, effect, margin, str(v.seeds), audit_note])
@@ -526,7 +531,9 @@ def _summary(summary: stats.Summary) -> str:
         return "diverged"
     if summary.n == 1 or not math.isfinite(summary.ci_low):
         return fmt(summary.mean)
-    return f"{fmt(summary.mean)} ± {fmt((summary.ci_high - summary.ci_low) / 2)}"
+    half = (summary.ci_high - summary.ci_low) / 2
+    places = stats.decimals(half)
+    return f"{stats.fmt_at(summary.mean, places)} ± {stats.fmt_at(half, places)}"
 
 
 STYLE = """

@@ -240,6 +240,35 @@ def seeds_for(effect_size: float, alpha: float, target: float = POWER) -> int | 
     return low
 
 
+def decimals(spread: float, significant: int = 2) -> int | None:
+    """Decimal places that show `spread` (an interval's half-width) to `significant` digits: the
+    precision an estimate with that uncertainty supports (negative: rounded to tens, hundreds);
+    None where the spread is zero or not finite, or so small that fmt's digits say more."""
+    if not math.isfinite(spread) or spread <= 0:
+        return None
+    places = significant - 1 - math.floor(math.log10(spread))
+    return places if places <= 10 else None
+
+
+def fmt_at(value: float, places: int | None) -> str:
+    """`value` at `places` decimals (see `decimals`); fmt's way where places is None or the value
+    is missing or infinite."""
+    if places is None or value is None or not math.isfinite(value):
+        return fmt(value)
+    rounded = round(value, places)
+    if rounded == 0:
+        rounded = 0.0  # no "-0.00"
+    return f"{rounded:,.{max(places, 0)}f}" if abs(rounded) >= 10_000 else f"{rounded:.{max(places, 0)}f}"
+
+
+def fmt_interval(estimate: float, low: float, high: float) -> tuple[str, str, str]:
+    """An estimate and its interval, all three at the precision the interval's half-width supports
+    (2 significant digits of it): `8.64e-05 [-0.007063, 0.007236]` reads `0.0001 [-0.0071, 0.0072]`.
+    The one rule for effects in the terminal, the report and verdicts.csv."""
+    places = decimals((high - low) / 2) if math.isfinite(low) and math.isfinite(high) else None
+    return fmt_at(estimate, places), fmt_at(low, places), fmt_at(high, places)
+
+
 def fmt(value: float | None, digits: int = 4) -> str:
     """A number for a person, the one way hypotune shows numbers: 4 significant digits, whole
     numbers with thousands separators, n/a for missing, inf for infinite."""

@@ -319,9 +319,10 @@ def evidence_line(verdict: Verdict, label: str, note: str, equivalence: bool) ->
         return "no finished trials yet"
     what = KINDS[verdict.kind].effect.format(metric=verdict.metric)
     interval = ""
+    effect, low, high = stats.fmt_interval(verdict.effect, verdict.ci_low, verdict.ci_high)
     if math.isfinite(verdict.ci_low) and math.isfinite(verdict.ci_high):
-        interval = f" ({verdict.confidence:.1%} CI {fmt(verdict.ci_low)} to {fmt(verdict.ci_high)})"
-    text = f"{label}: {what} {fmt(verdict.effect)}{interval}, {verdict.test} over {verdict.seeds} seeds"
+        interval = f" ({verdict.confidence:.1%} CI {low} to {high})"
+    text = f"{label}: {what} {effect}{interval}, {verdict.test} over {verdict.seeds} seeds"
     if math.isfinite(verdict.effect_size):
         text += f", dz = {fmt(verdict.effect_size, 3)}"
     if not math.isnan(verdict.p_value):
