@@ -47,6 +47,27 @@ def test_train_tracks_a_run(workdir, synthetic_dir, capsys):
     assert (row["params.seed"], row["params.model.depth"], row["params.model.head_hidden"]) == ("3", "2", "")
 
 
+def test_a_first_train_says_where_its_time_goes_and_the_try_preset_is_cheap(capsys):
+    """The defaults evaluate 40,000 images for 19,200 trained: the run says so and names the
+    preset that answers in seconds; that preset, like any run that trains more than it judges,
+    says nothing."""
+    from hypotune.cli import build_parser, resolve_run_config
+    from hypotune.fashion import TRAINABLE
+
+    default = resolve_run_config(build_parser().parse_args(["train"]))
+    about = TRAINABLE.describe(default.settings)
+    assert "evaluates 40,000 (10,000 validation images after each of 3 epochs" in about
+    assert "--preset try answers in seconds" in about
+    tried = resolve_run_config(build_parser().parse_args(["train", "--preset", "try"]))
+    assert TRAINABLE.describe(tried.settings).endswith(" parameters")
+    images = (
+        tried.settings.train.epochs * tried.settings.train.steps_per_epoch * tried.settings.train.batch_size
+    )
+    assert (
+        tried.settings.data.val_size * tried.settings.train.epochs + tried.settings.data.test_size <= images
+    )
+
+
 def test_layering_defaults_file_flags(workdir, synthetic_dir):
     from hypotune.cli import build_parser, resolve_run_config
 

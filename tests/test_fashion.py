@@ -99,7 +99,7 @@ prediction = { kind = "reaches", arm = "plain", value = 10.0 }
 def test_its_checks_and_words_come_from_the_model_and_the_data(synthetic_dir):
     assert load() is TRAINABLE
     config = tiny_config()
-    assert TRAINABLE.describe(config.settings).endswith(" parameters")
+    assert TRAINABLE.describe(config.settings).split(";")[0].endswith(" parameters")
     assert TRAINABLE.recount(config.settings)["param_count"] > 0
     assert "Fashion-MNIST in" in TRAINABLE.ready(Runtime(data_dir=str(synthetic_dir)))
     with pytest.raises(ArchitectureError):

@@ -63,8 +63,11 @@ def run_train(args: argparse.Namespace) -> int:
         task = progress.add_task("epochs", total=epochs, status="", visible=False)
 
         def on_start(start: api.TrainStart) -> None:
-            what = f"{start.about or trainable.name}" + (f" on {start.data}" if start.data else "")
-            console.print(f"training {what}; run {start.run_id}")
+            where = f" on {start.data}" if start.data else ""
+            console.print(
+                f"training {trainable.name}{where}, run {start.run_id}"
+                + (f": {start.about}" if start.about else "")
+            )
             progress.update(task, visible=True)
 
         def on_epoch(metrics: dict[str, float]) -> None:
