@@ -82,6 +82,7 @@ def test_a_command_that_logs_only_val_mse_gets_a_report_in_its_own_words(workdir
     assert ">diverged<" not in page and "(1 diverged)" not in page  # no run diverged; none is called so
     assert "<th>val_mse, deciding</th>" in page and "<th>parameters</th>" not in page
     assert "does not say what a seed varies" in markdown
+    assert "Data: a regression of my own." in markdown  # the study's own label, for its reader
     figure_names = sorted({name for name, *_ in axes_drawn})
     assert figure_names == ["slope-arms.png", "slope-curves.png"]  # no Pareto, no training-loss panel
     curves = [axis for axis in axes_drawn if axis[0] == "slope-curves.png"]
@@ -117,3 +118,24 @@ def test_declared_units_size_and_seed_noise_reach_the_report(workdir, axes_drawn
     pareto = [axis for axis in axes_drawn if axis[0] == "pareto.png"]
     assert pareto and pareto[0][2] == "param_count" and pareto[0][3].startswith("val_mse (squared error)")
     assert re.search(r"\| slope: right \| 100 \|", markdown)
+
+
+def test_a_study_of_its_own_data_and_metric_loads_tunes_on_it_and_shows_it(workdir):
+    """A dataset label of the user's, a search that names no metric, and `train`'s result table:
+    each takes the trainable's own metric, none the CNN's."""
+    from hypotune.commands import result_table, shown
+
+    (workdir / "fit.py").write_text(MSE_SCRIPT)
+    tuned = MSE_STUDY.replace(
+        'prediction = { kind = "better", arm = "right", than = "wrong" }\n',
+        'prediction = { kind = "better", arm = "right", than = "wrong" }\n'
+        "tuning = { space = { rate = { low = 0.5, high = 1.5 } }, trials = { quick = 2 } }\n",
+    ).replace("slope = 1.0\n\n", "slope = 1.0\nrate = 1.0\n\n", 1)
+    (workdir / "study.toml").write_text(tuned)
+    study = hypotune.load_study(workdir / "study.toml")  # "a regression of my own": any label
+    assert study.dataset == "a regression of my own"
+    assert study.hypotheses[0].metric == "val_mse" and study.hypotheses[0].tuning.metric == "val_mse"
+    trainable = study.trainable
+    assert shown({"epoch": 2, "val_mse": 0.25, "other": 1.0}, trainable) == "val_mse 0.25"
+    table = result_table("finished", {"other": 1.0, "val_mse": 0.25, "epoch": 3}, trainable)
+    assert [cell for cell in table.columns[0].cells] == ["val_mse", "other"]  # declared first

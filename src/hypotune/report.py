@@ -127,6 +127,7 @@ def build_report(
     blocks: list[Block] = [
         Heading(1, f"{study.name}: {study.trainable.doc}" if existing else f"{study.name}: {preset} preset"),
         Text(study.description),
+        *([Text(f"Data: {study.dataset}.")] if study.dataset else []),
         Text(_budget_line(study, preset)),
         Text(runs_line(study) if existing else seeds_line(study, preset)),
         Heading(2, "Verdicts"),

@@ -123,6 +123,7 @@ class Study:
     statistics: Statistics = Statistics()
     vary_split: bool = True  # each seed also draws its own train/validation split
     trainable: Trainable = field(default_factory=load)  # what trains each trial (built-in CNN)
+    dataset: str = ""  # the study file's label for its data, for the reader (the trainable reads it)
 
     def margin(self, hypothesis: Hypothesis) -> Margin | None:
         return hypothesis.margin or self.statistics.margin

@@ -155,7 +155,8 @@ def _parse_study(raw: dict[str, Any], path: str, t: Trainable) -> Study:
     if not isinstance(vary_split, bool):
         raise ConfigError(f"vary_split must be true or false, got {vary_split!r}")
     description = _string(raw, "description", "")
-    study = Study(name, description, base, presets, hypotheses, path, reference, statistics, vary_split, t)
+    study = Study(name, description, base, presets, hypotheses, path, reference, statistics, vary_split, t,
+                  dataset)  # fmt: skip
     for index, hypothesis in enumerate(hypotheses):
         for arm in hypothesis.arms:
             for preset in (name for name, p in presets.items() if p.runs(hypothesis.id)):
