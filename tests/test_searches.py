@@ -120,6 +120,8 @@ def test_tuning_trials_are_nested_runs_that_never_touch_the_test_set(tuned_store
         assert search.info.status == "FINISHED" and f"{TAG}best" in search.data.tags
         assert math.isfinite(search.data.metrics["best_value"])
         best = json.loads(search.data.tags[f"{TAG}best"])
+        for name in best:  # the file's value was never trained at: the param says it was searched
+            assert search.data.params[name].startswith("searched: "), search.data.params[name]
         for name, value in best.items():  # where an MLflow user looks: a metric column per setting
             assert search.data.metrics[f"best.{name}"] == pytest.approx(float(value))
         counts = {k: v for k, v in search.data.metrics.items() if k.startswith("trials_")}
@@ -252,9 +254,9 @@ def test_ctrl_c_during_tuning_then_a_rerun_completes_every_search_once(workdir, 
     assert rerun.returncode == 0, rerun.stderr
     # Not a terminal: a plain line per finished trial instead of bars that print nothing until the end.
     lines = rerun.stderr.splitlines()
-    assert any(re.fullmatch(r"tuning \d+/20 tune \w+ #\d+: (val_loss \d\.\d{4}|pruned) \(\d+ s\)", line)
+    assert any(re.fullmatch(r"tuning \d+/20 tune \w+ #\d+: (val_loss [0-9.e+-]+|pruned) \(\d+ s\)", line)
                for line in lines), rerun.stderr  # fmt: skip
-    assert any(re.fullmatch(r"trial \d+/\d+ \w+ s\d+: val_loss \d\.\d{4} \(\d+ s\)", line) for line in lines)
+    assert any(re.fullmatch(r"trial \d+/\d+ \w+ s\d+: val_loss [0-9.e+-]+ \(\d+ s\)", line) for line in lines)
     after = tracker.runs(experiment_id, query)
     assert before <= {run.info.run_id for run in after}  # what had finished was kept
     per_search: dict[str, list[str]] = {}

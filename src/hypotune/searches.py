@@ -212,8 +212,11 @@ class Search:
             self.experiment_id, f"tune {group.label}", group.key, group.arms, space, group.spec.metric,
             group.budget, group.seed, self.scope, self.parent_run_id,
         )  # fmt: skip
-        if new:
-            self.tracker.log_config(run_id, group.config)
+        if new:  # the searched settings as their ranges; the best lands as metrics best.NAME
+            searched = {
+                d.name: "searched: " + d.describe().removeprefix(d.name + " ") for d in group.spec.space
+            }
+            self.tracker.log_config(run_id, group.config, searched=searched)
         return run_id
 
     # ---- the task source side -------------------------------------------------------

@@ -279,10 +279,18 @@ class Tracker:
         run = self.client.create_run(experiment_id, run_name=name, tags=tags)
         return run.info.run_id
 
-    def log_config(self, run_id: str, config: RunConfig, runtime: Runtime | None = None) -> None:
+    def log_config(
+        self,
+        run_id: str,
+        config: RunConfig,
+        runtime: Runtime | None = None,
+        searched: dict[str, str] | None = None,
+    ) -> None:
+        """The config as params; a `searched` setting (a search run's) is logged as the range it is
+        searched over, not the value the file gives it, which no trial of the search trained at."""
         from mlflow.entities import Param
 
-        params = [Param(k, v) for k, v in flat_params(config, runtime).items()]
+        params = [Param(k, (searched or {}).get(k, v)) for k, v in flat_params(config, runtime).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params a call
             self.client.log_batch(run_id, params=params[start : start + 100])
         self.client.log_text(run_id, to_toml(config), "config.toml")
