@@ -349,3 +349,12 @@ def test_a_growing_trial_total_says_why(capsys):
     printed = capsys.readouterr().err
     assert "seeds added (verdicts still open): start 3->5" in printed
     assert "trial 1/10 start/near seed 0: val_loss 0.25" in printed  # the toy's own metric
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "http"])
+def test_a_port_out_of_range_is_one_line(port, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["ui", "--port", port])
+    assert caught.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --port:" in error and "Traceback" not in error and len(error.strip().splitlines()) == 1

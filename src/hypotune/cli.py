@@ -81,6 +81,17 @@ def closest_flag(typo: str, parser: argparse.ArgumentParser) -> str | None:
     return close[0] if close else None
 
 
+def port_number(text: str) -> int:
+    """A TCP port, 1 to 65535: a larger one would reach the socket call as a traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: give one from 1 to 65535")
+    return port
+
+
 def add_tracking_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tracking-uri",
@@ -363,7 +374,7 @@ def build_parser(of: Trainable | None = None) -> Parser:
         help="folder the server keeps artifacts in (default ./runs/server-artifacts)",
     )
     server.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    server.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    server.add_argument("--port", type=port_number, default=5000, help="port (default 5000)")
     server.add_argument(
         "--auth",
         action="store_true",
@@ -379,7 +390,7 @@ def build_parser(of: Trainable | None = None) -> Parser:
         "its runs (default: the store's only experiment with runs, else the list of experiments)",
     )
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    ui.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    ui.add_argument("--port", type=port_number, default=5000, help="port (default 5000)")
     add_tracking_flags(ui)
     return parser
 
