@@ -35,10 +35,11 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as scipy_stats
 
-from hypotune import sequential
-from hypotune.analysis import ArmData, StudyData, TrialRecord
-from hypotune.studyfile import load_study
-from hypotune.verdicts import DECIDED, evaluate, next_seeds
+from hypotune.decide import sequential
+from hypotune.decide.verdicts import DECIDED, evaluate, next_seeds
+from hypotune.store.records import TrialRecord
+from hypotune.study.file import load_study
+from hypotune.study.model import ArmData, StudyData
 
 MARGIN = 0.5  # the smallest effect of interest, in standard deviations of the per-seed comparison
 

@@ -31,15 +31,15 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from hypotune.config import RunConfig, Runtime
-from hypotune.executors import LocalExecutor
 from hypotune.fashion import TRAINABLE, forward_passes
 from hypotune.fashion.data import make_dataset
 from hypotune.fashion.model import build_model, flop_count
-from hypotune.runner import run_study
-from hypotune.sequential import SeedPlan
-from hypotune.store import TAG, Tracker, flat_params, tag_filter
-from hypotune.study import plan
-from hypotune.studyfile import built_in_studies, load_study
+from hypotune.run.executors import LocalExecutor
+from hypotune.run.runner import run_study
+from hypotune.store.tags import PREFIX
+from hypotune.store.tracker import Tracker, flat_params, tag_filter
+from hypotune.study.file import built_in_studies, load_study
+from hypotune.study.model import SeedPlan, plan
 from kernels import torch_instance_norm, with_norm  # bench/, the script's own folder
 from throughput import CORE_PEAK
 
@@ -147,13 +147,13 @@ def hypotune_side(study, preset: str, trials: list, store: Path, workers: int) -
     summary = run_study(study, preset, LocalExecutor(workers, Runtime(), preload=TRAINABLE.preload), tracker)
     seconds = time.perf_counter() - start
     assert summary.finished == len(trials), summary
-    trial_runs = tracker.runs(tracker.experiment(study.name), tag_filter({f"{TAG}kind": "trial"}))
+    trial_runs = tracker.runs(tracker.experiment(study.name), tag_filter({f"{PREFIX}kind": "trial"}))
     by_key = {trial.key: trial.config for trial in trials}
     first = min(run.info.start_time for run in trial_runs)
     for run in sorted(trial_runs, key=lambda run: run.info.start_time):
         began = (run.info.start_time - first) / 1000
         took = (run.info.end_time - run.info.start_time) / 1000
-        config = by_key[run.data.tags[f"{TAG}key"]]
+        config = by_key[run.data.tags[f"{PREFIX}key"]]
         print(
             f"  {run.info.run_name:<40} starts at {began:5.1f} s, takes {took:5.1f} s, {gflops(config, took)}"
         )

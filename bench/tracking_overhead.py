@@ -20,7 +20,8 @@ from hypotune.config import RunConfig, Runtime
 from hypotune.fashion.config import DataConfig, Settings, TrainConfig
 from hypotune.fashion.data import make_dataset
 from hypotune.fashion.trainer import serialize_weights, train
-from hypotune.store import TAG, Tracker
+from hypotune.store.tags import PREFIX
+from hypotune.store.tracker import Tracker
 
 
 def tracked(
@@ -37,7 +38,7 @@ def tracked(
         return value
 
     start = time.perf_counter()
-    run_id = timed(tracker.start_run, experiment_id, "bench", {f"{TAG}key": config.key()})
+    run_id = timed(tracker.start_run, experiment_id, "bench", {f"{PREFIX}key": config.key()})
     timed(tracker.log_config, run_id, config, runtime)
     result = train(config, dataset, runtime, lambda m: timed(tracker.log_metrics, run_id, m, int(m["epoch"])))
     weights = serialize_weights(result.state_dict)

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 from hypotune.config import Runtime
-from hypotune.executors import LocalExecutor, RayExecutor
 from hypotune.fashion import TRAINABLE
-from hypotune.runner import run_study
-from hypotune.store import Tracker
-from hypotune.study import plan
-from hypotune.studyfile import built_in_studies, load_study
+from hypotune.run.executors import LocalExecutor, RayExecutor
+from hypotune.run.runner import run_study
+from hypotune.store.tracker import Tracker
+from hypotune.study.file import built_in_studies, load_study
+from hypotune.study.model import plan
 
 BUILT_IN = built_in_studies()["fashion_mnist_synergy"]
 

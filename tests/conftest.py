@@ -30,7 +30,7 @@ def synthetic_data(synthetic_dir: Path):
 @pytest.fixture(scope="session")
 def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow SQLite store migrated once; tests copy it instead of migrating their own."""
-    from hypotune.store import Tracker
+    from hypotune.store.tracker import Tracker
 
     folder = tmp_path_factory.mktemp("store-template")
     Tracker(store_dir=folder / "runs")
@@ -66,10 +66,10 @@ def real_data_dir() -> str:
 def planted_store(tmp_path_factory, store_template, synthetic_dir):
     """The planted study (tests/studies/planted.toml), trained once for every test that reads it."""
     from hypotune.config import Runtime
-    from hypotune.executors import LocalExecutor
-    from hypotune.runner import run_study
-    from hypotune.store import Tracker
-    from hypotune.studyfile import load_study
+    from hypotune.run.executors import LocalExecutor
+    from hypotune.run.runner import run_study
+    from hypotune.store.tracker import Tracker
+    from hypotune.study.file import load_study
 
     folder = tmp_path_factory.mktemp("planted")
     (folder / "runs").mkdir()

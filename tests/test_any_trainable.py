@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import hypotune
-from hypotune import figures
-from hypotune.report import build_report
-from hypotune.store import Tracker
+from hypotune.report import figures
+from hypotune.report.build import build_report
+from hypotune.store.tracker import Tracker
 
 # A regression script that logs nothing but its validation mean squared error, once per epoch.
 MSE_SCRIPT = """
@@ -123,7 +123,7 @@ def test_declared_units_size_and_seed_noise_reach_the_report(workdir, axes_drawn
 def test_a_study_of_its_own_data_and_metric_loads_tunes_on_it_and_shows_it(workdir):
     """A dataset label of the user's, a search that names no metric, and `train`'s result table:
     each takes the trainable's own metric, none the CNN's."""
-    from hypotune.commands import result_table, shown
+    from hypotune.cli.commands import result_table, shown
 
     (workdir / "fit.py").write_text(MSE_SCRIPT)
     tuned = MSE_STUDY.replace(

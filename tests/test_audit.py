@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 
-from hypotune.analysis import ArmData, StudyData, TrialRecord, collect
-from hypotune.audit import audit
 from hypotune.config import Runtime
+from hypotune.decide.audit import audit
+from hypotune.decide.collect import collect
 from hypotune.fashion.model import build_model, param_count
-from hypotune.store import TAG, Tracker, flat_params
-from hypotune.study import Study
-from hypotune.studyfile import load_study
+from hypotune.store.records import TrialRecord
+from hypotune.store.tags import PREFIX
+from hypotune.store.tracker import Tracker, flat_params
+from hypotune.study.file import load_study
+from hypotune.study.model import ArmData, Study, StudyData
 
 from .helpers import STUDIES, TINY_BASE
 
@@ -104,13 +106,13 @@ def record(
     if change:
         config = config.replace(change)
     tags = {
-        f"{TAG}kind": "trial",
-        f"{TAG}preset": preset,
-        f"{TAG}key": config.key(),
-        f"{TAG}seed": str(seed),
-        f"{TAG}arms": json.dumps([[hypothesis_id, arm]]),
-        f"{TAG}status": "finished",
-        f"{TAG}code_version": VERSION,
+        f"{PREFIX}kind": "trial",
+        f"{PREFIX}preset": preset,
+        f"{PREFIX}key": config.key(),
+        f"{PREFIX}seed": str(seed),
+        f"{PREFIX}arms": json.dumps([[hypothesis_id, arm]]),
+        f"{PREFIX}status": "finished",
+        f"{PREFIX}code_version": VERSION,
     }
     metrics = {"val_loss": 0.5 + 0.01 * seed, "param_count": float(param_count(build_model(config.model)))}
     return TrialRecord(
@@ -247,14 +249,14 @@ def test_a_run_of_the_planned_config_counts_as_this_presets_whichever_preset_tra
 def test_arms_trained_by_different_code_versions_are_flagged(study):
     data = trained(study, "width")
     for run in data["width", "wide"].records.values():
-        run.tags[f"{TAG}code_version"] = "0.1.0+gdef5678"
+        run.tags[f"{PREFIX}code_version"] = "0.1.0+gdef5678"
     assert audit(study, "quick", data)["width"] == [
         f"code version differs between arms: {VERSION} (narrow), 0.1.0+gdef5678 (wide)"
     ]
     narrow = data["width", "narrow"].records
     first = next(iter(narrow.values()))
     narrow[99] = dataclasses.replace(first, seed=99, tags=dict(first.tags))  # a third run, as the second
-    first.tags[f"{TAG}code_version"] = "0.1.0+gdef5678"
+    first.tags[f"{PREFIX}code_version"] = "0.1.0+gdef5678"
     line = f"code version differs between arms: 0.1.0+gdef5678|{VERSION} (narrow), 0.1.0+gdef5678 (wide)"
     assert line in audit(study, "quick", data)["width"]  # each arm's versions once, not once a run
 
@@ -280,9 +282,9 @@ def test_runs_that_ran_with_other_threads_or_devices_are_flagged(study):
     data = trained(study, "width")
     for arm_data in (data["width", "narrow"], data["width", "wide"]):
         for run in arm_data.records.values():
-            run.tags |= {f"{TAG}threads": "1", f"{TAG}device": "cpu", f"{TAG}precision": "float32"}
+            run.tags |= {f"{PREFIX}threads": "1", f"{PREFIX}device": "cpu", f"{PREFIX}precision": "float32"}
     assert audit(study, "quick", data)["width"] == []
-    data["width", "wide"].records[1].tags[f"{TAG}threads"] = "2"  # one run resumed with more threads
+    data["width", "wide"].records[1].tags[f"{PREFIX}threads"] = "2"  # one run resumed with more threads
     assert audit(study, "quick", data)["width"] == [
         "runs differ in how they ran (threads 1 (narrow), 1|2 (wide)): floating-point results differ "
         "slightly between these, so rerun with one setting"
@@ -354,11 +356,11 @@ def hand_built_store(workdir: Path, epochs_of_wide: int, wide_params: int | None
             if arm == "wide":
                 config = config.replace({"train": {"epochs": epochs_of_wide}})
             tags = {
-                f"{TAG}kind": "trial",
-                f"{TAG}preset": "quick",
-                f"{TAG}key": config.key(),
-                f"{TAG}seed": str(seed),
-                f"{TAG}arms": json.dumps([[hypothesis.id, arm]]),
+                f"{PREFIX}kind": "trial",
+                f"{PREFIX}preset": "quick",
+                f"{PREFIX}key": config.key(),
+                f"{PREFIX}seed": str(seed),
+                f"{PREFIX}arms": json.dumps([[hypothesis.id, arm]]),
             }
             run_id = tracker.start_run(experiment_id, arm, tags)
             tracker.log_config(run_id, config)

@@ -5,7 +5,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from hypotune.cli import main
+from hypotune.cli.parser import main
 
 from .helpers import free_port, stop_and_wait_for_session, stop_process_group, wait_for_http
 
@@ -51,7 +51,7 @@ def test_a_first_train_says_where_its_time_goes_and_the_try_preset_is_cheap(caps
     """The defaults evaluate 40,000 images for 19,200 trained: the run says so and names the
     preset that answers in seconds; that preset, like any run that trains more than it judges,
     says nothing."""
-    from hypotune.cli import build_parser, resolve_run_config
+    from hypotune.cli.parser import build_parser, resolve_run_config
     from hypotune.fashion import TRAINABLE
 
     default = resolve_run_config(build_parser().parse_args(["train"]))
@@ -69,7 +69,7 @@ def test_a_first_train_says_where_its_time_goes_and_the_try_preset_is_cheap(caps
 
 
 def test_layering_defaults_file_flags(workdir, synthetic_dir):
-    from hypotune.cli import build_parser, resolve_run_config
+    from hypotune.cli.parser import build_parser, resolve_run_config
 
     (workdir / "c.toml").write_text("[model]\ndepth = 4\nwidth = 16\n[train]\nlr = 0.01\n")
     args = build_parser().parse_args(
@@ -166,7 +166,7 @@ def test_ui_serves_the_store_on_loopback(workdir):
 
 def test_ui_starts_one_quiet_worker(monkeypatch):
     """MLflow's default of 4 uvicorn workers and INFO logs made the first page slow and the console noisy."""
-    from hypotune.commands import ui_command, ui_environment
+    from hypotune.cli.commands import ui_command, ui_environment
 
     command = ui_command("sqlite:///runs/mlflow.db", "127.0.0.1", 5001)
     assert command[:4] == [sys.executable, "-m", "mlflow", "ui"]
@@ -187,9 +187,9 @@ def test_ui_starts_one_quiet_worker(monkeypatch):
 def test_ui_links_to_the_experiment_a_study_names(workdir):
     from mlflow.tracking import MlflowClient
 
-    from hypotune.commands import ui_experiment, ui_link
+    from hypotune.cli.commands import ui_experiment, ui_link
     from hypotune.errors import HypotuneError
-    from hypotune.store import Tracker
+    from hypotune.store.tracker import Tracker
 
     tracker = Tracker()
     client = MlflowClient(tracking_uri=tracker.uri)
@@ -216,13 +216,13 @@ def test_ui_links_to_the_experiment_a_study_names(workdir):
      ("::", "http://[::1]:5000/"), ("myhost", "http://myhost:5000/")],
 )  # fmt: skip
 def test_ui_link_is_one_a_browser_opens(host, base):
-    from hypotune.commands import ui_link
+    from hypotune.cli.commands import ui_link
 
     assert ui_link(host, 5000, "7") == f"{base}#/experiments/7/runs"
 
 
 def test_a_server_off_loopback_is_announced_loudly(capsys):
-    from hypotune.commands import warn_if_exposed
+    from hypotune.cli.commands import warn_if_exposed
 
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         warn_if_exposed(host, auth=False)
@@ -237,7 +237,7 @@ def test_a_server_off_loopback_is_announced_loudly(capsys):
     ("text", "seconds"), [("90s", 90), ("30m", 1800), ("2h", 7200), ("45", 45), ("0.5h", 1800)]
 )
 def test_budget_durations(text, seconds):
-    from hypotune.cli import duration
+    from hypotune.cli.parser import duration
 
     assert duration(text) == seconds
 
@@ -331,10 +331,10 @@ def test_a_growing_trial_total_says_why(capsys):
     """Seeds added in rounds grow the plan mid-run: the line that shows the new total names them."""
     from types import SimpleNamespace
 
-    from hypotune.commands import TrialLines, seeds_added
-    from hypotune.events import Finished, Started
-    from hypotune.runner import StudySummary
-    from hypotune.trainables import Result
+    from hypotune.cli.commands import TrialLines, seeds_added
+    from hypotune.run.events import Finished, Started
+    from hypotune.run.runner import StudySummary
+    from hypotune.trainables.protocol import Result
     from tests.toy import TOY
 
     assert seeds_added({"a": 3, "b": 3}, {"a": 3, "b": 3}) == ""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import hypotune
-from hypotune.cli import main
+from hypotune.cli.parser import main
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 

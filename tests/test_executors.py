@@ -10,9 +10,9 @@ import time
 import pytest
 
 from hypotune.config import Runtime
-from hypotune.events import Failed, Finished, Started
-from hypotune.executors import LocalExecutor
 from hypotune.fashion import TRAINABLE
+from hypotune.run.events import Failed, Finished, Started
+from hypotune.run.executors import LocalExecutor
 
 from .helpers import TINY, ListSource, session_commands, slow_study, start_cli_study, wait_for_finished_runs
 
@@ -36,7 +36,7 @@ def test_workers_exit_within_seconds_when_the_coordinator_is_killed(workdir, syn
 
 
 def test_a_worker_killed_mid_trial_fails_that_trial_and_the_rest_go_on(synthetic_dir):
-    from hypotune.executors import Task
+    from hypotune.run.executors import Task
 
     from .helpers import tiny_config
 
@@ -53,7 +53,7 @@ def test_a_worker_killed_mid_trial_fails_that_trial_and_the_rest_go_on(synthetic
 
 
 def test_a_worker_that_dies_before_saying_it_started_is_not_waited_for(synthetic_dir):
-    from hypotune.executors import Task
+    from hypotune.run.executors import Task
 
     from .helpers import take_a_task_and_die, tiny_config
 
@@ -65,6 +65,15 @@ def test_a_worker_that_dies_before_saying_it_started_is_not_waited_for(synthetic
 
 @pytest.mark.parametrize("workers", [0])
 def test_workers_must_be_positive(workdir, synthetic_dir, workers):
-    command = [sys.executable, "-m", "hypotune.cli", "study", "run", str(TINY), "--workers", str(workers)]
+    command = [
+        sys.executable,
+        "-m",
+        "hypotune.cli",
+        "study",
+        "run",
+        str(TINY),
+        "--workers",
+        str(workers),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 2 and "--workers must be at least 1" in result.stderr

@@ -11,7 +11,7 @@ import mlflow
 import pytest
 
 import hypotune
-from hypotune.cli import main
+from hypotune.cli.parser import main
 from hypotune.errors import HypotuneError, StudyError
 
 RUNS_FILE = """

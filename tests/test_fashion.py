@@ -10,13 +10,13 @@ import torch
 
 from hypotune.config import RunConfig, Runtime
 from hypotune.errors import ArchitectureError
-from hypotune.events import Epoch
 from hypotune.fashion import TRAINABLE, forward_passes
 from hypotune.fashion.config import Settings
 from hypotune.fashion.model import build_model
-from hypotune.study import plan
-from hypotune.studyfile import load_study
-from hypotune.trainables import Log, load, result_of
+from hypotune.study.file import load_study
+from hypotune.study.model import plan
+from hypotune.trainables.load import load
+from hypotune.trainables.protocol import Log, result_of
 
 from .helpers import tiny_config
 
@@ -45,15 +45,17 @@ def test_it_trains_through_the_protocol_and_keeps_loadable_weights(synthetic_dir
     events = []
     config = tiny_config(epochs=2)
     runtime = Runtime(data_dir=str(synthetic_dir))
-    result = result_of(TRAINABLE.train(config.settings, 3, Log("k", events.append, runtime)))
+    result = result_of(
+        TRAINABLE.train(config.settings, 3, Log(lambda metrics, stored: events.append(metrics), runtime))
+    )
     assert result.status == "finished" and result.epochs == 2 and result.tags["precision"] == "float32"
-    assert [e.metrics["epoch"] for e in events if isinstance(e, Epoch)] == [1, 2]
+    assert [metrics["epoch"] for metrics in events] == [1, 2]
     assert {"val_loss", "test_loss", "param_count"} <= set(result.metrics)
     model = build_model(config.model)
     model.load_state_dict(torch.load(io.BytesIO(result.artifacts["model.pt"]), weights_only=True))
     assert {"model/MLmodel", "model/data/model.pth", "model/requirements.txt"} <= set(result.artifacts)
 
-    tuning = Log("t", events.append, runtime, tuning=True, should_stop=lambda epoch: True)
+    tuning = Log(lambda metrics, stored: None, runtime, tuning=True, should_stop=lambda epoch: True)
     stopped = result_of(TRAINABLE.train(config.settings, 3, tuning))
     assert stopped.status == "pruned" and stopped.epochs == 1 and not stopped.artifacts
     assert "test_loss" not in stopped.metrics  # a tuning trial never looks at the test set

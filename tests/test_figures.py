@@ -1,8 +1,8 @@
 """The report's figures: the data each plot draws, computed without drawing."""
 
-from hypotune.analysis import collect
-from hypotune.figures import Band, curve_data, interaction_data, pareto_data, pareto_view
-from hypotune.studyfile import load_study
+from hypotune.decide.collect import collect
+from hypotune.report.figures import Band, curve_data, interaction_data, pareto_data, pareto_view
+from hypotune.study.file import load_study
 
 from .helpers import STUDIES
 
@@ -10,7 +10,7 @@ from .helpers import STUDIES
 def test_figure_data_without_drawing(planted_store):
     study, tracker, _ = planted_store
     data = collect(study, "quick", tracker)
-    from hypotune.report import fetch_history
+    from hypotune.report.build import fetch_history
 
     curves = curve_data(study.hypotheses[0], data, fetch_history(tracker, data, study))
     band = curves["learns"]["val_loss"]
@@ -26,7 +26,8 @@ def test_figure_data_without_drawing(planted_store):
 
 
 def test_pareto_front_marks_only_undominated_points(tmp_path):
-    from hypotune.analysis import ArmData, TrialRecord
+    from hypotune.store.records import TrialRecord
+    from hypotune.study.model import ArmData
 
     arms = "arms.small = {}\narms.mid = { model = { width = 12 } }\narms.big = { model = { width = 16 } }\n"
     path = tmp_path / "three.toml"
@@ -53,6 +54,6 @@ def test_pareto_front_marks_only_undominated_points(tmp_path):
 
 
 def _empty(hypothesis, arm):
-    from hypotune.analysis import ArmData
+    from hypotune.study.model import ArmData
 
     return ArmData(hypothesis, arm)

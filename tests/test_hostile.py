@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from hypotune.cli import main
-from hypotune.store import TAG, Tracker
+from hypotune.cli.parser import main
+from hypotune.store.tags import PREFIX
+from hypotune.store.tracker import Tracker
 
 from .helpers import TINY_BASE
 
@@ -134,7 +135,7 @@ def test_a_full_disk_while_saving_weights_fails_the_run_in_one_line(
     assert "Traceback" not in "".join(err)
     tracker = Tracker()
     (run,) = tracker.runs(tracker.experiment("train"))
-    assert run.info.status == "FAILED" and "No space left" in run.data.tags[f"{TAG}error"]
+    assert run.info.status == "FAILED" and "No space left" in run.data.tags[f"{PREFIX}error"]
 
 
 def test_a_full_disk_during_a_study_leaves_no_run_running(workdir, synthetic_dir, monkeypatch, capsys):

@@ -32,7 +32,12 @@ def old_store(workdir: Path) -> Path:
 
 def _hypotune(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     root = str(Path(__file__).parents[1])
-    command = [sys.executable, "-c", "import sys; from hypotune.cli import main; sys.exit(main())", *args]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from hypotune.cli.parser import main; sys.exit(main())",
+        *args,
+    ]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120,
                           env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin", "HOME": str(cwd)})  # fmt: skip
 

@@ -1,13 +1,13 @@
 """Prediction kinds: one registry entry each, with its fields, checks, words and evidence.
 
-A new kind is one entry in `hypotune.predictions.KINDS` and one row of `EXAMPLES` here."""
+A new kind is one entry in `hypotune.study.predictions.KINDS` and one row of `EXAMPLES` here."""
 
 import math
 
 import pytest
 
 from hypotune.errors import StudyError
-from hypotune.predictions import KINDS, cells, collect_evidence, describe, trend_steps
+from hypotune.study.predictions import KINDS, cells, collect_evidence, describe, trend_steps
 
 from .test_verdicts import SYNERGY, data_of, study_of
 

@@ -4,16 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from hypotune import sequential
-from hypotune.analysis import collect
-from hypotune.audit import audit
 from hypotune.config import Runtime
-from hypotune.executors import LocalExecutor
-from hypotune.report import build_report
-from hypotune.runner import run_study
-from hypotune.store import TAG, Tracker
-from hypotune.studyfile import load_study
-from hypotune.verdicts import evaluate
+from hypotune.decide import sequential
+from hypotune.decide.audit import audit
+from hypotune.decide.collect import collect
+from hypotune.decide.verdicts import evaluate
+from hypotune.report.build import build_report
+from hypotune.run.executors import LocalExecutor
+from hypotune.run.runner import run_study
+from hypotune.store.tags import PREFIX
+from hypotune.store.tracker import Tracker
+from hypotune.study.file import load_study
 
 from .helpers import TINY_BASE
 
@@ -49,7 +50,7 @@ def test_report_files_and_content(planted_store, tmp_path):
 
 
 def test_report_command_prints_the_verdict_table(planted_store, monkeypatch, capsys):
-    from hypotune.cli import main
+    from hypotune.cli.parser import main
 
     _, _, folder = planted_store
     monkeypatch.chdir(folder)
@@ -76,14 +77,14 @@ def test_verdicts_are_machine_readable_and_the_report_is_kept_on_the_study_run(p
     assert len(lines) == 3 and any(line.startswith("dropout_order,before beats after,") for line in lines)
     # The study's MLflow run keeps the report as an artifact.
     experiment_id = tracker.experiment("planted")
-    (study_run,) = tracker.runs(experiment_id, f"tags.`{TAG}kind` = 'study'")
+    (study_run,) = tracker.runs(experiment_id, f"tags.`{PREFIX}kind` = 'study'")
     kept = {a.path for a in tracker.client.list_artifacts(study_run.info.run_id, "report")}
     assert {"report/index.html", "report/report.md", "report/verdicts.json", "report/verdicts.csv"} <= kept
 
 
 @pytest.mark.parametrize(("fail_on", "code"), [([], 0), (["refuted"], 0), (["refuted", "equivalent"], 1)])
 def test_report_fail_on_a_verdict_exits_1_for_ci(planted_store, monkeypatch, capsys, fail_on, code):
-    from hypotune.cli import main
+    from hypotune.cli.parser import main
 
     _, _, folder = planted_store
     monkeypatch.chdir(folder)
@@ -147,7 +148,8 @@ def reach_study(tmp_path: Path, metric: str = "val_acc", value: float = 0.8):
     ],
 )
 def test_reaches_tests_the_arm_mean_against_the_value(tmp_path, metric, value, values, verdict):
-    from hypotune.analysis import ArmData, TrialRecord
+    from hypotune.store.records import TrialRecord
+    from hypotune.study.model import ArmData
 
     study = reach_study(tmp_path, metric, value).under("target")
     records = {
@@ -177,7 +179,7 @@ def test_report_numbers_match_the_runs(planted_store, tmp_path):
     that the logged runs give, computed here from the raw metrics with scipy alone."""
     from scipy import stats as scipy_stats
 
-    from hypotune.verdicts import fmt
+    from hypotune.decide.verdicts import fmt
 
     study, tracker, _ = planted_store
     data = collect(study, "quick", tracker)
@@ -226,7 +228,7 @@ def test_hostile_names_and_statements_stay_text_in_every_report_file(planted_sto
 def test_effects_read_the_same_in_the_report_the_terminal_and_the_csv(planted_store, tmp_path):
     import csv
 
-    from hypotune.report import build_report
+    from hypotune.report.build import build_report
 
     study, tracker, _ = planted_store
     report = build_report(study, "quick", tracker, tmp_path / "report")

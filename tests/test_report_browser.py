@@ -36,7 +36,7 @@ def browser():
 
 
 def test_report_renders_in_chromium(planted_store, browser, tmp_path):
-    from hypotune.report import build_report
+    from hypotune.report.build import build_report
 
     study, tracker, _ = planted_store
     report = build_report(study, "quick", tracker, tmp_path / "report")
@@ -62,8 +62,8 @@ def test_pareto_tick_labels_are_numbers_not_math_markup(planted_store, browser, 
     every label a reader sees is plain (no `$` or `mathdefault` from unparsed math markup)."""
     import matplotlib
 
-    from hypotune import figures
-    from hypotune.report import collect
+    from hypotune.report import figures
+    from hypotune.report.build import collect
 
     study, tracker, _ = planted_store
     data = collect(study, "quick", tracker)

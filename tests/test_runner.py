@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from hypotune.config import Runtime
-from hypotune.executors import LocalExecutor
 from hypotune.fashion import TRAINABLE
-from hypotune.runner import StudySource, run_study, study_status
-from hypotune.store import TAG, Tracker
-from hypotune.study import plan
-from hypotune.studyfile import load_study
+from hypotune.run.executors import LocalExecutor
+from hypotune.run.runner import StudySource, run_study, study_status
+from hypotune.store.tags import PREFIX
+from hypotune.store.tracker import Tracker
+from hypotune.study.file import load_study
+from hypotune.study.model import plan
 
 from .helpers import (
     TINY_BASE,
@@ -31,8 +32,8 @@ TINY = Path(__file__).parent / "studies" / "tiny.toml"
 
 def finished_trial_keys(tracker: Tracker, name: str) -> Counter:
     experiment_id = tracker.experiment(name)
-    runs = tracker.runs(experiment_id, f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'trial'")
-    return Counter(run.data.tags[f"{TAG}key"] for run in runs)
+    runs = tracker.runs(experiment_id, f"attributes.status = 'FINISHED' and tags.`{PREFIX}kind` = 'trial'")
+    return Counter(run.data.tags[f"{PREFIX}key"] for run in runs)
 
 
 def test_run_records_every_trial_and_resume_skips_them(workdir, synthetic_dir):
@@ -47,10 +48,10 @@ def test_run_records_every_trial_and_resume_skips_them(workdir, synthetic_dir):
     assert set(keys) == {t.key for t in plan(study, "quick")} and set(keys.values()) == {1}
     parent = tracker.client.get_run(first.parent_run_id)
     assert parent.info.status == "FINISHED" and again.parent_run_id == first.parent_run_id
-    run = tracker.runs(tracker.experiment("tiny"), f"tags.`{TAG}kind` = 'trial'")[0]
+    run = tracker.runs(tracker.experiment("tiny"), f"tags.`{PREFIX}kind` = 'trial'")[0]
     assert run.data.tags["mlflow.parentRunId"] == first.parent_run_id
-    assert run.data.tags[f"{TAG}preset"] == "quick" and f"{TAG}arms" in run.data.tags
-    ran_with = {name: run.data.tags[f"{TAG}{name}"] for name in ("threads", "device", "precision")}
+    assert run.data.tags[f"{PREFIX}preset"] == "quick" and f"{PREFIX}arms" in run.data.tags
+    ran_with = {name: run.data.tags[f"{PREFIX}{name}"] for name in ("threads", "device", "precision")}
     assert ran_with == {"threads": "1", "device": "cpu", "precision": "float32"}  # as it really ran
     rows = {row.id: row for row in study_status(study, "quick", tracker)}
     assert (rows["width"].finished, rows["dropout_x_norm"].finished, rows["width"].pending) == (4, 8, 0)
@@ -106,7 +107,7 @@ def test_parallel_workers_lose_no_tracking_data(workdir, synthetic_dir):
     tracker = Tracker()
     summary = run_study(study, "quick", LocalExecutor(4, Runtime(data_dir=str(synthetic_dir))), tracker)
     assert summary.finished == summary.planned == 24
-    runs = tracker.runs(tracker.experiment("tiny"), f"tags.`{TAG}kind` = 'trial'")
+    runs = tracker.runs(tracker.experiment("tiny"), f"tags.`{PREFIX}kind` = 'trial'")
     assert len(runs) == 24 and {r.info.status for r in runs} == {"FINISHED"}
     for run in runs:
         history = tracker.client.get_metric_history(run.info.run_id, "val_loss")
@@ -123,9 +124,9 @@ def test_a_failing_trial_is_recorded_and_the_rest_go_on(workdir, synthetic_dir):
     assert summary.finished == 8 and len(summary.failed) == 2
     assert "train_subset 5000 exceeds" in summary.failed[0]
     failed = tracker.runs(
-        tracker.experiment("tiny"), f"attributes.status = 'FAILED' and tags.`{TAG}kind` = 'trial'"
+        tracker.experiment("tiny"), f"attributes.status = 'FAILED' and tags.`{PREFIX}kind` = 'trial'"
     )
-    assert len(failed) == 2 and "exceeds" in failed[0].data.tags[f"{TAG}error"]
+    assert len(failed) == 2 and "exceeds" in failed[0].data.tags[f"{PREFIX}error"]
     assert tracker.client.get_run(summary.parent_run_id).info.status == "FAILED"
     again = run_study(study, "quick", executor, tracker)  # failed trials are retried, finished are not
     assert (again.skipped, len(again.failed)) == (8, 2)
@@ -161,7 +162,7 @@ def test_kill_9_of_the_whole_tree_then_rerun_records_each_trial_once(workdir, sy
     assert all(after[key] == 1 for key in before)  # nothing finished before was redone
     experiment_id = tracker.experiment("tiny")
     assert not tracker.runs(experiment_id, "attributes.status = 'RUNNING'")
-    killed = tracker.runs(experiment_id, f"attributes.status = 'KILLED' and tags.`{TAG}kind` = 'trial'")
+    killed = tracker.runs(experiment_id, f"attributes.status = 'KILLED' and tags.`{PREFIX}kind` = 'trial'")
     assert killed  # what was in flight at the kill is marked, not left RUNNING
 
 
@@ -189,7 +190,7 @@ def test_ctrl_c_while_recording_a_run_leaves_nothing_running(workdir, synthetic_
     def interrupted(self, *args):
         if method == "start_run":
             run_id = original(self, *args)
-            if args[2][f"{TAG}kind"] == "study":
+            if args[2][f"{PREFIX}kind"] == "study":
                 return run_id
         raise KeyboardInterrupt
 
@@ -199,7 +200,7 @@ def test_ctrl_c_while_recording_a_run_leaves_nothing_running(workdir, synthetic_
     with pytest.raises(KeyboardInterrupt):
         run_study(load_study(TINY), "quick", executor, tracker)
     runs = tracker.runs(tracker.experiment("tiny"))
-    assert {r.data.tags[f"{TAG}kind"] for r in runs} == {"study", "trial"}
+    assert {r.data.tags[f"{PREFIX}kind"] for r in runs} == {"study", "trial"}
     assert {r.info.status for r in runs} == {"KILLED"}
     monkeypatch.setattr(Tracker, method, original)
     summary = run_study(load_study(TINY), "quick", executor, tracker)
@@ -249,8 +250,8 @@ prediction = { kind = "better", arm = "nine", than = "eight" }
 
 
 def test_seeds_are_added_only_where_a_verdict_is_open(workdir, synthetic_dir):
-    from hypotune.analysis import collect
-    from hypotune.verdicts import evaluate
+    from hypotune.decide.collect import collect
+    from hypotune.decide.verdicts import evaluate
 
     path = workdir / "adaptive.toml"
     path.write_text(ADAPTIVE)
@@ -274,8 +275,8 @@ def test_seeds_are_added_only_where_a_verdict_is_open(workdir, synthetic_dir):
 
 
 def test_a_relative_margin_is_fixed_at_the_first_look_and_recorded_with_the_study(workdir, synthetic_dir):
-    from hypotune.analysis import collect
-    from hypotune.verdicts import evaluate
+    from hypotune.decide.collect import collect
+    from hypotune.decide.verdicts import evaluate
 
     path = workdir / "adaptive.toml"
     path.write_text(ADAPTIVE.replace("margin = 0.05\n[presets", 'margin = "5%"\n[presets'))
@@ -296,7 +297,7 @@ def test_a_relative_margin_is_fixed_at_the_first_look_and_recorded_with_the_stud
 
 
 def test_a_time_budget_stops_adding_trials_and_says_so(workdir, synthetic_dir):
-    from hypotune.report import build_report
+    from hypotune.report.build import build_report
 
     path = workdir / "adaptive.toml"
     path.write_text(ADAPTIVE)
@@ -306,18 +307,18 @@ def test_a_time_budget_stops_adding_trials_and_says_so(workdir, synthetic_dir):
     summary = run_study(study, "quick", executor, tracker, budget_seconds=1e-6)
     assert summary.budget_stopped and summary.finished == 0
     parent = tracker.client.get_run(summary.parent_run_id)
-    assert parent.data.tags[f"{TAG}stopped"] == "budget"
+    assert parent.data.tags[f"{PREFIX}stopped"] == "budget"
     report = build_report(study, "quick", tracker, workdir / "report")
     assert "the time budget ran out" in report.markdown_path.read_text()
     resumed = run_study(study, "quick", executor, tracker)
     assert not resumed.budget_stopped and resumed.finished == 12
-    assert tracker.client.get_run(summary.parent_run_id).data.tags[f"{TAG}stopped"] == ""
+    assert tracker.client.get_run(summary.parent_run_id).data.tags[f"{PREFIX}stopped"] == ""
 
 
 def test_a_run_from_any_round_serves_every_arm_with_its_config(workdir, synthetic_dir):
     # Seeds 2 and 3 of 'eight' were trained for the open hypothesis; a hypothesis added later
     # that compares the same config must find them, whichever round trained them.
-    from hypotune.analysis import collect
+    from hypotune.decide.collect import collect
 
     first = ADAPTIVE.split("[[hypotheses]]")
     path = workdir / "adaptive.toml"
@@ -378,11 +379,11 @@ class PendingSearch(NoSearch):
     """The per-seed searches of a study: open until `finish`, then every one has its best."""
 
     def __init__(self, study, preset):
-        from hypotune.searches import search_groups
+        from hypotune.run.search import plan_searches
 
         self.study, self.preset, self.best = study, preset, None
         self.searches = []
-        self.extend(search_groups(study, preset))
+        self.extend(plan_searches(study, preset))
 
     def extend(self, groups):
         from types import SimpleNamespace
@@ -448,12 +449,12 @@ def test_a_rerun_reopens_the_study_run_clean_and_leaves_other_runs_alone(workdir
     parent = tracker.open_study_run(experiment_id, "tiny", "quick")
     tracker.fail(parent, "interrupted", status="KILLED")  # as Ctrl-C leaves it
     # `hypotune train --experiment tiny`, running at the same time in another terminal
-    foreign = tracker.start_run(experiment_id, "train-by-hand", {f"{TAG}kind": "train"})
+    foreign = tracker.start_run(experiment_id, "train-by-hand", {f"{PREFIX}kind": "train"})
     executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)))
     summary = run_study(study, "quick", executor, tracker, budget_seconds=1e-6)
     assert summary.parent_run_id == parent
     tags = tracker.client.get_run(parent).data.tags
-    assert f"{TAG}error" not in tags and f"{TAG}status" not in tags  # no stale "killed"
+    assert f"{PREFIX}error" not in tags and f"{PREFIX}status" not in tags  # no stale "killed"
     assert tracker.client.get_run(foreign).info.status == "RUNNING"  # not a leftover of this study
 
 

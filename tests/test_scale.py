@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from hypotune.config import Runtime
-from hypotune.executors import LocalExecutor
-from hypotune.runner import run_study
-from hypotune.store import TAG, Tracker
-from hypotune.studyfile import load_study
+from hypotune.run.executors import LocalExecutor
+from hypotune.run.runner import run_study
+from hypotune.store.tags import PREFIX
+from hypotune.store.tracker import Tracker
+from hypotune.study.file import load_study
 
 from .helpers import free_port, session_commands, stop_and_wait_for_session, stop_process_group, wait_for_http
 
@@ -56,9 +57,9 @@ def ray_cluster():
 
 def metrics_by_key(tracker: Tracker) -> dict[str, dict[str, float]]:
     runs = tracker.runs(
-        tracker.experiment("tiny"), f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'trial'"
+        tracker.experiment("tiny"), f"attributes.status = 'FINISHED' and tags.`{PREFIX}kind` = 'trial'"
     )
-    return {r.data.tags[f"{TAG}key"]: r.data.metrics for r in runs}
+    return {r.data.tags[f"{PREFIX}key"]: r.data.metrics for r in runs}
 
 
 def test_ray_cluster_gives_the_local_executor_numbers(
@@ -211,7 +212,7 @@ def test_a_study_tracks_to_a_postgres_backed_server(tracking_server, synthetic_d
     tracker = Tracker(tracking_server)
     by_key = metrics_by_key(tracker)
     assert len(by_key) == 10
-    for run in tracker.runs(tracker.experiment("tiny"), f"tags.`{TAG}kind` = 'trial'"):
+    for run in tracker.runs(tracker.experiment("tiny"), f"tags.`{PREFIX}kind` = 'trial'"):
         assert run.info.status == "FINISHED"
         assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
         assert {a.path for a in tracker.client.list_artifacts(run.info.run_id)} >= {"config.toml", "model.pt"}

@@ -15,10 +15,10 @@ import pytest
 
 import hypotune
 from hypotune.config import Runtime
-from hypotune.errors import ConfigError, StudyError
-from hypotune.scripts import CommandFailed
-from hypotune.store import Tracker
-from hypotune.trainables import Log, load
+from hypotune.errors import CommandFailed, ConfigError, StudyError
+from hypotune.store.tracker import Tracker
+from hypotune.trainables.load import load
+from hypotune.trainables.protocol import Log
 
 from .helpers import default_sigint
 
@@ -154,11 +154,17 @@ def test_a_search_can_prune_a_script_that_logs_its_epochs(workdir):
     tracker = Tracker()
     run_id = tracker.start_run(tracker.experiment("t"), "pruned", {})
     events = []
-    log = Log("k", events.append, Runtime(), tuning=True, should_stop=lambda epoch: epoch >= 2,
-              run_id=run_id, tracking_uri=tracker.uri)  # fmt: skip
+    log = Log(
+        lambda metrics, stored: events.append(stored),
+        Runtime(),
+        tuning=True,
+        should_stop=lambda epoch: epoch >= 2,
+        run_id=run_id,
+        tracking_uri=tracker.uri,
+    )
     result = trainable.run(trainable.settings(epochs=100, pause=0.2), 0, log)
     assert result.status == "pruned" and 2 <= result.epochs < 100
-    assert all(event.stored for event in events)  # the script logged them: not logged twice
+    assert events and all(events)  # the script logged them: not logged twice
 
 
 @pytest.mark.parametrize(
@@ -218,7 +224,7 @@ def test_ctrl_c_or_kill_9_of_hypotune_leaves_no_script_running(workdir, how):
 
 
 def test_the_command_line_trains_a_command_trainable_with_a_flag_per_setting(workdir, capsys):
-    from hypotune.cli import main
+    from hypotune.cli.parser import main
 
     write_study(workdir, replace={"pause = 0.0": "pause = 0.0\nthreads = 1"})  # named like --threads
     arguments = ["train", "--trainable", "study.toml:trainable", "--x", "3.0", "--epochs", "2"]

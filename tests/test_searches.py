@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from hypotune.analysis import collect, collect_searches
 from hypotune.config import Runtime
-from hypotune.executors import LocalExecutor
-from hypotune.report import build_report
-from hypotune.runner import run_study, study_status
-from hypotune.store import TAG, Tracker
-from hypotune.studyfile import load_study
-from hypotune.tuning import TUNING_SEED_BASE
-from hypotune.verdicts import evaluate
+from hypotune.decide.collect import collect, collect_searches
+from hypotune.decide.verdicts import evaluate
+from hypotune.report.build import build_report
+from hypotune.run.executors import LocalExecutor
+from hypotune.run.runner import run_study, study_status
+from hypotune.store.tags import PREFIX
+from hypotune.store.tracker import Tracker
+from hypotune.study.file import load_study
+from hypotune.study.tuning import TUNING_SEED_BASE
 
 from .helpers import PER_SEED, TUNED, default_sigint, variant, wait_for_finished_runs
 
@@ -101,25 +102,25 @@ def test_tuning_each_arm_changes_the_verdict_and_the_report_shows_why(tuned_stor
 def test_tuning_trials_are_nested_runs_that_never_touch_the_test_set(tuned_store):
     study, tracker, _, _ = tuned_store
     experiment_id = tracker.experiment(study.name)
-    searches = tracker.runs(experiment_id, f"tags.`{TAG}kind` = 'search'")
-    trials = tracker.runs(experiment_id, f"tags.`{TAG}kind` = 'tuning_trial'")
+    searches = tracker.runs(experiment_id, f"tags.`{PREFIX}kind` = 'search'")
+    trials = tracker.runs(experiment_id, f"tags.`{PREFIX}kind` = 'tuning_trial'")
     assert len(searches) == 2 and len(trials) == 20
     parent = {s.info.run_id: s for s in searches}
     for trial in trials:
         search = parent[trial.data.tags["mlflow.parentRunId"]]
-        assert trial.data.tags[f"{TAG}tuning_key"] == search.data.tags[f"{TAG}key"]
+        assert trial.data.tags[f"{PREFIX}tuning_key"] == search.data.tags[f"{PREFIX}key"]
         assert not {"test_loss", "test_acc"} & set(trial.data.metrics)
         assert int(trial.data.params["seed"]) == TUNING_SEED_BASE
         assert [a.path for a in tracker.client.list_artifacts(trial.info.run_id)] == [
             "config.toml"
         ]  # no weights
-    pruned = [t for t in trials if t.data.tags[f"{TAG}status"] == "pruned"]
+    pruned = [t for t in trials if t.data.tags[f"{PREFIX}status"] == "pruned"]
     assert pruned and all(t.data.metrics["epochs_run"] < 2 for t in pruned)
     for search in searches:
         assert search.data.tags["mlflow.parentRunId"]  # under the study's run
-        assert search.info.status == "FINISHED" and f"{TAG}best" in search.data.tags
+        assert search.info.status == "FINISHED" and f"{PREFIX}best" in search.data.tags
         assert math.isfinite(search.data.metrics["best_value"])
-        best = json.loads(search.data.tags[f"{TAG}best"])
+        best = json.loads(search.data.tags[f"{PREFIX}best"])
         for name in best:  # the file's value was never trained at: the param says it was searched
             assert search.data.params[name].startswith("searched: "), search.data.params[name]
         for name, value in best.items():  # where an MLflow user looks: a metric column per setting
@@ -164,11 +165,11 @@ def search_command(workdir: Path, data_dir: Path, *extra: str) -> list[str]:
 def finished_tuning_trials(tracker: Tracker) -> dict[str, str]:
     """Optuna trial number -> the MLflow run that finished it."""
     runs = tracker.runs(
-        tracker.experiment("search"), f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'tuning_trial'"
+        tracker.experiment("search"), f"attributes.status = 'FINISHED' and tags.`{PREFIX}kind` = 'tuning_trial'"
     )
-    numbers = [run.data.tags[f"{TAG}trial_number"] for run in runs]
+    numbers = [run.data.tags[f"{PREFIX}trial_number"] for run in runs]
     assert len(numbers) == len(set(numbers)), "a tuning trial finished twice"
-    return {run.data.tags[f"{TAG}trial_number"]: run.info.run_id for run in runs}
+    return {run.data.tags[f"{PREFIX}trial_number"]: run.info.run_id for run in runs}
 
 
 def test_a_killed_search_resumes_from_its_finished_trials(workdir, synthetic_dir):
@@ -192,7 +193,7 @@ def test_a_killed_search_resumes_from_its_finished_trials(workdir, synthetic_dir
 
 
 def test_ctrl_c_while_a_search_records_a_trial_leaves_nothing_running(workdir, synthetic_dir, monkeypatch):
-    from hypotune.cli import main
+    from hypotune.cli.parser import main
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -202,7 +203,7 @@ def test_ctrl_c_while_a_search_records_a_trial_leaves_nothing_running(workdir, s
     assert main(argv) == 130
     tracker = Tracker()
     runs = tracker.runs(tracker.experiment("search"))
-    assert {r.data.tags[f"{TAG}kind"] for r in runs} == {"search", "tuning_trial"}
+    assert {r.data.tags[f"{PREFIX}kind"] for r in runs} == {"search", "tuning_trial"}
     assert {r.info.status for r in runs} == {"KILLED"}
 
 
@@ -246,7 +247,7 @@ def test_ctrl_c_during_tuning_then_a_rerun_completes_every_search_once(workdir, 
     tracker = Tracker()
     experiment_id = tracker.experiment("tuned")
     assert not tracker.runs(experiment_id, "attributes.status = 'RUNNING'")
-    query = f"attributes.status = 'FINISHED' and tags.`{TAG}kind` = 'tuning_trial'"
+    query = f"attributes.status = 'FINISHED' and tags.`{PREFIX}kind` = 'tuning_trial'"
     before = {run.info.run_id for run in tracker.runs(experiment_id, query)}
     assert 3 <= len(before) < 20
 
@@ -261,10 +262,10 @@ def test_ctrl_c_during_tuning_then_a_rerun_completes_every_search_once(workdir, 
     assert before <= {run.info.run_id for run in after}  # what had finished was kept
     per_search: dict[str, list[str]] = {}
     for run in after:
-        per_search.setdefault(run.data.tags[f"{TAG}tuning_key"], []).append(
-            run.data.tags[f"{TAG}trial_number"]
+        per_search.setdefault(run.data.tags[f"{PREFIX}tuning_key"], []).append(
+            run.data.tags[f"{PREFIX}trial_number"]
         )
     assert sorted(len(numbers) for numbers in per_search.values()) == [10, 10]
     assert all(len(set(numbers)) == len(numbers) for numbers in per_search.values())
-    searches = tracker.runs(experiment_id, f"tags.`{TAG}kind` = 'search'")
+    searches = tracker.runs(experiment_id, f"tags.`{PREFIX}kind` = 'search'")
     assert len(searches) == 2 and {s.info.status for s in searches} == {"FINISHED"}

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from hypotune import sequential, stats
+from hypotune import stats
+from hypotune.decide import sequential
 
 
 def test_seed_plan_looks():

@@ -45,7 +45,7 @@ def test_hypotune_train_on_real_data_is_readable_with_search_runs(workdir, real_
 
 @pytest.mark.parametrize("flags", [["--norm", "instance", "--dropout", "0.1", "--depth", "6"]])
 def test_a_regularized_model_trains_on_real_data(workdir, real_data_dir, flags):
-    from hypotune.cli import main
+    from hypotune.cli.parser import main
 
     code = main(
         [

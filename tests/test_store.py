@@ -6,7 +6,8 @@ import pytest
 
 from hypotune.config import Runtime, read_metric
 from hypotune.fashion.trainer import serialize_weights, train
-from hypotune.store import TAG, Tracker, flat_params, interrupts_held, tag_filter
+from hypotune.store.tags import PREFIX
+from hypotune.store.tracker import Tracker, flat_params, interrupts_held, tag_filter
 
 from .helpers import tiny_config
 
@@ -16,7 +17,7 @@ def test_a_trial_is_readable_with_search_runs(workdir, synthetic_data):
     experiment_id = tracker.experiment("demo")
     assert tracker.experiment("demo") == experiment_id
     config = tiny_config()
-    run_id = tracker.start_run(experiment_id, "one", {f"{TAG}key": config.key()})
+    run_id = tracker.start_run(experiment_id, "one", {f"{PREFIX}key": config.key()})
     tracker.log_config(run_id, config, Runtime())
     result = train(config, synthetic_data, on_epoch=lambda m: tracker.log_metrics(run_id, m, int(m["epoch"])))
     tracker.finish(run_id, result.status, result.metrics, {"model.pt": serialize_weights(result.state_dict)})
@@ -24,7 +25,7 @@ def test_a_trial_is_readable_with_search_runs(workdir, synthetic_data):
     mlflow.set_tracking_uri(tracker.uri)
     runs = mlflow.search_runs(experiment_names=["demo"])
     row = runs.iloc[0]
-    assert row["status"] == "FINISHED" and row[f"tags.{TAG}key"] == config.key()
+    assert row["status"] == "FINISHED" and row[f"tags.{PREFIX}key"] == config.key()
     assert row["params.model.depth"] == "2" and row["params.train.steps_per_epoch"] == "10"
     assert row["metrics.test_acc"] == result.metrics["test_acc"]
     history = tracker.client.get_metric_history(run_id, "val_loss")
@@ -55,7 +56,7 @@ def test_infinite_metrics_read_back_as_infinite(workdir):
     tracker.finish(run_id, "diverged", {"val_loss": math.inf, "epochs_run": 1})
     stored = tracker.client.get_run(run_id).data.metrics["val_loss"]
     assert math.isinf(read_metric(stored))
-    assert tracker.client.get_run(run_id).data.tags[f"{TAG}status"] == "diverged"
+    assert tracker.client.get_run(run_id).data.tags[f"{PREFIX}status"] == "diverged"
 
 
 def test_stale_running_runs_are_marked_killed(workdir):
@@ -117,18 +118,18 @@ def test_held_store_writes_outside_the_main_thread_hold_nothing(python_sigint):
 def test_every_filter_is_built_in_one_place_and_never_quotes_a_quote(workdir):
     tracker = Tracker()
     experiment_id = tracker.experiment("filters")
-    wanted = tracker.start_run(experiment_id, "a", {f"{TAG}preset": "course", f"{TAG}kind": "trial"})
-    tracker.start_run(experiment_id, "b", {f"{TAG}preset": "quick", f"{TAG}kind": "trial"})
+    wanted = tracker.start_run(experiment_id, "a", {f"{PREFIX}preset": "course", f"{PREFIX}kind": "trial"})
+    tracker.start_run(experiment_id, "b", {f"{PREFIX}preset": "quick", f"{PREFIX}kind": "trial"})
     tracker.client.set_terminated(wanted, "FINISHED")
-    query = tag_filter({f"{TAG}preset": "course", f"{TAG}kind": "trial"}, status="FINISHED")
+    query = tag_filter({f"{PREFIX}preset": "course", f"{PREFIX}kind": "trial"}, status="FINISHED")
     assert (
         query
-        == f"attributes.status = 'FINISHED' and tags.`{TAG}preset` = 'course' and tags.`{TAG}kind` = 'trial'"
+        == f"attributes.status = 'FINISHED' and tags.`{PREFIX}preset` = 'course' and tags.`{PREFIX}kind` = 'trial'"
     )
     assert [run.info.run_id for run in tracker.runs(experiment_id, query)] == [wanted]
     for value in ("it's", 'say "x"', "back\\slash", "tick`"):
         with pytest.raises(ValueError, match="cannot quote"):
-            tag_filter({f"{TAG}preset": value})
+            tag_filter({f"{PREFIX}preset": value})
 
 
 def test_first_starts_at_once_on_a_fresh_store_all_succeed(tmp_path):
@@ -136,7 +137,10 @@ def test_first_starts_at_once_on_a_fresh_store_all_succeed(tmp_path):
     import sys
 
     store = str(tmp_path / "runs")
-    code = f"from pathlib import Path; from hypotune.store import Tracker; Tracker(store_dir=Path({store!r}))"
+    code = (
+        "from pathlib import Path; from hypotune.store.tracker import Tracker;"
+        f"Tracker(store_dir=Path({store!r}))"
+    )
     starts = [
         subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(3)
     ]

@@ -3,8 +3,8 @@
 import subprocess
 import sys
 
-from hypotune.study import plan
-from hypotune.studyfile import load_study
+from hypotune.study.file import load_study
+from hypotune.study.model import plan
 
 from .helpers import TINY, write_variant
 

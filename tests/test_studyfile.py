@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from hypotune.errors import StudyError
-from hypotune.predictions import describe
-from hypotune.searches import search_groups
-from hypotune.study import plan
-from hypotune.studyfile import built_in_studies, load_study
+from hypotune.run.search import plan_searches
+from hypotune.study.file import built_in_studies, load_study
+from hypotune.study.model import plan
+from hypotune.study.predictions import describe
 
 from .helpers import write_variant
 
@@ -35,7 +35,7 @@ def test_tiny_study_loads_with_factorial_arms():
 def test_every_shipped_study_is_valid(name):
     study = load_study(name)
     for preset in study.presets:
-        assert plan(study, preset) or search_groups(study, preset)  # trials, or searches first
+        assert plan(study, preset) or plan_searches(study, preset)  # trials, or searches first
 
 
 TWO_ARMS = "arms.narrow = {}\narms.wide = { model = { width = 16 } }\n" + (
@@ -215,7 +215,10 @@ def test_files_that_are_not_toml_text_are_one_line(tmp_path):
     for path, message in ((binary, "not valid TOML: the file is not UTF-8 text"), (folder, "a folder, not")):
         for command in (["validate", str(path)], ["study", "run", str(path)], ["report", str(path)]):
             result = subprocess.run(
-                [sys.executable, "-m", "hypotune.cli", *command], capture_output=True, text=True, cwd=tmp_path
+                [sys.executable, "-m", "hypotune.cli", *command],
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
             )
             assert result.returncode == 2 and result.stderr.count("\n") == 1, (command, result.stderr)
             assert message in result.stderr and "Traceback" not in result.stderr
@@ -264,7 +267,7 @@ def test_the_built_in_study_travels_in_the_wheel(tmp_path):
 
 
 def test_a_built_in_study_is_named_from_anywhere(tmp_path, monkeypatch, capsys):
-    from hypotune.cli import main
+    from hypotune.cli.parser import main
 
     monkeypatch.chdir(tmp_path)  # outside the checkout
     assert "fashion_mnist_synergy" in built_in_studies()

@@ -3,8 +3,8 @@
 import pytest
 
 from hypotune.errors import StudyError
-from hypotune.studyfile import built_in_studies, load_study
-from hypotune.tuning import TUNING_SEED_BASE, Dimension
+from hypotune.study.file import built_in_studies, load_study
+from hypotune.study.tuning import TUNING_SEED_BASE, Dimension
 
 from .helpers import TUNED, variant
 
@@ -75,8 +75,8 @@ def test_the_built_in_study_tunes_the_learning_rate_in_full_only():
 
 
 def test_a_search_per_seed_has_its_own_key_seed_and_split(tmp_path):
-    from hypotune.searches import search_groups
-    from hypotune.study import plan
+    from hypotune.run.search import plan_searches
+    from hypotune.study.model import plan
 
     shared = load_study(TUNED)
     study = load_study(
@@ -84,7 +84,7 @@ def test_a_search_per_seed_has_its_own_key_seed_and_split(tmp_path):
     )
     hypothesis = study.hypotheses[0]
     assert hypothesis.tuning.per_seed and not shared.hypotheses[0].tuning.per_seed
-    groups = search_groups(study, "tuned")
+    groups = plan_searches(study, "tuned")
     assert [(g.label, g.config.seed, g.config.data.split_seed) for g in groups] == [
         (f"{arm}, seed {seed}", TUNING_SEED_BASE + seed, TUNING_SEED_BASE + seed)
         for seed in range(3)
@@ -94,7 +94,7 @@ def test_a_search_per_seed_has_its_own_key_seed_and_split(tmp_path):
     assert [g.key for g in groups] == [
         study.tuning_key(hypothesis, arm, "tuned", seed) for seed in range(3) for arm in ("adam", "sgd")
     ]
-    assert len(search_groups(study, "tuned", {"optimizer": 5})) == 10  # a round of seeds, more searches
+    assert len(plan_searches(study, "tuned", {"optimizer": 5})) == 10  # a round of seeds, more searches
     # Seed 1 of adam trains at its own search's best, and only once that search has finished.
     own = {study.tuning_key(hypothesis, "adam", "tuned", 1): {"train": {"lr": 0.02}}}
     trials = plan(study, "tuned", own)
@@ -102,9 +102,9 @@ def test_a_search_per_seed_has_its_own_key_seed_and_split(tmp_path):
         (1, 0.02, [("optimizer", "adam")])
     ]
     # A shared search keeps the key it always had, so existing stores resume where they were.
-    assert len(search_groups(shared, "tuned")) == 2
+    assert len(plan_searches(shared, "tuned")) == 2
     assert {shared.tuning_key(shared.hypotheses[0], "adam", "tuned", seed) for seed in range(3)} == {
-        search_groups(shared, "tuned")[0].key
+        plan_searches(shared, "tuned")[0].key
     }
     builtin = load_study(built_in_studies()["fashion_mnist_synergy"])
     first = builtin.hypotheses[0]

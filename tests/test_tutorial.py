@@ -8,7 +8,7 @@ import re
 import shlex
 from pathlib import Path
 
-from hypotune.cli import main
+from hypotune.cli.parser import main
 
 TUTORIAL = Path(__file__).parents[1] / "docs" / "tutorial.md"
 

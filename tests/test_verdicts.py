@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from hypotune import sequential, stats
-from hypotune.analysis import ArmData, TrialRecord
-from hypotune.studyfile import load_study
-from hypotune.verdicts import counts, evaluate, next_seeds
+from hypotune import stats
+from hypotune.decide import sequential
+from hypotune.decide.verdicts import counts, evaluate, next_seeds
+from hypotune.store.records import TrialRecord
+from hypotune.study.file import load_study
+from hypotune.study.model import ArmData
 
 from .helpers import TINY_BASE
 
@@ -497,7 +499,7 @@ def test_the_same_difference_on_every_seed_is_not_decisive(tmp_path):
 
 
 def test_a_recorded_margin_is_the_one_read_whatever_the_data_say_later(tmp_path):
-    from hypotune.verdicts import margins_to_record
+    from hypotune.decide.verdicts import margins_to_record
 
     head = HEAD.replace("margin = 0.05", 'margin = "5%"')
     study = study_of(tmp_path, BETTER, seeds="{ min = 3, max = 20 }", head=head)

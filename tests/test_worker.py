@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 from hypotune.config import Runtime
-from hypotune.events import Epoch, Failed, Finished, Started
-from hypotune.worker import await_decision, run_trial
+from hypotune.run.events import Epoch, Failed, Finished, Started
+from hypotune.run.worker import await_decision, run_trial
 
 from .toy import TOY
 

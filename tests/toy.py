@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass
 
 from hypotune.config import setting
-from hypotune.trainables import Log, Result, Trainable
+from hypotune.trainables.protocol import Log, Result, Trainable
 
 
 @dataclass(frozen=True)

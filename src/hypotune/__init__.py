@@ -4,6 +4,8 @@ The Python API (docs/api.md): load a study, run it, analyse it, write its report
 search one configuration. Results come back as records with pandas DataFrames.
 """
 
+from importlib.metadata import version
+
 from hypotune.api import (
     Analysis,
     SearchResult,
@@ -31,29 +33,25 @@ from hypotune.errors import (
     StudyError,
     TrackingError,
 )
-from hypotune.fashion.config import DataConfig, ModelConfig, Settings, TrainConfig
-from hypotune.trainables import Log, Result, Trainable, trainable
+from hypotune.trainables.function import trainable
+from hypotune.trainables.protocol import Log, Result, Trainable
 
-__version__ = "0.1.0"
+__version__ = version("hypotune")
 
 __all__ = [
     "Analysis",
     "ArchitectureError",
     "ConfigError",
-    "DataConfig",
     "DataError",
     "HypotuneError",
     "Log",
-    "ModelConfig",
     "Result",
     "RunConfig",
     "Runtime",
     "SearchResult",
-    "Settings",
     "StudyError",
     "StudyRun",
     "TrackingError",
-    "TrainConfig",
     "TrainResult",
     "Trainable",
     "analyze",

@@ -25,24 +25,24 @@ from typing import TYPE_CHECKING, Any
 
 from hypotune.config import RunConfig, Runtime, flatten, merge, run_config_from_dict
 from hypotune.errors import ConfigError, HypotuneError
-from hypotune.trainables import DEFAULT, Log, Trainable, importable, load
+from hypotune.trainables.load import DEFAULT, importable, load
+from hypotune.trainables.protocol import Log, Trainable
 
 if TYPE_CHECKING:  # imported when used: `import hypotune` stays light, torch loads on demand
     import pandas
 
-    from hypotune.analysis import StudyData
-    from hypotune.executors import Executor
-    from hypotune.runner import StudySummary
-    from hypotune.searches import SearchGroup
-    from hypotune.store import Tracker
-    from hypotune.study import Study
-    from hypotune.verdicts import Verdict
+    from hypotune.decide.verdicts import Verdict
+    from hypotune.run.executors import Executor
+    from hypotune.run.runner import StudySummary
+    from hypotune.run.search import SearchPlan
+    from hypotune.store.tracker import Tracker
+    from hypotune.study.model import Study, StudyData
 
 EventCallback = Callable[[Any, Any], None]  # (event, trial)
 
 
 def _tracker(tracking_uri: str | None, existing: bool = False) -> Tracker:
-    from hypotune.store import Tracker
+    from hypotune.store.tracker import Tracker
 
     uri = tracking_uri if tracking_uri is not None else os.environ.get("MLFLOW_TRACKING_URI")
     return Tracker(uri, existing=existing)
@@ -54,7 +54,7 @@ def _trainable(trainable: Trainable | str | None) -> Trainable:
 
 
 def _study(study: Study | str | Path) -> Study:
-    from hypotune.study import Study
+    from hypotune.study.model import Study
 
     return study if isinstance(study, Study) else load_study(study)
 
@@ -84,14 +84,14 @@ def load_study(study: str | Path, trainable: Trainable | str | None = None) -> S
     """A study file, or a built-in study by name (`hypotune.built_in_studies()`), fully checked.
     Its settings are `trainable`'s (a Trainable, a built-in name or "module:attribute"; default:
     the one the file names, else the built-in CNN on Fashion-MNIST)."""
-    from hypotune.studyfile import load_study as parse
+    from hypotune.study.file import load_study as parse
 
     return parse(study, _trainable(trainable) if trainable else None)
 
 
 def built_in_studies() -> dict[str, Path]:
     """The studies that ship with hypotune, by name."""
-    from hypotune.studyfile import built_in_studies as found
+    from hypotune.study.file import built_in_studies as found
 
     return found()
 
@@ -134,7 +134,7 @@ def executor_for(
 ) -> Executor:
     """Where trials run: "local" (a pool of worker processes on this machine) or "ray".
     `preload`: modules local workers import once before their first trial (a trainable's)."""
-    from hypotune.executors import LocalExecutor, RayExecutor, check_main_is_guarded
+    from hypotune.run.executors import LocalExecutor, RayExecutor, check_main_is_guarded
 
     runtime = Runtime(threads=threads, device=device, data_dir=data_dir)
     if kind == "ray":
@@ -166,7 +166,7 @@ def run_study(
     rounds where verdicts are open, until they are decided, the seed maximum or the time budget.
     Resumable: run it again after an interruption and it goes on. `executor` is "local", "ray"
     or an executor object (see `executor_for`)."""
-    from hypotune import runner
+    from hypotune.run import runner
 
     study = _study(study)
     preset = study.preset(preset).name
@@ -199,7 +199,7 @@ class Analysis:
     @property
     def counts(self) -> dict[str, int]:
         """How many predictions ended supported, refuted, equivalent, inconclusive, exploratory."""
-        from hypotune.verdicts import counts
+        from hypotune.decide.verdicts import counts
 
         return counts(self.verdict_list)
 
@@ -254,7 +254,7 @@ class Analysis:
         )
 
     def _repr_html_(self) -> str:
-        from hypotune.report import counts_line
+        from hypotune.report.build import counts_line
 
         columns = ["hypothesis", "prediction", "verdict", "effect", "ci_low", "ci_high", "seeds", "family"]
         table = self.verdicts[columns].to_html(index=False, float_format=lambda x: f"{x:.4g}", na_rep="")
@@ -266,7 +266,7 @@ def analyze(
     study: Study | str | Path, preset: str | None = None, *, tracking_uri: str | None = None
 ) -> Analysis:
     """Verdicts for every prediction of the preset, with the audit's findings, from the store."""
-    from hypotune.report import analyse
+    from hypotune.decide.decision import analyse
 
     study = _study(study)
     preset = study.preset(preset).name
@@ -286,7 +286,7 @@ def write_report(
     """report.md, a self-contained index.html, verdicts.json and verdicts.csv in `out`
     (default report/STUDY-PRESET), also kept on the study's MLflow run. Returns the Report
     (paths, verdicts, findings)."""
-    from hypotune.report import build_report
+    from hypotune.report.build import build_report
 
     study = _study(study)
     preset = study.preset(preset).name
@@ -301,8 +301,8 @@ def analyze_runs(
     names, filed under its arms by their logged params, decided and audited as a study's are.
     Writes the same report to `out` (default report/NAME-runs) and returns it; the store is
     only read."""
-    from hypotune.existing import PRESET, analyse_runs
-    from hypotune.report import build_report
+    from hypotune.decide.runs_file import PRESET, analyse_runs
+    from hypotune.report.build import build_report
 
     tracker = _tracker(tracking_uri, existing=True)
     study, analysed = analyse_runs(runs_file, tracker)
@@ -314,7 +314,7 @@ def study_status(
     study: Study | str | Path, preset: str | None = None, *, tracking_uri: str | None = None
 ) -> Any:
     """Per hypothesis: trials finished, running, failed, pending and awaiting tuning."""
-    from hypotune import runner
+    from hypotune.run import runner
 
     study = _study(study)
     return runner.study_status(study, study.preset(preset).name, _tracker(tracking_uri))
@@ -396,8 +396,7 @@ def train(
     """Train one configuration (see `run_config`) on one seed, in this process, and record it as
     an MLflow run with its artifacts (unless `keep_weights` is False). A run that fails or is
     interrupted is marked FAILED or KILLED, never left RUNNING."""
-    from hypotune.events import Epoch
-    from hypotune.store import absolute_uri, interrupts_held
+    from hypotune.store.tracker import absolute_uri, interrupts_held
 
     chosen = _trainable(trainable)
     config = run_config(config, trainable=chosen, **settings)
@@ -413,20 +412,19 @@ def train(
     run_id = tracker.start_train_run(experiment_id, config.key(), config.seed, warning)
     epochs: list[dict[str, float]] = []
 
-    def logged(event: Any) -> None:
-        if isinstance(event, Epoch):
-            if not event.stored:
-                with interrupts_held():
-                    tracker.log_metrics(run_id, event.metrics, step=int(event.metrics["epoch"]))
-            epochs.append(event.metrics)
-            if on_epoch:
-                on_epoch(event.metrics)
+    def logged(metrics: dict[str, float], stored: bool) -> None:
+        if not stored:
+            with interrupts_held():
+                tracker.log_metrics(run_id, metrics, step=int(metrics["epoch"]))
+        epochs.append(metrics)
+        if on_epoch:
+            on_epoch(metrics)
 
     try:
         tracker.log_config(run_id, config, runtime)
         if on_start:
             on_start(TrainStart(run_id, about, found))
-        log = Log(run_id, logged, runtime, run_id=run_id, tracking_uri=absolute_uri(tracker.uri))
+        log = Log(logged, runtime, run_id=run_id, tracking_uri=absolute_uri(tracker.uri))
         result = chosen.run(config.settings, config.seed, log)
     except KeyboardInterrupt:
         tracker.fail(run_id, "interrupted", status="KILLED")
@@ -459,14 +457,14 @@ def search_group(
     overrides: dict[str, Any] | None = None,
     trainable: Trainable | str | None = None,
     **settings: Any,
-) -> SearchGroup:
+) -> SearchPlan:
     """One configuration's search: its settings (as `run_config` takes them; a TOML file may
     hold a [tuning] table), `overrides` (nested) over them, and the tuning arguments over the
     file's. `space` maps dotted settings to {low, high, scale} or {choices}; the default is the
     trainable's own default space."""
     from hypotune.config import read_toml
-    from hypotune.searches import SearchGroup
-    from hypotune.tuning import DEFAULT_SEARCH_TRIALS, TUNING_SEED_BASE, parse_tuning, tuning_key
+    from hypotune.run.search import SearchPlan
+    from hypotune.study.tuning import DEFAULT_SEARCH_TRIALS, TUNING_SEED_BASE, parse_tuning, tuning_key
 
     chosen = _trainable(trainable)
 
@@ -497,7 +495,7 @@ def search_group(
         resolved.replace(end)
     key = tuning_key(resolved.to_dict(), spec)
     first = resolved.replace({"seed": TUNING_SEED_BASE})
-    return SearchGroup(key, spec, spec.budget("search"), first, [("search", label)], trainable=chosen)
+    return SearchPlan(key, spec, spec.budget("search"), first, [("search", label)], trainable=chosen)
 
 
 @dataclass
@@ -521,7 +519,7 @@ class SearchResult:
 
 
 def search(
-    group: SearchGroup,
+    group: SearchPlan,
     *,
     workers: int | None = None,
     threads: int = 1,
@@ -532,8 +530,8 @@ def search(
     on_resume: Callable[[int], None] | None = None,
 ) -> SearchResult:
     """Tune one configuration's nuisance settings (see `search_group`) with Optuna; resumable."""
-    from hypotune import runner
-    from hypotune.searches import edge_warnings
+    from hypotune.run import runner
+    from hypotune.run.search import edge_warnings
 
     importable(group.trainable)
     executor = executor_for("local", workers=workers, threads=threads, data_dir=data_dir,

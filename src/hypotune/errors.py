@@ -23,3 +23,11 @@ class StudyError(ConfigError):
 
 class TrackingError(HypotuneError):
     """The tracking store cannot be reached or holds something unexpected."""
+
+
+class WorkerError(HypotuneError):
+    """Worker processes cannot run at all."""
+
+
+class CommandFailed(HypotuneError):
+    """A script failed, hung past its timeout, or logged none of its metrics."""

@@ -2,7 +2,7 @@
 
 `config` (its settings), `data` (IDX files, splits, batches), `layers` and `model` (the network
 from its settings), `trainer` (one training on one seed). `TRAINABLE` ties them to the engine's
-protocol (`hypotune.trainables`). Importing this package does not import torch; training does.
+protocol (`hypotune.trainables.load`). Importing this package does not import torch; training does.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 from hypotune.config import RunConfig, Runtime
 from hypotune.fashion.config import DataConfig, ModelConfig, Settings, TrainConfig
 from hypotune.fashion.presets import TRAIN_PRESETS
-from hypotune.trainables import Log, Result, Trainable
+from hypotune.trainables.protocol import Log, Result, Trainable
 
 __all__ = ["TRAINABLE", "DataConfig", "ModelConfig", "Settings", "TrainConfig"]
 

@@ -1,14 +1,15 @@
-"""The store: the only module that knows MLflow's runs, tags, filters and read-back.
+"""The tracker: the only module that talks to MLflow (runs, params, per-epoch metrics,
+results, artifacts, filters and read-back).
 
-`Tracker` writes (runs, params, per-epoch metrics, results, artifacts) and reads back what
-hypotune recorded as records: trial runs, search runs and their tuning trials, a study's run.
-The tag schema, `hypotune.<name>` on every run, is written here and nowhere else.
+`Tracker` writes and reads back what hypotune recorded as records (store.records): trial runs,
+search runs and their tuning trials, a study's run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.metadata
 import json
 import logging
 import os
@@ -18,16 +19,52 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hypotune.config import RunConfig, Runtime, flatten, read_metric, to_toml
 from hypotune.errors import TrackingError
-from hypotune.trainables import artifact_parts
+from hypotune.store.records import (
+    SearchRunRecord,
+    TrialRecord,
+    search_run_record,
+    trial_record,
+    tuning_run_record,
+)
+from hypotune.store.tags import (
+    ARMS,
+    BEST,
+    BEST_SETTING_PREFIX,
+    BUDGET,
+    CODE_VERSION,
+    EDGE,
+    ERROR,
+    HYPOTHESES,
+    KEY,
+    KIND,
+    KIND_SEARCH,
+    KIND_STUDY,
+    KIND_TRAIN,
+    KIND_TRIAL,
+    KIND_TUNING_TRIAL,
+    MARGIN_PREFIX,
+    METRIC,
+    PRESET,
+    SEED,
+    SPACE,
+    STATUS,
+    STOPPED,
+    STUDY,
+    STUDY_FILE,
+    TRIAL_NUMBER,
+    TUNING_KEY,
+    TUNING_SEED,
+    WARNING,
+    tag,
+)
+from hypotune.trainables.protocol import artifact_parts
 
 STORE_DIR = Path("runs")
-TAG = "hypotune."  # prefix of every tag hypotune sets
 
 
 def default_uri(store_dir: Path = STORE_DIR) -> str:
@@ -45,8 +82,7 @@ def absolute_uri(uri: str) -> str:
 @functools.cache
 def code_version() -> str:
     """The package version, plus the git commit when run from a checkout."""
-    from hypotune import __version__
-
+    __version__ = importlib.metadata.version("hypotune")
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -108,57 +144,6 @@ def interrupts_held() -> Iterator[None]:
 
 
 STALE = "process ended before the run finished"  # why a RUNNING run left by a dead process is KILLED
-STOPPED_TAG = f"{TAG}stopped"  # on a study's parent run: "budget" when its time budget ended it
-MARGIN_TAG = f"{TAG}margin."  # + hypothesis id, on a study's parent run: its fixed relative margin
-
-
-def tag(name: str) -> str:
-    """The full name of one of hypotune's tags: tag('key') -> 'hypotune.key'."""
-    return f"{TAG}{name}"
-
-
-@dataclass
-class TrialRecord:
-    """A finished trial run as the store holds it."""
-
-    run_id: str
-    key: str
-    seed: int
-    status: str  # "finished" or "diverged"
-    metrics: dict[str, float]
-    params: dict[str, str]
-    tags: dict[str, str]
-    start_time: int = 0
-    preset: str = ""  # the preset that trained it
-    arms: list[tuple[str, str]] = field(default_factory=list)  # (hypothesis, arm) it was trained for
-
-    def tag(self, name: str) -> str | None:
-        """One of hypotune's tags on the run: record.tag('code_version')."""
-        return self.tags.get(tag(name))
-
-
-@dataclass
-class TuningRunRecord:
-    number: int
-    params: dict[str, str]  # dotted setting -> value as logged (text)
-    metrics: dict[str, float]
-    status: str  # "finished", "pruned" or "diverged"
-
-
-@dataclass
-class SearchRunRecord:
-    """An arm's search run as the store holds it, with its finished tuning trials."""
-
-    key: str
-    arms: list[tuple[str, str]]
-    space: list[dict[str, Any]]  # the dimensions as recorded
-    metric: str
-    budget: int
-    finished: bool
-    best: dict[str, Any]  # dotted setting -> value; empty until finished
-    edges: list[str]  # best values at an end of their range
-    seed: int | None  # the seed this search chose for, when searches are repeated per seed
-    trials: list[TuningRunRecord] = field(default_factory=list)
 
 
 def tag_filter(tags: dict[str, str], status: str = "") -> str:
@@ -273,7 +258,7 @@ class Tracker:
     def start_run(
         self, experiment_id: str, name: str, tags: dict[str, str], parent_id: str | None = None
     ) -> str:
-        tags = {**tags, f"{TAG}code_version": code_version()}
+        tags = {**tags, CODE_VERSION: code_version()}
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
         run = self.client.create_run(experiment_id, run_name=name, tags=tags)
@@ -335,7 +320,7 @@ class Tracker:
                 self.client.log_artifacts(run_id, folder)
         from mlflow.entities import RunTag
 
-        tags = {f"{TAG}status": status} | {f"{TAG}{name}": value for name, value in (ran_with or {}).items()}
+        tags = {STATUS: status} | {tag(name): value for name, value in (ran_with or {}).items()}
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.set_terminated(run_id, "FINISHED")
         self.last_logged.pop(run_id, None)
@@ -346,7 +331,7 @@ class Tracker:
         experiment = self.client.get_experiment_by_name(study)
         if experiment is None:
             return None
-        query = tag_filter({f"{TAG}kind": "study", f"{TAG}preset": preset})
+        query = tag_filter({KIND: KIND_STUDY, PRESET: preset})
         runs = self.runs(experiment.experiment_id, query)
         if not runs:
             return None
@@ -362,23 +347,23 @@ class Tracker:
 
     def open_study_run(self, experiment_id: str, study: str, preset: str, study_file: str = "") -> str:
         """The study's run for this preset (the parent of its trial runs), reopened when resuming."""
-        existing = self.runs(experiment_id, tag_filter({tag("kind"): "study", tag("preset"): preset}))
+        existing = self.runs(experiment_id, tag_filter({KIND: KIND_STUDY, PRESET: preset}))
         if existing:
             run = existing[0]
             self.client.update_run(run.info.run_id, status="RUNNING")
-            for stale in (tag("error"), tag("status")):  # from an interrupted run; this one goes on
+            for stale in (ERROR, STATUS):  # from an interrupted run; this one goes on
                 if stale in run.data.tags:
                     self.client.delete_tag(run.info.run_id, stale)
             return run.info.run_id
-        tags = {tag("kind"): "study", tag("study"): study, tag("preset"): preset}
+        tags = {KIND: KIND_STUDY, STUDY: study, PRESET: preset}
         if study_file:
-            tags[tag("study_file")] = study_file
+            tags[STUDY_FILE] = study_file
         return self.start_run(experiment_id, f"{study} ({preset})", tags)
 
     def close_study_run(
         self, run_id: str, budget_stopped: bool, metrics: dict[str, float], failed: bool
     ) -> None:
-        self.client.set_tag(run_id, STOPPED_TAG, "budget" if budget_stopped else "")
+        self.client.set_tag(run_id, STOPPED, "budget" if budget_stopped else "")
         self.log_metrics(run_id, metrics)
         self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
@@ -387,14 +372,15 @@ class Tracker:
         experiment_id = self.find_experiment(study)
         if experiment_id is None:
             return False
-        runs = self.runs(experiment_id, tag_filter({tag("kind"): "study", tag("preset"): preset}))
-        return any(run.data.tags.get(STOPPED_TAG) == "budget" for run in runs)
+        runs = self.runs(experiment_id, tag_filter({KIND: KIND_STUDY, PRESET: preset}))
+        return any(run.data.tags.get(STOPPED) == "budget" for run in runs)
 
     def record_margins(self, run_id: str, margins: dict[str, tuple[float, str]]) -> None:
         """Record relative margins with the study's run, once each: a margin fixed at the first
         look is the one every later verdict of the study reads."""
         for hypothesis, (value, basis) in margins.items():
-            self.client.set_tag(run_id, MARGIN_TAG + hypothesis, json.dumps({"value": value, "basis": basis}))
+            margin = json.dumps({"value": value, "basis": basis})
+            self.client.set_tag(run_id, MARGIN_PREFIX + hypothesis, margin)
 
     def margins(self, study: str, preset: str) -> dict[str, tuple[float, str]]:
         """The margins recorded with the study's run for this preset, by hypothesis."""
@@ -402,20 +388,20 @@ class Tracker:
         if experiment_id is None:
             return {}
         found: dict[str, tuple[float, str]] = {}
-        for run in self.runs(experiment_id, tag_filter({tag("kind"): "study", tag("preset"): preset})):
+        for run in self.runs(experiment_id, tag_filter({KIND: KIND_STUDY, PRESET: preset})):
             for name, text in run.data.tags.items():
-                if name.startswith(MARGIN_TAG):
+                if name.startswith(MARGIN_PREFIX):
                     with contextlib.suppress(ValueError, KeyError, TypeError):
                         entry = json.loads(text)
                         found.setdefault(
-                            name[len(MARGIN_TAG) :], (float(entry["value"]), str(entry["basis"]))
+                            name[len(MARGIN_PREFIX) :], (float(entry["value"]), str(entry["basis"]))
                         )
         return found
 
     def reap_study(self, experiment_id: str, study: str, preset: str = "", message: str = STALE) -> list[str]:
         """Mark the study's RUNNING runs (of one preset, if given) KILLED: under the study's lock
         they were left by a dead process. Other runs of the experiment are not touched."""
-        tags = {tag("study"): study} | ({tag("preset"): preset} if preset else {})
+        tags = {STUDY: study} | ({PRESET: preset} if preset else {})
         return self.reap_stale(experiment_id, also=tag_filter(tags), message=message)
 
     def start_trial_run(
@@ -423,61 +409,45 @@ class Tracker:
         arms: list[tuple[str, str]], parent_id: str,
     ) -> str:  # fmt: skip
         tags = {
-            tag("key"): key,
-            tag("study"): study,
-            tag("preset"): preset,
-            tag("seed"): str(seed),
-            tag("hypotheses"): ",".join(sorted({h for h, _ in arms})),
-            tag("arms"): json.dumps(arms),
-            tag("kind"): "trial",
+            KEY: key,
+            STUDY: study,
+            PRESET: preset,
+            SEED: str(seed),
+            HYPOTHESES: ",".join(sorted({h for h, _ in arms})),
+            ARMS: json.dumps(arms),
+            KIND: KIND_TRIAL,
         }
         return self.start_run(experiment_id, name, tags, parent_id)
 
     def start_train_run(self, experiment_id: str, key: str, seed: int, warning: str = "") -> str:
         """A run of `hypotune train`: one configuration, outside any study."""
-        tags = {tag("key"): key, tag("seed"): str(seed), tag("kind"): "train"}
+        tags = {KEY: key, SEED: str(seed), KIND: KIND_TRAIN}
         if warning:
-            tags[tag("warning")] = warning
+            tags[WARNING] = warning
         return self.start_run(experiment_id, f"train-{key[:8]}", tags)
 
     def finished_trial_keys(self, experiment_id: str) -> set[str]:
         """The keys of every finished trial run: what a resumed study does not train again."""
-        runs = self.runs(experiment_id, tag_filter({tag("kind"): "trial"}, status="FINISHED"))
-        return {run.data.tags.get(tag("key"), "") for run in runs}
+        runs = self.runs(experiment_id, tag_filter({KIND: KIND_TRIAL}, status="FINISHED"))
+        return {run.data.tags.get(KEY, "") for run in runs}
 
     def trial_states(self, experiment_id: str) -> dict[str, set[str]]:
         """Trial key -> the statuses of its runs (FINISHED, RUNNING, FAILED, KILLED)."""
         states: dict[str, set[str]] = {}
-        for run in self.runs(experiment_id, tag_filter({tag("kind"): "trial"})):
-            states.setdefault(run.data.tags.get(tag("key"), ""), set()).add(run.info.status)
+        for run in self.runs(experiment_id, tag_filter({KIND: KIND_TRIAL})):
+            states.setdefault(run.data.tags.get(KEY, ""), set()).add(run.info.status)
         return states
 
     def finished_trials(self, experiment_id: str) -> list[TrialRecord]:
         """Every finished trial run, read back."""
-        filter_string = tag_filter({tag("kind"): "trial"}, status="FINISHED")
-        return [self._record(run) for run in self.runs(experiment_id, filter_string)]
+        filter_string = tag_filter({KIND: KIND_TRIAL}, status="FINISHED")
+        return [trial_record(run) for run in self.runs(experiment_id, filter_string)]
 
     def finished_runs(self, experiment_id: str) -> list[TrialRecord]:
         """Every finished run of an experiment, whoever logged it (`hypotune analyze`), oldest first;
         a run hypotune did not log has no key and seed 0 unless it logged a `seed` param."""
         runs = self.runs(experiment_id, "attributes.status = 'FINISHED'")
-        return sorted((self._record(run) for run in runs), key=lambda record: record.start_time)
-
-    def _record(self, run: Any) -> TrialRecord:
-        tags = run.data.tags
-        seed = tags.get(tag("seed"), run.data.params.get("seed", "0"))
-        return TrialRecord(
-            run_id=run.info.run_id,
-            key=tags.get(tag("key"), ""),
-            seed=int(seed) if seed.lstrip("-").isdigit() else 0,
-            status=tags.get(tag("status"), "finished"),
-            metrics={k: read_metric(v) for k, v in run.data.metrics.items()},
-            params=dict(run.data.params),
-            tags=dict(tags),
-            start_time=run.info.start_time or 0,
-            preset=tags.get(tag("preset"), ""),
-            arms=[tuple(a) for a in json.loads(tags.get(tag("arms"), "[]"))],
-        )
+        return sorted((trial_record(run) for run in runs), key=lambda record: record.start_time)
 
     def history(
         self, run_ids: Iterable[str], metrics: Iterable[str]
@@ -496,51 +466,52 @@ class Tracker:
     # ---- searches ------------------------------------------------------------------------
     def tuned(self, experiment_id: str, preset: str) -> dict[str, dict[str, Any]]:
         """Best settings of the finished searches: tuning key -> dotted setting -> value."""
-        query = tag_filter({tag("kind"): "search", tag("preset"): preset}, status="FINISHED")
+        query = tag_filter({KIND: KIND_SEARCH, PRESET: preset}, status="FINISHED")
         tuned = {}
         for run in self.runs(experiment_id, query):
-            best = run.data.tags.get(tag("best"))
+            best = run.data.tags.get(BEST)
             if best:
-                tuned[run.data.tags[tag("key")]] = json.loads(best)
+                tuned[run.data.tags[KEY]] = json.loads(best)
         return tuned
 
     def open_search_run(
-        self, experiment_id: str, name: str, key: str, arms: list[tuple[str, str]],
+        self, experiment_id: str, name: str, *, key: str, arms: list[tuple[str, str]],
         space: list[dict[str, Any]], metric: str, budget: int, seed: int | None, scope: dict[str, str],
         parent_id: str | None,
     ) -> tuple[str, bool]:  # fmt: skip
         """An arm's search run, reopened when resuming (with its budget updated); (run id, new).
         `scope` (e.g. study and preset) is tagged on every run of the search."""
         tags = {tag(name): value for name, value in scope.items()}
-        existing = self.runs(experiment_id, tag_filter({tag("kind"): "search", tag("key"): key} | tags))
+        existing = self.runs(experiment_id, tag_filter({KIND: KIND_SEARCH, KEY: key} | tags))
         if existing:  # the budget may have grown since: the search goes on from where it was
             run_id = existing[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
-            self.client.set_tag(run_id, tag("budget"), str(budget))
+            self.client.set_tag(run_id, BUDGET, str(budget))
             return run_id, False
         own = {
-            tag("kind"): "search",
-            tag("key"): key,
-            tag("arms"): json.dumps(arms),
-            tag("hypotheses"): ",".join(sorted({h for h, _ in arms})),
-            tag("space"): json.dumps(space),
-            tag("metric"): metric,
-            tag("budget"): str(budget),
-        } | ({} if seed is None else {tag("tuning_seed"): str(seed)})
+            KIND: KIND_SEARCH,
+            KEY: key,
+            ARMS: json.dumps(arms),
+            HYPOTHESES: ",".join(sorted({h for h, _ in arms})),
+            SPACE: json.dumps(space),
+            METRIC: metric,
+            BUDGET: str(budget),
+        } | ({} if seed is None else {TUNING_SEED: str(seed)})
         return self.start_run(experiment_id, name, tags | own, parent_id), True
 
     def start_tuning_trial_run(
-        self, experiment_id: str, name: str, key: str, search_key: str, number: int, seed: int,
+        self, experiment_id: str, name: str, *, key: str, search_key: str, number: int, seed: int,
         arms: list[tuple[str, str]], scope: dict[str, str], search_run_id: str,
     ) -> str:  # fmt: skip
+        """A tuning trial's run, under its search's run; its id."""
         tags = {tag(name): value for name, value in scope.items()}
         own = {
-            tag("kind"): "tuning_trial",
-            tag("key"): key,
-            tag("tuning_key"): search_key,
-            tag("trial_number"): str(number),
-            tag("seed"): str(seed),
-            tag("arms"): json.dumps(arms),
+            KIND: KIND_TUNING_TRIAL,
+            KEY: key,
+            TUNING_KEY: search_key,
+            TRIAL_NUMBER: str(number),
+            SEED: str(seed),
+            ARMS: json.dumps(arms),
         }
         return self.start_run(experiment_id, name, tags | own, search_run_id)
 
@@ -550,61 +521,44 @@ class Tracker:
         """The best setting where MLflow users look: each numeric one as a metric `best.NAME` (at
         the step of the trials counted, so a search resumed with a larger budget adds a point
         rather than changing a param, which MLflow forbids), every one as a tag `best.NAME`."""
-        self.client.set_tag(run_id, tag("best"), json.dumps(best))
+        self.client.set_tag(run_id, BEST, json.dumps(best))
         if edges:
-            self.client.set_tag(run_id, tag("edge"), "; ".join(edges))
+            self.client.set_tag(run_id, EDGE, "; ".join(edges))
         numeric = {
-            f"best.{name}": float(value)
+            BEST_SETTING_PREFIX + name: float(value)
             for name, value in best.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool)
         }
         self.log_metrics(run_id, metrics | numeric, step=step)
         for name, value in best.items():
-            self.client.set_tag(run_id, f"best.{name}", str(value))
+            self.client.set_tag(run_id, BEST_SETTING_PREFIX + name, str(value))
         self.client.set_terminated(run_id, "FINISHED")
 
     def reap_search(self, experiment_id: str, search_key: str, scope: dict[str, str] | None = None,
                     message: str = STALE) -> list[str]:  # fmt: skip
         """Mark a search's RUNNING tuning trial runs KILLED."""
-        tags = {tag("tuning_key"): search_key} | {tag(name): value for name, value in (scope or {}).items()}
+        tags = {TUNING_KEY: search_key} | {tag(name): value for name, value in (scope or {}).items()}
         return self.reap_stale(experiment_id, also=tag_filter(tags), message=message)
 
     def search_runs(self, experiment_id: str, study: str, preset: str) -> list[SearchRunRecord]:
         """The study's search runs for this preset, each with its finished tuning trials."""
-        ours = {tag("preset"): preset, tag("study"): study}
+        ours = {PRESET: preset, STUDY: study}
         searches: dict[str, SearchRunRecord] = {}
-        for run in self.runs(experiment_id, tag_filter({tag("kind"): "search"} | ours)):
-            tags = run.data.tags
-            searches[tags[tag("key")]] = SearchRunRecord(
-                key=tags[tag("key")],
-                arms=[tuple(a) for a in json.loads(tags.get(tag("arms"), "[]"))],
-                space=json.loads(tags[tag("space")]),
-                metric=tags.get(tag("metric"), "val_loss"),
-                budget=int(tags.get(tag("budget"), 0)),
-                finished=run.info.status == "FINISHED",
-                best=json.loads(tags.get(tag("best"), "{}")),
-                edges=[e for e in tags.get(tag("edge"), "").split("; ") if e],
-                seed=int(tags[tag("tuning_seed")]) if tag("tuning_seed") in tags else None,
-            )
-        query = tag_filter({tag("kind"): "tuning_trial"} | ours, status="FINISHED")
+        for run in self.runs(experiment_id, tag_filter({KIND: KIND_SEARCH} | ours)):
+            record = search_run_record(run)
+            searches[record.key] = record
+        query = tag_filter({KIND: KIND_TUNING_TRIAL} | ours, status="FINISHED")
         for run in self.runs(experiment_id, query):
-            search = searches.get(run.data.tags.get(tag("tuning_key"), ""))
+            search = searches.get(run.data.tags.get(TUNING_KEY, ""))
             if search is not None:
-                search.trials.append(
-                    TuningRunRecord(
-                        number=int(run.data.tags.get(tag("trial_number"), 0)),
-                        params=dict(run.data.params),
-                        metrics={k: read_metric(v) for k, v in run.data.metrics.items()},
-                        status=run.data.tags.get(tag("status"), "finished"),
-                    )
-                )
+                search.trials.append(tuning_run_record(run))
         for search in searches.values():
             search.trials.sort(key=lambda t: t.number)
         return list(searches.values())
 
     def fail(self, run_id: str, message: str, status: str = "FAILED") -> None:
-        self.client.set_tag(run_id, f"{TAG}status", status.lower())
-        self.client.set_tag(run_id, f"{TAG}error", message[:5000])
+        self.client.set_tag(run_id, STATUS, status.lower())
+        self.client.set_tag(run_id, ERROR, message[:5000])
         self.client.set_terminated(run_id, status)
 
     def runs(self, experiment_id: str, filter_string: str = "") -> list[Any]:

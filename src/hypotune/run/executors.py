@@ -1,6 +1,6 @@
 """Executors run trials somewhere and report events; they know nothing of MLflow.
 
-Every executor yields the same events (`hypotune.events`) for the same tasks: Started, an
+Every executor yields the same events (`hypotune.run.events`) for the same tasks: Started, an
 Epoch per epoch, then Finished (the result, and weights as bytes) or Failed (a message).
 Tasks are pulled from a source as capacity frees up, so a search can decide its next trial
 after seeing the last one. After each epoch of a tuning task the worker waits for
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hypotune.config import RunConfig, Runtime
-from hypotune.errors import HypotuneError
-from hypotune.events import ENDS, Event, Failed, Started
+from hypotune.errors import HypotuneError, WorkerError
+from hypotune.run.events import ENDS, Event, Failed, Started
 
 SLOT_BYTES = 96  # room for "<task key>|<epoch>|<0 or 1>" in a worker's decision slot
 
@@ -27,7 +27,7 @@ SLOT_BYTES = 96  # room for "<task key>|<epoch>|<0 or 1>" in a worker's decision
 class Task:
     key: str  # unique among the tasks of one run; names its events
     config: RunConfig
-    trainable: str  # the reference a worker loads the trainable by (hypotune.trainables.load)
+    trainable: str  # the reference a worker loads the trainable by (hypotune.trainables.load.load)
     tuning: bool = False  # a tuning trial: validation only (no test set, no weights); may be stopped
     run_id: str = ""  # the MLflow run it is recorded in, opened as it is handed out
     tracking_uri: str = ""  # the store that run lies in
@@ -51,10 +51,6 @@ class Executor(Protocol):
 
 def decision_text(key: str, epoch: int, stop: bool) -> str:
     return f"{key}|{epoch}|{int(stop)}"
-
-
-class WorkerError(HypotuneError):
-    """Worker processes cannot run at all."""
 
 
 def stalled(source: TaskSource) -> RuntimeError:
@@ -122,7 +118,7 @@ class LocalExecutor:
         self.preload = preload  # modules the forkserver imports once for all workers (torch)
         self.runtime = runtime
         self.poll_seconds = poll_seconds
-        self.target = target  # the worker's main function (default: hypotune.worker.worker_main)
+        self.target = target  # the worker's main function (default: hypotune.run.worker.worker_main)
         self.slots: dict[str, Any] = {}  # running task key -> its worker's decision slot
 
     def decide(self, key: str, epoch: int, stop: bool) -> None:
@@ -132,7 +128,7 @@ class LocalExecutor:
 
     def run(self, source: TaskSource) -> Iterator[Event]:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["hypotune.worker", *self.preload])
+        context.set_forkserver_preload(["hypotune.run.worker", *self.preload])
         # Each worker has its own inbox and its own pipe back, and is handed one task at a time:
         # the coordinator always knows which task a worker holds, so one that dies, even between
         # taking a task and saying it started, is reported as failed instead of waited for; and
@@ -145,7 +141,7 @@ class LocalExecutor:
         failed_starts = 0
 
         def start_worker() -> int:
-            from hypotune.worker import worker_main
+            from hypotune.run.worker import worker_main
 
             slot = context.Array("c", SLOT_BYTES, lock=False)
             inbox = context.SimpleQueue()
@@ -265,7 +261,7 @@ class RayExecutor:
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         from ray.util.queue import Empty, Queue
 
-        from hypotune.worker import await_decision, run_trial
+        from hypotune.run.worker import await_decision, run_trial
 
         events = Queue()
 

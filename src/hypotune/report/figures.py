@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from hypotune import stats
-from hypotune.analysis import SearchRecord, StudyData
-from hypotune.study import Hypothesis, Study
-from hypotune.trainables import counterpart
-from hypotune.tuning import Dimension
+from hypotune.decide.collect import SearchRecord
+from hypotune.study.model import Hypothesis, Study, StudyData
+from hypotune.study.tuning import Dimension
+from hypotune.trainables.protocol import counterpart
 
 History = dict[str, dict[str, list[tuple[int, float]]]]  # run id -> metric -> [(epoch, value)]
 

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from hypotune import stats
 from hypotune.errors import ConfigError
-from hypotune.study import Factor, Hypothesis, Prediction
+from hypotune.study.model import Factor, Hypothesis, Prediction
 
 if TYPE_CHECKING:
-    from hypotune.analysis import StudyData
+    from hypotune.study.model import StudyData
 
 
 @dataclass

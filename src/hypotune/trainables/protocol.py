@@ -9,39 +9,46 @@ that calls `log({...})` once per epoch with that epoch's metrics (and "epoch": i
 returns True when a tuning search wants the trial to stop there. Everything else is optional:
 a cost estimate that orders the work, a check that fails impossible settings before anything
 runs, a check of the data before a study starts, and which settings set the budget or the split,
-so the audit can name them. The engine (study, plan, coordinator, executors, worker, store,
-search, analysis, report) reaches a trainable only through this module; a worker imports it by
-its reference, "module:attribute".
+so the audit can name them. The engine (run, decide, report, store) reaches a trainable only
+through this package; a worker imports it by its reference, "module:attribute" (see load).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import functools
-import hashlib
-import importlib
-import importlib.util
-import inspect
-import sys
-import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from hypotune.config import Runtime, directions
+from hypotune.config import Runtime
 from hypotune.errors import ConfigError
-from hypotune.events import STATUSES, Epoch, Event, Result
 
-BUILT_IN = {"fashion_mnist": "hypotune.fashion:TRAINABLE"}  # name -> reference
-DEFAULT = "fashion_mnist"
+STATUSES = ("finished", "diverged", "pruned")  # how a training may end
+
+
+@dataclass
+class Result:
+    """How one training ended: its final metrics, and what to keep of it.
+
+    `status` is "finished", "diverged" (a loss went non-finite: a result that counts as a failure)
+    or "pruned" (a tuning search stopped it). `tags` say how it ran (threads, device, precision):
+    the audit flags comparisons whose runs differ in them. `artifacts` are files kept beside the
+    run, by name ("model.pt": its bytes); a tuning trial keeps none. `stored` says the metrics are
+    in the run already (a command logged them there itself).
+    """
+
+    metrics: dict[str, float]
+    status: str = "finished"
+    epochs: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    stored: bool = False
 
 
 class Log:
     """What a trainable reports through: `log(metrics)` once per epoch; True means stop there.
 
-    `runtime` says how to run (threads, device, where the data lies); `tuning` is True for a
+    `report(metrics, stored)` receives each epoch's metrics ("epoch" among them) where the engine
+    records them. `runtime` says how to run (threads, device, where the data lies); `tuning` is True for a
     trial of a tuning search, which must not look at the test set and keeps no artifacts.
     `run_id` is the MLflow run the trial is recorded in, in the store at `tracking_uri`: a
     trainable may log more to it (a command trainable's script logs everything there).
@@ -49,15 +56,14 @@ class Log:
 
     def __init__(
         self,
-        key: str,
-        emit: Callable[[Event], None],
+        report: Callable[[dict[str, float], bool], None],
         runtime: Runtime,
         tuning: bool = False,
         should_stop: Callable[[int], bool] | None = None,
         run_id: str = "",
         tracking_uri: str = "",
     ) -> None:
-        self.key, self.emit, self.runtime, self.tuning = key, emit, runtime, tuning
+        self.report, self.runtime, self.tuning = report, runtime, tuning
         self.should_stop = should_stop
         self.run_id, self.tracking_uri = run_id, tracking_uri
         self.epochs = 0
@@ -67,7 +73,7 @@ class Log:
         self.epochs += 1
         values = {name: float(value) for name, value in metrics.items()}
         values.setdefault("epoch", float(self.epochs))
-        self.emit(Epoch(self.key, values, stored))
+        self.report(values, stored)
         return bool(self.tuning and self.should_stop and self.should_stop(int(values["epoch"])))
 
 
@@ -156,174 +162,6 @@ def counterpart(metric: str, split: str) -> str:
     """The same quantity on another split: "val_loss" and "best_val_loss" are "test_loss" on
     "test" and "train_loss" on "train"; "" when the metric names no validation split."""
     return f"{split}_{quantity(metric)}" if metric.startswith(SPLITS[:2]) else ""
-
-
-def trainable(
-    settings: type | None = None,
-    *,
-    name: str = "",
-    metrics: Mapping[str, str | bool] | None = None,
-    deciding: tuple[str, ...] = (),
-    **fields: Any,
-) -> Callable[[Callable[..., Any]], Trainable]:
-    """Make a training function `train(settings, seed, log)` a Trainable:
-
-        @hypotune.trainable(metrics={"val_loss": "minimize", "val_acc": "maximize"})
-        def train(settings: Settings, seed: int, log) -> dict[str, float]: ...
-
-    `settings` is its settings dataclass (default: the type of its first parameter); `metrics`
-    the metrics it reports, each "minimize" or "maximize" (default: val_loss, minimized); the
-    other `Trainable` fields (epochs, cost, check, budget, ...) may be given too. The function
-    stays callable as before.
-    """
-
-    def wrap(function: Callable[..., Any]) -> Trainable:
-        return from_function(function, settings, name=name, metrics=metrics, deciding=deciding, **fields)
-
-    return wrap
-
-
-def from_function(
-    function: Callable[..., Any],
-    settings: type | None = None,
-    *,
-    name: str = "",
-    metrics: Mapping[str, str | bool] | None = None,
-    ref: str = "",
-    **fields: Any,
-) -> Trainable:
-    """A Trainable around a plain training function, its settings read from its first parameter."""
-    settings = settings or _first_parameter_type(function)
-    if not (isinstance(settings, type) and dataclasses.is_dataclass(settings)):
-        raise ConfigError(
-            f"trainable '{function.__name__}' needs its settings as a dataclass: annotate its first "
-            "parameter with one (def train(settings: Settings, seed, log)) or pass settings="
-        )
-    taken = {"seed", "settings"} & {f.name for f in dataclasses.fields(settings)}
-    if taken:
-        raise ConfigError(f"trainable '{function.__name__}': a setting may not be named {sorted(taken)[0]}")
-    return Trainable(
-        name or function.__name__, settings, function, ref=ref, metrics=directions(metrics), **fields
-    )
-
-
-def _first_parameter_type(function: Callable[..., Any]) -> Any:
-    try:
-        hints = typing.get_type_hints(function)
-    except Exception:  # an annotation that does not resolve: reported as missing
-        return None
-    parameters = list(inspect.signature(function).parameters)
-    return hints.get(parameters[0]) if parameters else None
-
-
-def load(name: str = DEFAULT) -> Trainable:
-    """A trainable by built-in name ("fashion_mnist") or reference: "package.module:attribute", or
-    "/path/to/file.py:attribute" (a Trainable or a training function), or "/path/to/file.toml:table"
-    (a command trainable, `hypotune.scripts`: read afresh each time, as the file may change)."""
-    ref = BUILT_IN.get(name, name)
-    path, _, table = ref.rpartition(":")
-    if path.endswith(".toml") and table:
-        from hypotune.scripts import from_toml
-
-        return Trainable(**from_toml(Path(path), table))
-    return _load(ref)
-
-
-@functools.cache
-def _load(ref: str) -> Trainable:
-    module_name, _, attribute = ref.rpartition(":")
-    if not module_name or not attribute:
-        known = ", ".join(BUILT_IN)
-        raise ConfigError(
-            f"trainable '{ref}' is neither built in ({known}) nor 'module:attribute', 'file.py:attribute'"
-            " or a [trainable] table with a command"
-        )
-    module = _module(ref, module_name)
-    found = getattr(module, attribute, None)
-    if callable(found) and not isinstance(found, Trainable) and not isinstance(found, type):
-        return from_function(found, ref=ref)
-    if not isinstance(found, Trainable):
-        raise ConfigError(
-            f"trainable '{ref}': {module_name} has no Trainable or training function named '{attribute}'"
-        )
-    return found if found.ref == ref else _with_ref(found, ref)
-
-
-def _module(ref: str, module_name: str) -> Any:
-    """The module a reference names: imported by name, or executed from its file (its folder
-    goes on the import path, as when it runs as a script, so it may import what lies beside it)."""
-    if not module_name.endswith(".py"):
-        try:
-            return importlib.import_module(module_name)
-        except ImportError as error:
-            raise ConfigError(f"trainable '{ref}': cannot import {module_name} ({error})") from None
-    path = Path(module_name)
-    if not path.is_file():
-        raise ConfigError(f"trainable '{ref}': no such file {path}")
-    unique = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
-    name = f"hypotune_user_{path.stem}_{unique}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    if str(path.resolve().parent) not in sys.path:
-        sys.path.insert(0, str(path.resolve().parent))
-    try:
-        spec.loader.exec_module(module)
-    except Exception as error:
-        del sys.modules[name]
-        raise ConfigError(
-            f"trainable '{ref}': {path.name} failed to load: {type(error).__name__}: {error}"
-        ) from None
-    return module
-
-
-def resolve_ref(text: str, folder: Path) -> str:
-    """A study file's `trainable = "..."`, made absolute: a file (`train.py:fit`, or a command's
-    `train.toml:trainable`) or a module with a file of its name (`train:fit` and train.py) beside
-    the study is that file."""
-    if text in BUILT_IN:
-        return text
-    module_name, sep, attribute = text.rpartition(":")
-    if not sep:
-        return text  # not a reference: `load` says why
-    named_file = module_name.endswith((".py", ".toml"))
-    beside = folder / (module_name if named_file else f"{module_name.replace('.', '/')}.py")
-    if beside.is_file():
-        return f"{beside.resolve()}:{attribute}"
-    if not named_file and not _findable(module_name):
-        stems = sorted(p.stem for p in folder.glob("*.py"))
-        close = difflib.get_close_matches(module_name, stems, n=1)
-        hint = f"; did you mean {close[0]}:{attribute} ({close[0]}.py)?" if close else ""
-        wanted = beside.relative_to(folder)
-        raise ConfigError(
-            f"trainable '{text}': cannot import {module_name}: no {wanted} in {folder.resolve()} "
-            f"and no module {module_name!r} on the Python path{hint}"
-        )
-    return text
-
-
-def _findable(module_name: str) -> bool:
-    """Whether `module_name` can be imported, found without importing it."""
-    try:
-        return importlib.util.find_spec(module_name) is not None
-    except (ImportError, ValueError):  # a parent package that is missing, or an empty name
-        return False
-
-
-def importable(trainable: Trainable) -> Trainable:
-    """The trainable, once it is sure that worker processes can load it by its reference."""
-    where = "define it at the top level of a module on the path and set ref = 'module:attribute'"
-    if not trainable.ref or trainable.ref.startswith("__main__:"):
-        raise ConfigError(f"trainable '{trainable.name}' cannot reach worker processes: {where}")
-    load(trainable.ref)
-    return trainable
-
-
-def _with_ref(trainable: Trainable, ref: str) -> Trainable:
-    return dataclasses.replace(trainable, ref=ref)
 
 
 def artifact_parts(name: str) -> tuple[str, ...]:

@@ -17,18 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hypotune.config import RunConfig, flatten
-from hypotune.events import Epoch, Event, Failed, Finished, Started
-from hypotune.executors import Task
-from hypotune.store import Tracker
-from hypotune.study import Study, Trial
-from hypotune.trainables import Trainable, load
-from hypotune.tuning import TUNING_SEED_BASE, TuningSpec, overrides_from_params
+from hypotune.run.events import Epoch, Event, Failed, Finished, Started
+from hypotune.run.executors import Task
+from hypotune.store.tracker import Tracker
+from hypotune.study.model import Study, Trial
+from hypotune.study.tuning import TUNING_SEED_BASE, TuningSpec, overrides_from_params
+from hypotune.trainables.load import load
+from hypotune.trainables.protocol import Trainable
 
 JOURNAL = "optuna.journal"
 
 
 @dataclass
-class SearchGroup:
+class SearchPlan:
     """One search: an arm's settings (shared by every hypothesis arm that resolves to them)."""
 
     key: str  # the tuning key
@@ -45,14 +46,14 @@ class SearchGroup:
         return name if self.seed is None else f"{name}, seed {self.seed}"
 
 
-def search_groups(study: Study, preset: str, seeds: dict[str, int] | None = None) -> list[SearchGroup]:
+def plan_searches(study: Study, preset: str, seeds: dict[str, int] | None = None) -> list[SearchPlan]:
     """The searches a preset needs, one per distinct tuned arm, in file order.
 
     A spec with `per_seed` has one search per arm and seed, for the seeds each hypothesis has
     (`seeds`, else the preset's minimum); search N trains on seed and split TUNING_SEED_BASE + N,
     so that no final trial is evaluated on the split its setting was chosen on.
     """
-    groups: dict[str, SearchGroup] = {}
+    groups: dict[str, SearchPlan] = {}
     minimum = study.presets[preset].seeds.min
     for hypothesis in study.hypotheses:
         spec = hypothesis.tuning
@@ -65,15 +66,10 @@ def search_groups(study: Study, preset: str, seeds: dict[str, int] | None = None
                 config = study.arm_config(hypothesis, arm, preset, TUNING_SEED_BASE + (seed or 0))
                 group = groups.setdefault(
                     key,
-                    SearchGroup(key, spec, spec.budget(preset), config, seed=seed, trainable=study.trainable),
+                    SearchPlan(key, spec, spec.budget(preset), config, seed=seed, trainable=study.trainable),
                 )
                 group.arms.append((hypothesis.id, arm))
     return list(groups.values())
-
-
-def read_tuned(tracker: Tracker, experiment_id: str, preset: str) -> dict[str, dict[str, Any]]:
-    """Best settings of the finished searches in the store: tuning key -> overrides."""
-    return {key: overrides_from_params(best) for key, best in tracker.tuned(experiment_id, preset).items()}
 
 
 def open_journal(tracker: Tracker) -> Any:
@@ -94,10 +90,10 @@ def sampler_seed(spec: TuningSpec, key: str) -> int:
 
 
 @dataclass
-class _Open:
+class OpenSearch:
     """A search in progress: its Optuna study and its trials in flight."""
 
-    group: SearchGroup
+    group: SearchPlan
     study: Any  # optuna.Study
     run_id: str  # the arm's search run in MLflow
     in_flight: dict[str, Any] = field(default_factory=dict)  # task key -> optuna.Trial
@@ -118,12 +114,12 @@ class _Open:
         )
 
 
-class Search:
+class Searches:
     """Every search of one run: hands out tuning trials, records what comes back."""
 
     def __init__(
         self,
-        groups: list[SearchGroup],
+        groups: list[SearchPlan],
         tracker: Tracker,
         experiment_id: str,
         namespace: str,
@@ -142,11 +138,11 @@ class Search:
         self.parent_run_id = parent_run_id
         self.decide = decide  # answers a tuning trial's epoch: stop (pruned) or go on
         self.max_in_flight = max_in_flight
-        self.searches: list[_Open] = []
+        self.searches: list[OpenSearch] = []
         self.turn = 0  # round-robin position, so every search advances
         self.extend(groups)
 
-    def extend(self, groups: list[SearchGroup]) -> None:
+    def extend(self, groups: list[SearchPlan]) -> None:
         """Open the searches not open yet (a round of seeds brings new per-seed searches)."""
         known = {search.group.key for search in self.searches}
         for group in groups:
@@ -154,7 +150,7 @@ class Search:
                 known.add(group.key)
                 self.searches.append(self._open(group))
 
-    def _open(self, group: SearchGroup) -> _Open:
+    def _open(self, group: SearchPlan) -> OpenSearch:
         import optuna
         from optuna.trial import TrialState
 
@@ -187,12 +183,12 @@ class Search:
             base = self._base_params(group)
             if base:  # the arm's own setting is always one of the trials: the untuned point
                 study.enqueue_trial(base)
-        opened = _Open(group, study, self._search_run(group))
+        opened = OpenSearch(group, study, self._search_run(group))
         if opened.counted() >= group.budget:
             self._finish(opened)
         return opened
 
-    def _base_params(self, group: SearchGroup) -> dict[str, Any]:
+    def _base_params(self, group: SearchPlan) -> dict[str, Any]:
         params = {}
         values = flatten(group.config.to_dict())
         for dimension in group.spec.space:
@@ -205,12 +201,13 @@ class Search:
             params[dimension.name] = value
         return params
 
-    def _search_run(self, group: SearchGroup) -> str:
+    def _search_run(self, group: SearchPlan) -> str:
         """The arm's search run, reopened when resuming."""
         space = [d.__dict__ for d in group.spec.space]
         run_id, new = self.tracker.open_search_run(
-            self.experiment_id, f"tune {group.label}", group.key, group.arms, space, group.spec.metric,
-            group.budget, group.seed, self.scope, self.parent_run_id,
+            self.experiment_id, f"tune {group.label}", key=group.key, arms=group.arms, space=space,
+            metric=group.spec.metric, budget=group.budget, seed=group.seed, scope=self.scope,
+            parent_id=self.parent_run_id,
         )  # fmt: skip
         if new:  # the searched settings as their ranges; the best lands as metrics best.NAME
             searched = {
@@ -229,7 +226,7 @@ class Search:
                 return self._ask(search)
         return None
 
-    def _ask(self, search: _Open) -> tuple[Task, Trial]:
+    def _ask(self, search: OpenSearch) -> tuple[Task, Trial]:
         space = {d.name: d.distribution() for d in search.group.spec.space}
         trial = search.study.ask(space)
         key = f"{search.group.key}-{trial.number}"
@@ -255,8 +252,9 @@ class Search:
         """Open the MLflow run of a tuning trial as it is handed out; its id."""
         search = next(s for s in self.searches if key in s.in_flight)
         run_id = self.tracker.start_tuning_trial_run(
-            self.experiment_id, trial.name, key, search.group.key, search.in_flight[key].number,
-            trial.config.seed, search.group.arms, self.scope, search.run_id,
+            self.experiment_id, trial.name, key=key, search_key=search.group.key,
+            number=search.in_flight[key].number, seed=trial.config.seed, arms=search.group.arms,
+            scope=self.scope, search_run_id=search.run_id,
         )  # fmt: skip
         search.trial_runs[key] = run_id
         self.tracker.log_config(run_id, trial.config)
@@ -284,7 +282,7 @@ class Search:
             case Failed(message=message):
                 self._failed(search, key, message)
 
-    def _finished(self, search: _Open, key: str, result: Any) -> None:
+    def _finished(self, search: OpenSearch, key: str, result: Any) -> None:
         from optuna.trial import TrialState
 
         optuna_trial = search.in_flight.pop(key)
@@ -299,7 +297,7 @@ class Search:
         self.tracker.finish(run_id, result.status, result.metrics, step=result.epochs, stored=result.stored)
         self._finish_if_complete(search)
 
-    def _failed(self, search: _Open, key: str, message: str) -> None:
+    def _failed(self, search: OpenSearch, key: str, message: str) -> None:
         from optuna.trial import TrialState
 
         optuna_trial = search.in_flight.pop(key)
@@ -311,12 +309,12 @@ class Search:
             self.tracker.fail(search.run_id, search.error)
         self._finish_if_complete(search)
 
-    def _finish_if_complete(self, search: _Open) -> None:
+    def _finish_if_complete(self, search: OpenSearch) -> None:
         idle = search.best is None and not search.error and not search.in_flight
         if idle and search.counted() >= search.group.budget:
             self._finish(search)
 
-    def _finish(self, search: _Open) -> None:
+    def _finish(self, search: OpenSearch) -> None:
         """Record the best setting on the arm's search run; its seeds can now be trained."""
         try:
             best = search.study.best_trial
@@ -362,7 +360,7 @@ def edge_warnings(spec: TuningSpec, best: dict[str, Any]) -> list[str]:
 class SearchSource:
     """The tuning trials of a search run on its own (`hypotune search`), as an executor's source."""
 
-    def __init__(self, search: Search) -> None:
+    def __init__(self, search: Searches) -> None:
         self.search = search
         self.trials: dict[str, Trial] = {}
 

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from hypotune.config import directions, read_metric, read_toml, setting, unknown_key_message
-from hypotune.errors import ConfigError, HypotuneError
-from hypotune.events import Result
+from hypotune.errors import CommandFailed, ConfigError
+from hypotune.trainables.protocol import Result
 
 KEYS = {
     "command",
@@ -63,10 +63,6 @@ TAIL_WIDTH = 500  # characters kept of each of those lines
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # set to the runtime's threads unless set
 PYTHONS = ("python", "python3")  # a command starting with one of these runs with sys.executable
 RUNNING: set[subprocess.Popen[bytes]] = set()  # the scripts this process has started and not ended
-
-
-class CommandFailed(HypotuneError):
-    """A script failed, hung past its timeout, or logged none of its metrics."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hypotune import sequential, stats
-from hypotune.analysis import StudyData
-from hypotune.predictions import KINDS, Evidence, collect_evidence, describe
+from hypotune import stats
+from hypotune.decide import sequential
 from hypotune.stats import fmt
-from hypotune.study import Hypothesis, Prediction, Study
+from hypotune.study.model import Hypothesis, Prediction, Study, StudyData
+from hypotune.study.predictions import KINDS, Evidence, collect_evidence, describe
 
 DECIDED = ("supported", "refuted", "equivalent")
 

@@ -13,21 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hypotune import figures, stats
-from hypotune.analysis import (
-    SearchRecord,
-    StudyData,
-    arm_summaries,
-    collect,
-    collect_searches,
-)
-from hypotune.audit import audit
+from hypotune import stats
 from hypotune.config import flatten
-from hypotune.store import Tracker, TrialRecord
-from hypotune.study import Hypothesis, Study
-from hypotune.trainables import counterpart
-from hypotune.tuning import TUNING_SEED_BASE, overrides_from_params
-from hypotune.verdicts import Verdict, counts, evaluate, fmt, next_seeds
+from hypotune.decide.collect import SearchRecord, arm_summaries, collect
+from hypotune.decide.decision import Analysed, analyse
+from hypotune.decide.verdicts import Verdict, counts
+from hypotune.report import figures
+from hypotune.stats import fmt
+from hypotune.store.records import TrialRecord
+from hypotune.store.tracker import Tracker
+from hypotune.study.model import Hypothesis, Study, StudyData
+from hypotune.study.tuning import TUNING_SEED_BASE
+from hypotune.trainables.protocol import counterpart
 
 VERDICT_MARK = {"supported", "refuted", "equivalent", "inconclusive", "exploratory"}
 
@@ -82,29 +79,6 @@ def fetch_history(tracker: Tracker, data: StudyData, study: Study) -> figures.Hi
     run_ids = sorted({r.run_id for arm in data.values() for r in arm.records.values()})
     metrics = tuple(dict.fromkeys(m for h in study.hypotheses for m in figures.curve_metrics(h)))
     return tracker.history(run_ids, metrics)
-
-
-@dataclass
-class Analysed:
-    """What the store says of a study under one preset: its runs by arm, its searches, the
-    verdicts and the audit's findings."""
-
-    data: StudyData
-    searches: dict[tuple[str, str], list[SearchRecord]]
-    verdicts: list[Verdict]
-    findings: dict[str, list[str]]
-
-
-def analyse(study: Study, preset: str, tracker: Tracker) -> Analysed:
-    """Read the study's runs and searches from the store, decide every prediction, audit it."""
-    study = study.under(preset)
-    data = collect(study, preset, tracker)
-    searches = collect_searches(study, preset, tracker)
-    tuned = {s.key: overrides_from_params(s.best) for own in searches.values() for s in own if s.finished}
-    margins = tracker.margins(study.name, preset)
-    verdicts = evaluate(study, data, preset, tracker.budget_stopped(study.name, preset), margins)
-    seeds = next_seeds(study, preset, data, margins) if study.presets[preset].seeds.adaptive else None
-    return Analysed(data, searches, verdicts, audit(study, preset, data, tuned, seeds))
 
 
 def build_report(
@@ -556,7 +530,7 @@ def _environment(autoescape: bool) -> Any:
     import jinja2
 
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("hypotune", "templates"),
+        loader=jinja2.PackageLoader("hypotune.report", "templates"),
         autoescape=autoescape,
         trim_blocks=True,
         lstrip_blocks=True,

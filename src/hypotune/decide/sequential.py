@@ -39,38 +39,7 @@ from scipy import special
 from hypotune import stats
 from hypotune.stats import Interval, PerSeed, t_interval
 
-GROWTH = 1.6  # each look has about this many times the seeds of the one before
 CALIBRATION_PATHS = 100_000  # simulated studies per reference shape
-
-
-@dataclass(frozen=True)
-class SeedPlan:
-    """How many seeds an arm trains: `min` first, then more in rounds up to `max` while open."""
-
-    min: int
-    max: int
-
-    @property
-    def adaptive(self) -> bool:
-        return self.max > self.min
-
-    @property
-    def looks(self) -> tuple[int, ...]:
-        """The seed counts at which verdicts are read: min, then about x1.6 each round, then max."""
-        counts = [self.min]
-        while counts[-1] < self.max:
-            grown = max(counts[-1] + 1, round(counts[-1] * GROWTH))
-            counts.append(min(grown, self.max))
-        return tuple(counts)
-
-    def next_look(self, seeds: int) -> int:
-        """The first look with more than `seeds` seeds (max when none is left)."""
-        return next((n for n in self.looks if n > seeds), self.max)
-
-    def describe(self) -> str:
-        if not self.adaptive:
-            return f"{self.min} seeds"
-        return f"{self.min} to {self.max} seeds (looks at {', '.join(map(str, self.looks))})"
 
 
 Draw = Callable[[np.random.Generator, tuple[int, int]], np.ndarray]

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypotune.events import ENDS, Epoch, Event, Failed, Finished, Started
-from hypotune.executors import Executor, Task
-from hypotune.searches import Search, read_tuned, search_groups
-from hypotune.store import Tracker, absolute_uri, interrupts_held
-from hypotune.study import Study, Trial, plan
+from hypotune.decide.collect import read_tuned
+from hypotune.run.events import ENDS, Epoch, Event, Failed, Finished, Started
+from hypotune.run.executors import Executor, Task
+from hypotune.run.search import Searches, plan_searches
+from hypotune.store.tracker import Tracker, absolute_uri, interrupts_held
+from hypotune.study.model import Study, Trial, plan
 
 EventCallback = Callable[[Event, Trial], None]
 
@@ -92,7 +93,7 @@ class StudySource:
         self,
         study: Study,
         preset: str,
-        search: Search,
+        search: Searches,
         done: set[str],
         seeds: dict[str, int] | None = None,
         advance: Callable[[], dict[str, int]] | None = None,
@@ -177,7 +178,7 @@ class StudySource:
                 self.budget_stopped = True
                 return
             self.seeds = {h: max(n, planned.get(h, minimum)) for h, n in wanted.items()}
-            self.search.extend(search_groups(self.study, self.preset, self.seeds))  # per-seed searches
+            self.search.extend(plan_searches(self.study, self.preset, self.seeds))  # per-seed searches
             self.refresh(force=True)
 
     def exhausted(self) -> bool:
@@ -214,8 +215,8 @@ def run_study(
     Under a seed plan from min to max, seeds are added in rounds to the hypotheses whose verdicts
     are still open, until each is decided, reaches the maximum, or `budget_seconds` run out.
     """
-    from hypotune.analysis import collect
-    from hypotune.verdicts import margins_to_record, next_seeds
+    from hypotune.decide.collect import collect
+    from hypotune.decide.verdicts import margins_to_record, next_seeds
 
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     study = study.under(preset)
@@ -240,8 +241,8 @@ def run_study(
             return next_seeds(study, preset, data, margins)
 
         seeds = advance() if adaptive else None
-        groups = search_groups(study, preset, seeds)
-        search = Search(
+        groups = plan_searches(study, preset, seeds)
+        search = Searches(
             groups, tracker, experiment_id, f"{study.name}/{preset}", scope, parent, executor.decide
         )
         source = StudySource(
@@ -375,8 +376,8 @@ def study_status(study: Study, preset: str, tracker: Tracker) -> list[Hypothesis
         tuned = read_tuned(tracker, experiment_id, preset)
     seeds = None
     if study.presets[preset].seeds.adaptive:
-        from hypotune.analysis import collect
-        from hypotune.verdicts import next_seeds
+        from hypotune.decide.collect import collect
+        from hypotune.decide.verdicts import next_seeds
 
         seeds = next_seeds(
             study, preset, collect(study, preset, tracker), tracker.margins(study.name, preset)
@@ -415,12 +416,12 @@ def run_search(
 ) -> Any:
     """One configuration's search on its own (`hypotune search`): the same lock, reaping and
     recording as a study's searches. Returns the opened search (best setting, Optuna study)."""
-    from hypotune.searches import SearchSource
+    from hypotune.run.search import SearchSource
 
     experiment_id = tracker.experiment(experiment)
     with study_lock(tracker, f"search-{group.key}"):
         tracker.reap_search(experiment_id, group.key)
-        search = Search([group], tracker, experiment_id, "search", {"source": "search"},
+        search = Searches([group], tracker, experiment_id, "search", {"source": "search"},
                         decide=executor.decide, max_in_flight=getattr(executor, "workers", 1))  # fmt: skip
         source = SearchSource(search)
         done = search.searches[0].counted()

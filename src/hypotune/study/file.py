@@ -29,9 +29,7 @@ from hypotune.config import (
     unknown_key_message,
 )
 from hypotune.errors import ConfigError, StudyError
-from hypotune.predictions import KINDS
-from hypotune.sequential import SeedPlan
-from hypotune.study import (
+from hypotune.study.model import (
     FAMILIES,
     Factor,
     Hypothesis,
@@ -39,11 +37,14 @@ from hypotune.study import (
     Prediction,
     Preset,
     Reference,
+    SeedPlan,
     Statistics,
     Study,
 )
-from hypotune.trainables import DEFAULT, Trainable, load, resolve_ref
-from hypotune.tuning import TuningSpec, parse_tuning
+from hypotune.study.predictions import KINDS
+from hypotune.study.tuning import TuningSpec, parse_tuning
+from hypotune.trainables.load import DEFAULT, load, resolve_ref
+from hypotune.trainables.protocol import Trainable
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 STUDY_KEYS = {
@@ -106,7 +107,7 @@ def _named_trainable(raw: dict[str, Any], path: Path) -> Trainable:
     table with a command), else the built-in one."""
     named = raw.get("trainable", DEFAULT)
     if isinstance(named, dict):
-        from hypotune.scripts import from_table
+        from hypotune.trainables.command import from_table
 
         try:
             return Trainable(**from_table(named, path))

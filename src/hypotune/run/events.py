@@ -3,28 +3,9 @@ then finished or failed. Plain frozen dataclasses: they cross process pipes and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-STATUSES = ("finished", "diverged", "pruned")  # how a training may end
-
-
-@dataclass
-class Result:
-    """How one training ended: its final metrics, and what to keep of it.
-
-    `status` is "finished", "diverged" (a loss went non-finite: a result that counts as a failure)
-    or "pruned" (a tuning search stopped it). `tags` say how it ran (threads, device, precision):
-    the audit flags comparisons whose runs differ in them. `artifacts` are files kept beside the
-    run, by name ("model.pt": its bytes); a tuning trial keeps none. `stored` says the metrics are
-    in the run already (a command logged them there itself).
-    """
-
-    metrics: dict[str, float]
-    status: str = "finished"
-    epochs: int = 0
-    tags: dict[str, str] = field(default_factory=dict)
-    artifacts: dict[str, bytes] = field(default_factory=dict)
-    stored: bool = False
+from hypotune.trainables.protocol import Result
 
 
 @dataclass(frozen=True)

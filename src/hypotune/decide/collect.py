@@ -9,23 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hypotune import stats
-from hypotune.searches import read_tuned
-from hypotune.store import Tracker, TrialRecord
-from hypotune.study import Hypothesis, Study, plan
-from hypotune.tuning import Dimension
-
-
-@dataclass
-class ArmData:
-    hypothesis: str
-    arm: str
-    records: dict[int, TrialRecord] = field(default_factory=dict)  # by seed
-
-    def values(self, metric: str) -> dict[int, float]:
-        return {seed: r.metrics.get(metric, math.nan) for seed, r in self.records.items()}
-
-
-StudyData = dict[tuple[str, str], ArmData]
+from hypotune.store.tracker import Tracker
+from hypotune.study.model import ArmData, Hypothesis, Study, StudyData, plan
+from hypotune.study.tuning import Dimension, overrides_from_params
 
 
 def collect(study: Study, preset: str, tracker: Tracker) -> StudyData:
@@ -127,3 +113,8 @@ def _param_value(dimension: Dimension, text: str) -> Any:
         return int(text) if dimension.integer else float(text)
     except ValueError:
         return math.nan
+
+
+def read_tuned(tracker: Tracker, experiment_id: str, preset: str) -> dict[str, dict[str, Any]]:
+    """Best settings of the finished searches in the store: tuning key -> overrides."""
+    return {key: overrides_from_params(best) for key, best in tracker.tuned(experiment_id, preset).items()}

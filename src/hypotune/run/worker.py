@@ -16,9 +16,10 @@ from typing import Any
 
 from hypotune.config import Runtime, run_config_from_dict
 from hypotune.errors import HypotuneError
-from hypotune.events import Failed, Finished, Started
-from hypotune.scripts import stop_all
-from hypotune.trainables import Log, load
+from hypotune.run.events import Epoch, Failed, Finished, Started
+from hypotune.trainables.command import stop_all
+from hypotune.trainables.load import load
+from hypotune.trainables.protocol import Log
 
 
 def run_trial(
@@ -43,7 +44,9 @@ def run_trial(
     try:
         trainable = load(trainable_ref)
         config = run_config_from_dict(trainable.settings, config_dict)
-        log = Log(key, emit, runtime, tuning, should_stop, *run)
+        log = Log(
+            lambda metrics, stored: emit(Epoch(key, metrics, stored)), runtime, tuning, should_stop, *run
+        )
         result = trainable.run(config.settings, config.seed, log)
         if tuning:
             result.artifacts = {}

@@ -18,7 +18,7 @@ from rich.table import Table
 from hypotune.errors import HypotuneError
 
 if TYPE_CHECKING:
-    from hypotune.trainables import Trainable
+    from hypotune.trainables.protocol import Trainable
 
 # Piped output (a log, CI) gets wide tables instead of rich's 80-column fallback.
 console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
@@ -107,7 +107,7 @@ def result_table(status: str, metrics: dict[str, float], trainable: Trainable) -
 
 def run_data(args: argparse.Namespace) -> int:
     from hypotune.config import Runtime
-    from hypotune.trainables import load
+    from hypotune.trainables.load import load
 
     out.print(load().ready(Runtime(data_dir=args.data_dir or "")))
     return 0
@@ -118,7 +118,7 @@ UI_STARTUP_SECONDS = 120.0  # a cold first start on a busy 2-core machine takes 
 
 def run_ui(args: argparse.Namespace) -> int:
     from hypotune.api import store_uri
-    from hypotune.store import Tracker
+    from hypotune.store.tracker import Tracker
 
     uri = store_uri(args.tracking_uri)
     if not uri.startswith("sqlite:"):
@@ -202,7 +202,7 @@ def experiment_of(target: str) -> str:
     from pathlib import Path
 
     from hypotune.config import read_toml
-    from hypotune.studyfile import built_in_studies, study_path
+    from hypotune.study.file import built_in_studies, study_path
 
     path = Path(target)
     if not path.is_file() and target not in built_in_studies():
@@ -216,7 +216,7 @@ def experiment_of(target: str) -> str:
         experiment = runs.get("experiment") if isinstance(runs, dict) else None
         if isinstance(experiment, str) and experiment:
             return experiment
-        from hypotune.existing import load_runs_file
+        from hypotune.decide.runs_file import load_runs_file
 
         return load_runs_file(path, raw)[1].experiment  # raises what is wrong with it
     name = raw.get("name")
@@ -336,15 +336,15 @@ def warn_if_exposed(host: str, auth: bool) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     from hypotune.config import read_toml, run_config_from_dict
-    from hypotune.searches import search_groups
-    from hypotune.study import plan
-    from hypotune.studyfile import parse_study, study_path
-    from hypotune.trainables import load
+    from hypotune.run.search import plan_searches
+    from hypotune.study.file import parse_study, study_path
+    from hypotune.study.model import plan
+    from hypotune.trainables.load import load
 
     args.file = study_path(args.file)
     raw = read_toml(args.file)  # once: the file may be a pipe (/dev/stdin)
     if "runs" in raw:
-        from hypotune.existing import load_runs_file
+        from hypotune.decide.runs_file import load_runs_file
 
         study, spec = load_runs_file(args.file, raw)
         out.print(f"{args.file}: runs file '{study.name}' is valid ({len(study.hypotheses)} hypotheses)")
@@ -360,7 +360,7 @@ def run_validate(args: argparse.Namespace) -> int:
     out.print(f"{args.file}: study '{study.name}' is valid")
     for name, preset in study.presets.items():
         narrowed = study.under(name)
-        groups = search_groups(narrowed, name)
+        groups = plan_searches(narrowed, name)
         # A tuned arm's trials are one config per search until its best setting is known.
         trials = len(plan(narrowed, name)) + sum(preset.seeds.min if g.seed is None else 1 for g in groups)
         count = len(narrowed.hypotheses)
@@ -375,7 +375,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_studies(args: argparse.Namespace) -> int:
     """The built-in studies: name, what they test, their presets."""
-    from hypotune.studyfile import built_in_studies, load_study
+    from hypotune.study.file import built_in_studies, load_study
 
     table = Table(title="built-in studies (hypotune study run NAME --preset PRESET)")
     for column in ("name", "hypotheses", "presets", "description"):
@@ -389,7 +389,7 @@ def run_studies(args: argparse.Namespace) -> int:
 
 def run_study_command(args: argparse.Namespace) -> int:
     from hypotune import api
-    from hypotune.study import plan
+    from hypotune.study.model import plan
 
     study = api.load_study(args.study, trainable=args.trainable)
     preset = study.preset(args.preset).name
@@ -488,7 +488,7 @@ class TrialBars(contextlib.AbstractContextManager):
             self.progress.update(self.overall, status=why)
 
     def on_event(self, event: Any, trial: Any) -> None:
-        from hypotune.events import Epoch, Finished, Started
+        from hypotune.run.events import Epoch, Finished, Started
 
         key = event.key
         if isinstance(event, Started):
@@ -532,7 +532,7 @@ class TrialLines(contextlib.AbstractContextManager):
             console.print(f"{summary.skipped} of {summary.planned} trials already done")
 
     def on_event(self, event: Any, trial: Any) -> None:
-        from hypotune.events import Epoch, Failed, Started
+        from hypotune.run.events import Epoch, Failed, Started
 
         key = event.key
         if isinstance(event, Started):
@@ -564,7 +564,7 @@ def run_search(args: argparse.Namespace) -> int:
     """Tune one configuration's nuisance settings on its own and print the best setting."""
     from hypotune import api
     from hypotune.config import toml_tables
-    from hypotune.tuning import overrides_from_params
+    from hypotune.study.tuning import overrides_from_params
 
     group = args.search_group
     console.print(
@@ -623,7 +623,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 def show_report(report: Any, fail_on: list[str]) -> int:
     """The verdict table and where the report is; 1 when a verdict is one of `fail_on` (for CI)."""
-    from hypotune.report import counts_line
+    from hypotune.report.build import counts_line
 
     out.print(verdict_table(report.verdicts, report.findings))
     out.print(counts_line(report.verdicts))
@@ -636,7 +636,7 @@ def show_report(report: Any, fail_on: list[str]) -> int:
 
 
 def verdict_table(verdicts: list[Any], findings: dict[str, list[str]]) -> Table:
-    from hypotune.report import VERDICT_HEADERS, verdict_rows
+    from hypotune.report.build import VERDICT_HEADERS, verdict_rows
 
     colours = {
         "supported": "green", "refuted": "red", "equivalent": "cyan", "inconclusive": "yellow",

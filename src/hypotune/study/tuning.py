@@ -19,7 +19,7 @@ from typing import Any
 
 from hypotune.config import coerce, dotted_to_nested, merge, setting_type, unknown_key_message
 from hypotune.errors import ConfigError
-from hypotune.trainables import Trainable
+from hypotune.trainables.protocol import Trainable
 
 # `hypotune search` without a [tuning] table: the learning rate, over 20 trials.
 DEFAULT_SEARCH_TRIALS = 20

@@ -26,8 +26,9 @@ from hypotune.config import (
     setting_type,
 )
 from hypotune.errors import ConfigError, HypotuneError
-from hypotune.trainables import Trainable, load, resolve_ref
-from hypotune.tuning import DEFAULT_SEARCH_TRIALS
+from hypotune.study.tuning import DEFAULT_SEARCH_TRIALS
+from hypotune.trainables.load import load, resolve_ref
+from hypotune.trainables.protocol import Trainable
 
 EXIT_USER_ERROR = 2
 
@@ -415,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     args = build_parser(chosen).parse_args(argv)
     args.trainable = chosen  # loaded once: its settings made the flags
-    from hypotune import commands
+    from hypotune.cli import commands
 
     try:
         resolve(args)
@@ -436,7 +437,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hypotune: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

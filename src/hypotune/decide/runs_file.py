@@ -31,13 +31,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hypotune.analysis import ArmData, StudyData
 from hypotune.config import directions, flatten, parse_text, read_toml, unknown_key_message
 from hypotune.errors import ConfigError, HypotuneError, StudyError
-from hypotune.sequential import SeedPlan
-from hypotune.store import TrialRecord
-from hypotune.study import Preset, Study
-from hypotune.trainables import Trainable
+from hypotune.store.records import TrialRecord
+from hypotune.study.model import ArmData, Preset, SeedPlan, Study, StudyData
+from hypotune.trainables.protocol import Trainable
 
 KEYS = {"experiment", "seed", "metrics", "deciding", "budget", "params", "size"}  # of [runs]
 FILE_KEYS = {"name", "description", "runs", "base", "hypotheses", "reference", "statistics"}
@@ -57,8 +55,8 @@ class RunsSpec:
 def load_runs_file(path: str | Path, raw: dict[str, Any] | None = None) -> tuple[Study, RunsSpec]:
     """The study a runs file describes (its trainable only names settings and metrics) and how
     to read its runs; `raw` is the file's TOML when read already."""
-    from hypotune.scripts import names_list, settings_class
-    from hypotune.studyfile import parse_study
+    from hypotune.study.file import parse_study
+    from hypotune.trainables.command import names_list, settings_class
 
     raw = read_toml(path) if raw is None else raw
     runs = raw.get("runs")
@@ -246,9 +244,9 @@ def check_logged(study: Study, spec: RunsSpec, records: list[TrialRecord], path:
 
 def analyse_runs(path: str | Path, tracker: Any) -> tuple[Study, Any]:
     """The study a runs file describes, and its verdicts and audit on the experiment's runs."""
-    from hypotune.audit import audit
-    from hypotune.report import Analysed
-    from hypotune.verdicts import evaluate
+    from hypotune.decide.audit import audit
+    from hypotune.decide.decision import Analysed
+    from hypotune.decide.verdicts import evaluate
 
     study, spec = load_runs_file(path)
     experiment_id = tracker.find_experiment(spec.experiment)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hypotune.analysis import StudyData, TrialRecord
 from hypotune.config import coerce, dotted_to_nested, flatten, leaves, merge, parse_text, settings_from_dict
 from hypotune.errors import ConfigError
-from hypotune.study import Hypothesis, Study, plan
-from hypotune.trainables import Trainable
+from hypotune.store.records import TrialRecord
+from hypotune.study.model import Hypothesis, Study, StudyData, plan
+from hypotune.trainables.protocol import Trainable
 
 RAN_WITH = ("threads", "device", "precision")  # tags of each run, from the process that trained it
 

@@ -1,6 +1,6 @@
 """Studies: hypotheses with arms and typed predictions, presets, and their plan of trials.
 
-`hypotune.studyfile.load_study` reads and checks a study file into these types.
+`hypotune.study.file.load_study` reads and checks a study file into these types.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from typing import Any
 
 from hypotune.config import RunConfig, dotted_to_nested, merge, run_config_from_dict
 from hypotune.errors import StudyError
-from hypotune.sequential import SeedPlan
-from hypotune.trainables import Trainable, load
-from hypotune.tuning import TuningSpec, tuning_key
+from hypotune.store.records import TrialRecord
+from hypotune.study.tuning import TuningSpec, tuning_key
+from hypotune.trainables.load import load
+from hypotune.trainables.protocol import Trainable
 
 FAMILIES = ("hypothesis", "study")
 
@@ -212,3 +213,49 @@ def plan(
                 key = config.key()
                 trials.setdefault(key, Trial(config, key)).arms.append((hypothesis.id, arm))
     return list(trials.values())
+
+
+@dataclass
+class ArmData:
+    hypothesis: str
+    arm: str
+    records: dict[int, TrialRecord] = field(default_factory=dict)  # by seed
+
+    def values(self, metric: str) -> dict[int, float]:
+        return {seed: r.metrics.get(metric, math.nan) for seed, r in self.records.items()}
+
+
+StudyData = dict[tuple[str, str], ArmData]
+
+
+GROWTH = 1.6  # each look has about this many times the seeds of the one before
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """How many seeds an arm trains: `min` first, then more in rounds up to `max` while open."""
+
+    min: int
+    max: int
+
+    @property
+    def adaptive(self) -> bool:
+        return self.max > self.min
+
+    @property
+    def looks(self) -> tuple[int, ...]:
+        """The seed counts at which verdicts are read: min, then about x1.6 each round, then max."""
+        counts = [self.min]
+        while counts[-1] < self.max:
+            grown = max(counts[-1] + 1, round(counts[-1] * GROWTH))
+            counts.append(min(grown, self.max))
+        return tuple(counts)
+
+    def next_look(self, seeds: int) -> int:
+        """The first look with more than `seeds` seeds (max when none is left)."""
+        return next((n for n in self.looks if n > seeds), self.max)
+
+    def describe(self) -> str:
+        if not self.adaptive:
+            return f"{self.min} seeds"
+        return f"{self.min} to {self.max} seeds (looks at {', '.join(map(str, self.looks))})"
