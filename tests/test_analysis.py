@@ -13,11 +13,19 @@ def test_collect_ignores_other_presets_and_unfinished_runs(planted_store):
     config = study.arm_config(study.hypotheses[0], "learns", "quick", 0).replace({"train": {"epochs": 7}})
     arms = json.dumps([["learning_matters", "learns"]])
     strays = {  # runs that must not count, at seeds of their own: another preset's, an unfinished one
-        "other": ({f"{PREFIX}preset": "other", f"{PREFIX}key": config.key(), f"{PREFIX}seed": "7"}, "FINISHED"),
-        "running": ({f"{PREFIX}preset": "quick", f"{PREFIX}key": "unfinished", f"{PREFIX}seed": "8"}, "RUNNING"),
+        "other": (
+            {f"{PREFIX}preset": "other", f"{PREFIX}key": config.key(), f"{PREFIX}seed": "7"},
+            "FINISHED",
+        ),
+        "running": (
+            {f"{PREFIX}preset": "quick", f"{PREFIX}key": "unfinished", f"{PREFIX}seed": "8"},
+            "RUNNING",
+        ),
     }
     for name, (tags, status) in strays.items():
-        run_id = tracker.start_run(experiment_id, name, tags | {f"{PREFIX}kind": "trial", f"{PREFIX}arms": arms})
+        run_id = tracker.start_run(
+            experiment_id, name, tags | {f"{PREFIX}kind": "trial", f"{PREFIX}arms": arms}
+        )
         tracker.client.log_metric(run_id, "val_loss", 99.0)
         if status == "FINISHED":
             tracker.client.set_terminated(run_id, "FINISHED")

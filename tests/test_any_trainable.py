@@ -123,7 +123,7 @@ def test_declared_units_size_and_seed_noise_reach_the_report(workdir, axes_drawn
 def test_a_study_of_its_own_data_and_metric_loads_tunes_on_it_and_shows_it(workdir):
     """A dataset label of the user's, a search that names no metric, and `train`'s result table:
     each takes the trainable's own metric, none the CNN's."""
-    from hypotune.cli.commands import result_table, shown
+    from hypotune.cli.output import result_table, shown
 
     (workdir / "fit.py").write_text(MSE_SCRIPT)
     tuned = MSE_STUDY.replace(

@@ -166,7 +166,7 @@ def test_ui_serves_the_store_on_loopback(workdir):
 
 def test_ui_starts_one_quiet_worker(monkeypatch):
     """MLflow's default of 4 uvicorn workers and INFO logs made the first page slow and the console noisy."""
-    from hypotune.cli.commands import ui_command, ui_environment
+    from hypotune.cli.server import ui_command, ui_environment
 
     command = ui_command("sqlite:///runs/mlflow.db", "127.0.0.1", 5001)
     assert command[:4] == [sys.executable, "-m", "mlflow", "ui"]
@@ -187,27 +187,31 @@ def test_ui_starts_one_quiet_worker(monkeypatch):
 def test_ui_links_to_the_experiment_a_study_names(workdir):
     from mlflow.tracking import MlflowClient
 
-    from hypotune.cli.commands import ui_experiment, ui_link
+    from hypotune.api import ui_experiment
+    from hypotune.cli.server import ui_link
     from hypotune.errors import HypotuneError
     from hypotune.store.tracker import Tracker
 
-    tracker = Tracker()
-    client = MlflowClient(tracking_uri=tracker.uri)
-    assert ui_link("127.0.0.1", 5000, ui_experiment(tracker, None)) == "http://127.0.0.1:5000/#/experiments"
+    uri = Tracker().uri
+    client = MlflowClient(tracking_uri=uri)
+    assert (
+        ui_link("127.0.0.1", 5000, ui_experiment(None, tracking_uri=uri))
+        == "http://127.0.0.1:5000/#/experiments"
+    )
     tiny = client.create_experiment("tiny")
     client.create_run(tiny)
     client.create_experiment("empty")  # no runs: not the one to open
-    assert ui_experiment(tracker, None) == tiny  # the store's only experiment with runs
-    link = ui_link("127.0.0.1", 5000, ui_experiment(tracker, str(TINY_STUDY)))  # name = "tiny"
+    assert ui_experiment(None, tracking_uri=uri) == tiny  # the store's only experiment with runs
+    link = ui_link("127.0.0.1", 5000, ui_experiment(str(TINY_STUDY), tracking_uri=uri))  # name = "tiny"
     assert link == f"http://127.0.0.1:5000/#/experiments/{tiny}/runs"
-    assert ui_experiment(tracker, "empty") == client.get_experiment_by_name("empty").experiment_id
+    assert ui_experiment("empty", tracking_uri=uri) == client.get_experiment_by_name("empty").experiment_id
     client.create_run(client.get_experiment_by_name("empty").experiment_id)
-    assert ui_experiment(tracker, None) is None  # two with runs: the list
+    assert ui_experiment(None, tracking_uri=uri) is None  # two with runs: the list
     with pytest.raises(HypotuneError) as unknown:
-        ui_experiment(tracker, "missing")
+        ui_experiment("missing", tracking_uri=uri)
     assert "no experiment named 'missing'" in str(unknown.value) and "tiny" in str(unknown.value)
     with pytest.raises(HypotuneError, match="missing.toml: no such file"):
-        ui_experiment(tracker, "missing.toml")
+        ui_experiment("missing.toml", tracking_uri=uri)
 
 
 @pytest.mark.parametrize(
@@ -216,13 +220,13 @@ def test_ui_links_to_the_experiment_a_study_names(workdir):
      ("::", "http://[::1]:5000/"), ("myhost", "http://myhost:5000/")],
 )  # fmt: skip
 def test_ui_link_is_one_a_browser_opens(host, base):
-    from hypotune.cli.commands import ui_link
+    from hypotune.cli.server import ui_link
 
     assert ui_link(host, 5000, "7") == f"{base}#/experiments/7/runs"
 
 
 def test_a_server_off_loopback_is_announced_loudly(capsys):
-    from hypotune.cli.commands import warn_if_exposed
+    from hypotune.cli.server import warn_if_exposed
 
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         warn_if_exposed(host, auth=False)
@@ -331,7 +335,7 @@ def test_a_growing_trial_total_says_why(capsys):
     """Seeds added in rounds grow the plan mid-run: the line that shows the new total names them."""
     from types import SimpleNamespace
 
-    from hypotune.cli.commands import TrialLines, seeds_added
+    from hypotune.cli.output import TrialLines, seeds_added
     from hypotune.run.events import Finished, Started
     from hypotune.run.runner import StudySummary
     from hypotune.trainables.protocol import Result

@@ -13,6 +13,10 @@ do not import each other):
     config | stats                 settings, numbers
     errors                         the errors a person reads
 
+The command line is a face, not a layer of logic: its commands, output and server supervision
+import only the API, the errors and each other; its parser also reads the settings' schema
+(config) and loads the trainable whose settings become flags (trainables).
+
 `fashion/` (the built-in CNN) plugs in through the protocol: it may import trainables, config
 and errors, and nothing of the engine imports it (the engine names it only as a reference
 string that a worker loads). Every import counts, at the top of a file or inside a function.
@@ -43,6 +47,8 @@ LAYERS = [
     ("config", "stats"),
     ("errors",),
 ]
+CLI_MAY_IMPORT = {"api", "errors", "cli"}
+PARSER_MAY_IMPORT = CLI_MAY_IMPORT | {"config", "trainables"}
 PLUGINS = {"fashion": {"fashion", "trainables", "config", "errors"}}
 RANK = {part: rank for rank, row in enumerate(LAYERS) for part in row}
 
@@ -111,6 +117,15 @@ def test_an_import_goes_down_the_layers(importer, imported):
         f"{importer} ({here}, row {RANK[here]}) imports {imported} ({there}, row {RANK[there]}): "
         "an import must go down the layers"
     )
+
+
+def test_the_commands_print_and_call_the_api():
+    for name, targets in graph().items():
+        if part(name) != "cli":
+            continue
+        allowed = PARSER_MAY_IMPORT if name == "hypotune.cli.parser" else CLI_MAY_IMPORT
+        wrong = sorted(t for t in targets if part(t) not in allowed)
+        assert not wrong, f"{name} imports {wrong}: the command line goes through the API"
 
 
 def test_the_import_graph_has_no_cycle():

@@ -165,7 +165,8 @@ def search_command(workdir: Path, data_dir: Path, *extra: str) -> list[str]:
 def finished_tuning_trials(tracker: Tracker) -> dict[str, str]:
     """Optuna trial number -> the MLflow run that finished it."""
     runs = tracker.runs(
-        tracker.experiment("search"), f"attributes.status = 'FINISHED' and tags.`{PREFIX}kind` = 'tuning_trial'"
+        tracker.experiment("search"),
+        f"attributes.status = 'FINISHED' and tags.`{PREFIX}kind` = 'tuning_trial'",
     )
     numbers = [run.data.tags[f"{PREFIX}trial_number"] for run in runs]
     assert len(numbers) == len(set(numbers)), "a tuning trial finished twice"

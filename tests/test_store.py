@@ -123,8 +123,8 @@ def test_every_filter_is_built_in_one_place_and_never_quotes_a_quote(workdir):
     tracker.client.set_terminated(wanted, "FINISHED")
     query = tag_filter({f"{PREFIX}preset": "course", f"{PREFIX}kind": "trial"}, status="FINISHED")
     assert (
-        query
-        == f"attributes.status = 'FINISHED' and tags.`{PREFIX}preset` = 'course' and tags.`{PREFIX}kind` = 'trial'"
+        query == f"attributes.status = 'FINISHED' and tags.`{PREFIX}preset` = 'course'"
+        f" and tags.`{PREFIX}kind` = 'trial'"
     )
     assert [run.info.run_id for run in tracker.runs(experiment_id, query)] == [wanted]
     for value in ("it's", 'say "x"', "back\\slash", "tick`"):

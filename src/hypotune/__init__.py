@@ -8,6 +8,7 @@ from importlib.metadata import version
 
 from hypotune.api import (
     Analysis,
+    SearchPlan,
     SearchResult,
     StudyRun,
     TrainResult,
@@ -16,13 +17,16 @@ from hypotune.api import (
     built_in_studies,
     executor_for,
     load_study,
+    plan_search,
     run_config,
     run_study,
     search,
-    search_group,
     study_status,
     train,
     write_report,
+)
+from hypotune.api import (
+    search_group as search_group,  # the former name of plan_search, outside __all__
 )
 from hypotune.config import RunConfig, Runtime, setting
 from hypotune.errors import (
@@ -48,6 +52,7 @@ __all__ = [
     "Result",
     "RunConfig",
     "Runtime",
+    "SearchPlan",
     "SearchResult",
     "StudyError",
     "StudyRun",
@@ -61,8 +66,8 @@ __all__ = [
     "load_study",
     "run_config",
     "run_study",
+    "plan_search",
     "search",
-    "search_group",
     "setting",
     "study_status",
     "train",

@@ -25,6 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from hypotune.config import RunConfig, Runtime, flatten, merge, run_config_from_dict
 from hypotune.errors import ConfigError, HypotuneError
+from hypotune.run.events import Epoch as Epoch  # the events `on_event` callbacks get, re-exported
+from hypotune.run.events import Event
+from hypotune.run.events import Failed as Failed
+from hypotune.run.events import Finished as Finished
+from hypotune.run.events import Started as Started
+from hypotune.run.search import SearchPlan, SearchResult
+from hypotune.study.tuning import DEFAULT_SEARCH_TRIALS
 from hypotune.trainables.load import DEFAULT, importable, load
 from hypotune.trainables.protocol import Log, Trainable
 
@@ -32,13 +39,13 @@ if TYPE_CHECKING:  # imported when used: `import hypotune` stays light, torch lo
     import pandas
 
     from hypotune.decide.verdicts import Verdict
+    from hypotune.report.build import Report
     from hypotune.run.executors import Executor
-    from hypotune.run.runner import StudySummary
-    from hypotune.run.search import SearchPlan
+    from hypotune.run.runner import HypothesisStatus, StudySummary
     from hypotune.store.tracker import Tracker
     from hypotune.study.model import Study, StudyData
 
-EventCallback = Callable[[Any, Any], None]  # (event, trial)
+EventCallback = Callable[[Event, Any], None]  # (event, trial)
 
 
 def _tracker(tracking_uri: str | None, existing: bool = False) -> Tracker:
@@ -94,6 +101,111 @@ def built_in_studies() -> dict[str, Path]:
     from hypotune.study.file import built_in_studies as found
 
     return found()
+
+
+def trial_count(study: Study, preset: str) -> int:
+    """The trials a study plans under a preset before any seed is added: what a progress bar
+    counts first (a tuned arm's trials join once its search has chosen)."""
+    from hypotune.study.model import plan
+
+    return len(plan(study.under(preset), preset))
+
+
+def validate(path: str | Path, *, trainable: Trainable | str | None = None) -> list[str]:
+    """Check a study file, a runs file or a run config without running anything; lines that say
+    what it is and what each preset would train. Raises on the first thing wrong with it."""
+    from hypotune.config import read_toml, run_config_from_dict
+    from hypotune.run.search import plan_searches
+    from hypotune.study.file import parse_study, study_path
+    from hypotune.study.model import plan
+
+    path = study_path(path)
+    raw = read_toml(path)  # once: the file may be a pipe (/dev/stdin)
+    if "runs" in raw:
+        from hypotune.decide.runs_file import load_runs_file
+
+        study, spec = load_runs_file(path, raw)
+        return [
+            f"{path}: runs file '{study.name}' is valid ({len(study.hypotheses)} hypotheses)",
+            f"  it reads experiment '{spec.experiment}', arms by {', '.join(spec.params)}",
+        ]
+    chosen = _trainable(trainable) if trainable else None
+    if not {"hypotheses", "trainable", "name"} & set(raw):
+        chosen = chosen or load()
+        config = run_config_from_dict(chosen.settings, raw)
+        about = chosen.describe(config.settings)
+        return [f"{path}: a valid run config" + (f" ({about})" if about else "")]
+    study = parse_study(raw, path, chosen)
+    lines = [f"{path}: study '{study.name}' is valid"]
+    for name, preset in study.presets.items():
+        narrowed = study.under(name)
+        searches = plan_searches(narrowed, name)
+        # A tuned arm's trials are one config per search until its best setting is known.
+        trials = len(plan(narrowed, name)) + sum(preset.seeds.min if g.seed is None else 1 for g in searches)
+        first = " at first" if preset.seeds.adaptive else ""
+        line = f"  preset {name}: {trials} trials{first}, {preset.seeds.describe()}, "
+        line += f"{len(narrowed.hypotheses)} hypotheses"
+        if searches:
+            line += f"; first {sum(g.budget for g in searches)} tuning trials ({len(searches)} arms searched)"
+        lines.append(line)
+    return lines
+
+
+def prepare_data(data_dir: str = "", *, trainable: Trainable | str | None = None) -> str:
+    """Get and check a trainable's data (default: the built-in CNN's Fashion-MNIST): where it is."""
+    return _trainable(trainable).ready(Runtime(data_dir=data_dir))
+
+
+def ui_experiment(target: str | None, *, tracking_uri: str | None = None) -> str | None:
+    """The id of the experiment the MLflow UI opens on: the one `target` (a study file, a
+    built-in study's name, a runs file or an experiment's name) records into; without a target,
+    the store's only experiment with runs besides Default, or None (the list) when there are
+    none or several. The store is only read."""
+    tracker = _tracker(tracking_uri, existing=True)
+    if target is None:
+        return tracker.only_experiment_with_runs()
+    name = experiment_of(target)
+    found = tracker.find_experiment(name)
+    if found is None:
+        names = ", ".join(tracker.experiment_names())
+        raise HypotuneError(f"no experiment named '{name}' in {tracker.uri} (it has: {names or 'none'}); "
+                            "a study's appears once it has run")  # fmt: skip
+    return found
+
+
+def experiment_of(target: str) -> str:
+    """The experiment a study file, a built-in study's name or a runs file records into (read
+    from the file alone, without loading its trainable: that would load torch); any other word
+    is an experiment's name."""
+    from hypotune.config import read_toml
+    from hypotune.study.file import built_in_studies, study_path
+
+    path = Path(target)
+    if not path.is_file() and target not in built_in_studies():
+        if path.suffix == ".toml":
+            raise HypotuneError(f"{target}: no such file")
+        return target
+    path = study_path(target)
+    raw = read_toml(path)
+    if "runs" in raw:
+        runs = raw["runs"]
+        experiment = runs.get("experiment") if isinstance(runs, dict) else None
+        if isinstance(experiment, str) and experiment:
+            return experiment
+        from hypotune.decide.runs_file import load_runs_file
+
+        return load_runs_file(path, raw)[1].experiment  # raises what is wrong with it
+    name = raw.get("name")
+    if isinstance(name, str) and name:
+        return name
+    return load_study(path).name  # raises what is wrong with it
+
+
+def fmt(value: float | None) -> str:
+    """A number as hypotune shows it everywhere: 4 significant digits, n/a for missing."""
+    from hypotune.stats import fmt as shown
+
+    return shown(value)
 
 
 @dataclass
@@ -266,14 +378,16 @@ def analyze(
     study: Study | str | Path, preset: str | None = None, *, tracking_uri: str | None = None
 ) -> Analysis:
     """Verdicts for every prediction of the preset, with the audit's findings, from the store."""
-    from hypotune.decide.decision import analyse
+    from hypotune.decide.decision import decide_study
 
     study = _study(study)
     preset = study.preset(preset).name
     study = study.under(preset)
     tracker = _tracker(tracking_uri)
-    analysed = analyse(study, preset, tracker)
-    return Analysis(study, preset, tracker.uri, analysed.verdicts, analysed.findings, analysed.data, tracker)
+    decisions = decide_study(study, preset, tracker)
+    return Analysis(
+        study, preset, tracker.uri, decisions.verdicts, decisions.findings, decisions.data, tracker
+    )
 
 
 def write_report(
@@ -282,7 +396,7 @@ def write_report(
     out: str | Path | None = None,
     *,
     tracking_uri: str | None = None,
-) -> Any:
+) -> Report:
     """report.md, a self-contained index.html, verdicts.json and verdicts.csv in `out`
     (default report/STUDY-PRESET), also kept on the study's MLflow run. Returns the Report
     (paths, verdicts, findings)."""
@@ -296,23 +410,23 @@ def write_report(
 
 def analyze_runs(
     runs_file: str | Path, out: str | Path | None = None, *, tracking_uri: str | None = None
-) -> Any:
+) -> Report:
     """Verdicts on runs made elsewhere: the finished runs of the MLflow experiment a runs file
     names, filed under its arms by their logged params, decided and audited as a study's are.
     Writes the same report to `out` (default report/NAME-runs) and returns it; the store is
     only read."""
-    from hypotune.decide.runs_file import PRESET, analyse_runs
+    from hypotune.decide.runs_file import PRESET, decide_runs
     from hypotune.report.build import build_report
 
     tracker = _tracker(tracking_uri, existing=True)
-    study, analysed = analyse_runs(runs_file, tracker)
+    study, decisions = decide_runs(runs_file, tracker)
     folder = Path(out) if out is not None else Path("report") / f"{study.name}-{PRESET}"
-    return build_report(study, PRESET, tracker, folder, analysed)
+    return build_report(study, PRESET, tracker, folder, decisions)
 
 
 def study_status(
     study: Study | str | Path, preset: str | None = None, *, tracking_uri: str | None = None
-) -> Any:
+) -> list[HypothesisStatus]:
     """Per hypothesis: trials finished, running, failed, pending and awaiting tuning."""
     from hypotune.run import runner
 
@@ -446,7 +560,7 @@ def train(
     return TrainResult(run_id, result.status, result.metrics, epochs, tracker.uri)
 
 
-def search_group(
+def plan_search(
     config: RunConfig | dict[str, Any] | str | Path | None = None,
     *,
     space: dict[str, dict[str, Any]] | None = None,
@@ -463,8 +577,7 @@ def search_group(
     file's. `space` maps dotted settings to {low, high, scale} or {choices}; the default is the
     trainable's own default space."""
     from hypotune.config import read_toml
-    from hypotune.run.search import SearchPlan
-    from hypotune.study.tuning import DEFAULT_SEARCH_TRIALS, TUNING_SEED_BASE, parse_tuning, tuning_key
+    from hypotune.study.tuning import TUNING_SEED_BASE, parse_tuning, tuning_key
 
     chosen = _trainable(trainable)
 
@@ -498,24 +611,12 @@ def search_group(
     return SearchPlan(key, spec, spec.budget("search"), first, [("search", label)], trainable=chosen)
 
 
-@dataclass
-class SearchResult:
-    """A finished search: its best setting and every trial, as recorded in MLflow."""
+def search_group(*args: Any, **kwargs: Any) -> SearchPlan:
+    """The former name of `plan_search`, kept so that existing notebooks run."""
+    import warnings
 
-    run_id: str
-    metric: str
-    best: dict[str, Any]  # dotted setting -> value
-    best_value: float
-    trials: int  # complete or pruned
-    warnings: list[str]  # best values at an end of their range
-    tracking_uri: str = ""
-
-    def _repr_html_(self) -> str:
-        best = ", ".join(
-            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in self.best.items()
-        )
-        found = f"best of {self.trials} trials: {self.metric} {self.best_value:.4f} with {best}"
-        return f"<p>{html.escape(found)}</p>"
+    warnings.warn("hypotune.search_group is now hypotune.plan_search", DeprecationWarning, stacklevel=2)
+    return plan_search(*args, **kwargs)
 
 
 def search(
@@ -529,25 +630,12 @@ def search(
     on_event: EventCallback | None = None,
     on_resume: Callable[[int], None] | None = None,
 ) -> SearchResult:
-    """Tune one configuration's nuisance settings (see `search_group`) with Optuna; resumable."""
+    """Tune one configuration's nuisance settings (see `plan_search`) with Optuna; resumable."""
     from hypotune.run import runner
-    from hypotune.run.search import edge_warnings
 
     importable(group.trainable)
     executor = executor_for("local", workers=workers, threads=threads, data_dir=data_dir,
                             preload=group.trainable.preload)  # fmt: skip
     group.trainable.ready(Runtime(threads=threads, data_dir=data_dir))  # missing data fails first
     tracker = _tracker(tracking_uri)
-    opened = runner.run_search(group, executor, tracker, experiment, on_event=on_event, on_resume=on_resume)
-    if opened.best is None:
-        raise HypotuneError(f"search found no setting: {opened.error}")
-    best = opened.study.best_trial
-    return SearchResult(
-        opened.run_id,
-        group.spec.metric,
-        dict(opened.best),
-        best.value,
-        opened.counted(),
-        edge_warnings(group.spec, opened.best),
-        tracker.uri,
-    )
+    return runner.run_search(group, executor, tracker, experiment, on_event=on_event, on_resume=on_resume)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from hypotune.api import DEFAULT_SEARCH_TRIALS
 from hypotune.config import (
     RunConfig,
     Runtime,
@@ -26,7 +27,6 @@ from hypotune.config import (
     setting_type,
 )
 from hypotune.errors import ConfigError, HypotuneError
-from hypotune.study.tuning import DEFAULT_SEARCH_TRIALS
 from hypotune.trainables.load import load, resolve_ref
 from hypotune.trainables.protocol import Trainable
 
@@ -209,13 +209,13 @@ def resolve_runtime(args: argparse.Namespace, threads: int = 1) -> Runtime:
 
 def search_config(args: argparse.Namespace) -> Any:
     """The one search `hypotune search` runs: the file's settings and [tuning], then flags."""
-    from hypotune.api import search_group
+    from hypotune.api import plan_search
 
     args.trainable = trainable_of(args) or load()
     space = dict(parse_space_flag(text, args.trainable) for text in args.space) if args.space else None
     label = args.config.stem if args.config else "config"
     pruning = False if args.no_pruning else None
-    return search_group(args.config, overrides=flag_overrides(args, args.trainable), space=space,
+    return plan_search(args.config, overrides=flag_overrides(args, args.trainable), space=space,
                         trials=args.trials, metric=args.metric, pruning=pruning, label=label,
                         trainable=args.trainable)  # fmt: skip
 
@@ -404,7 +404,7 @@ def resolve(args: argparse.Namespace) -> None:
         args.run_config = resolve_run_config(args)
         args.runtime = resolve_runtime(args, threads=os.cpu_count() or 1)  # one run: every core
     elif args.command == "search":
-        args.search_group = search_config(args)
+        args.search_plan = search_config(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from hypotune.study.tuning import overrides_from_params
 
 
 @dataclass
-class Analysed:
+class Decisions:
     """What the store says of a study under one preset: its runs by arm, its searches, the
     verdicts and the audit's findings."""
 
@@ -26,7 +26,7 @@ class Analysed:
     findings: dict[str, list[str]]
 
 
-def analyse(study: Study, preset: str, tracker: Tracker) -> Analysed:
+def decide_study(study: Study, preset: str, tracker: Tracker) -> Decisions:
     """Read the study's runs and searches from the store, decide every prediction, audit it."""
     study = study.under(preset)
     data = collect(study, preset, tracker)
@@ -35,4 +35,4 @@ def analyse(study: Study, preset: str, tracker: Tracker) -> Analysed:
     margins = tracker.margins(study.name, preset)
     verdicts = evaluate(study, data, preset, tracker.budget_stopped(study.name, preset), margins)
     seeds = next_seeds(study, preset, data, margins) if study.presets[preset].seeds.adaptive else None
-    return Analysed(data, searches, verdicts, audit(study, preset, data, tuned, seeds))
+    return Decisions(data, searches, verdicts, audit(study, preset, data, tuned, seeds))

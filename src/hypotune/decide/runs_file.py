@@ -32,8 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from hypotune.config import directions, flatten, parse_text, read_toml, unknown_key_message
+from hypotune.decide.audit import audit
+from hypotune.decide.decision import Decisions
+from hypotune.decide.verdicts import evaluate
 from hypotune.errors import ConfigError, HypotuneError, StudyError
 from hypotune.store.records import TrialRecord
+from hypotune.store.tracker import Tracker
 from hypotune.study.model import ArmData, Preset, SeedPlan, Study, StudyData
 from hypotune.trainables.protocol import Trainable
 
@@ -242,12 +246,8 @@ def check_logged(study: Study, spec: RunsSpec, records: list[TrialRecord], path:
     return missing
 
 
-def analyse_runs(path: str | Path, tracker: Any) -> tuple[Study, Any]:
+def decide_runs(path: str | Path, tracker: Tracker) -> tuple[Study, Decisions]:
     """The study a runs file describes, and its verdicts and audit on the experiment's runs."""
-    from hypotune.decide.audit import audit
-    from hypotune.decide.decision import Analysed
-    from hypotune.decide.verdicts import evaluate
-
     study, spec = load_runs_file(path)
     experiment_id = tracker.find_experiment(spec.experiment)
     if experiment_id is None:
@@ -264,4 +264,4 @@ def analyse_runs(path: str | Path, tracker: Any) -> tuple[Study, Any]:
     for hypothesis_id, more in findings_of(study, spec, data).items():
         own = findings[hypothesis_id] + more + notes[hypothesis_id] + missing
         findings[hypothesis_id] = list(dict.fromkeys(own))
-    return study, Analysed(data, {}, evaluate(study, data, PRESET, existing=True), findings)
+    return study, Decisions(data, {}, evaluate(study, data, PRESET, existing=True), findings)

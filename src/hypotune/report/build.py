@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from hypotune import stats
 from hypotune.config import flatten
 from hypotune.decide.collect import SearchRecord, arm_summaries, collect
-from hypotune.decide.decision import Analysed, analyse
+from hypotune.decide.decision import Decisions, decide_study
 from hypotune.decide.verdicts import Verdict, counts
 from hypotune.report import figures
 from hypotune.stats import fmt
@@ -68,10 +68,25 @@ Block = Heading | Text | Items | Table | Figure
 
 @dataclass
 class Report:
+    """A written report: where its files are, its verdicts and the audit's findings."""
+
     html_path: Path
     markdown_path: Path
     verdicts: list[Verdict]
     findings: dict[str, list[str]]
+
+    @property
+    def headers(self) -> list[str]:
+        """The columns of `rows()`."""
+        return list(VERDICT_HEADERS)
+
+    def rows(self) -> list[list[str]]:
+        """One row per prediction, as the report's verdict table shows it."""
+        return verdict_rows(self.verdicts, self.findings)
+
+    def counts_line(self) -> str:
+        """How many predictions were decided, and how: the report's one-line summary."""
+        return counts_line(self.verdicts)
 
 
 def fetch_history(tracker: Tracker, data: StudyData, study: Study) -> figures.History:
@@ -82,19 +97,19 @@ def fetch_history(tracker: Tracker, data: StudyData, study: Study) -> figures.Hi
 
 
 def build_report(
-    study: Study, preset: str, tracker: Tracker, out_dir: Path, analysed: Analysed | None = None
+    study: Study, preset: str, tracker: Tracker, out_dir: Path, decisions: Decisions | None = None
 ) -> Report:
-    """The report of a study's runs under `preset`, kept on its study run; or, given `analysed`,
+    """The report of a study's runs under `preset`, kept on its study run; or, given `decisions`,
     of runs made elsewhere (`hypotune analyze`), which leaves the store as it is."""
     left_out = [h.id for h in study.hypotheses if not study.presets[preset].runs(h.id)]
     study = study.under(preset)
-    existing = analysed is not None
-    analysed = analysed or analyse(study, preset, tracker)
+    existing = decisions is not None
+    decisions = decisions or decide_study(study, preset, tracker)
     data, searches, verdicts, findings = (
-        analysed.data,
-        analysed.searches,
-        analysed.verdicts,
-        analysed.findings,
+        decisions.data,
+        decisions.searches,
+        decisions.verdicts,
+        decisions.findings,
     )
     history = fetch_history(tracker, data, study)
     figure_dir = out_dir / "figures"

@@ -20,7 +20,7 @@ from typing import Any
 from hypotune.decide.collect import read_tuned
 from hypotune.run.events import ENDS, Epoch, Event, Failed, Finished, Started
 from hypotune.run.executors import Executor, Task
-from hypotune.run.search import Searches, plan_searches
+from hypotune.run.search import Searches, SearchPlan, SearchResult, plan_searches
 from hypotune.store.tracker import Tracker, absolute_uri, interrupts_held
 from hypotune.study.model import Study, Trial, plan
 
@@ -407,16 +407,16 @@ def study_status(study: Study, preset: str, tracker: Tracker) -> list[Hypothesis
 
 
 def run_search(
-    group: Any,
+    group: SearchPlan,
     executor: Executor,
     tracker: Tracker,
     experiment: str = "search",
     on_event: Callable[[Event, Trial], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
-) -> Any:
+) -> SearchResult:
     """One configuration's search on its own (`hypotune search`): the same lock, reaping and
-    recording as a study's searches. Returns the opened search (best setting, Optuna study)."""
-    from hypotune.run.search import SearchSource
+    recording as a study's searches. HypotuneError when no trial of it completed."""
+    from hypotune.run.search import SearchSource, search_result
 
     experiment_id = tracker.experiment(experiment)
     with study_lock(tracker, f"search-{group.key}"):
@@ -438,4 +438,4 @@ def run_search(
         except BaseException:
             search.interrupt()
             raise
-    return search.searches[0]
+    return search_result(search.searches[0], tracker.uri)

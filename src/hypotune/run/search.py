@@ -10,13 +10,15 @@ trials never evaluate the test split.
 from __future__ import annotations
 
 import hashlib
+import html
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypotune.config import RunConfig, flatten
+from hypotune.config import RunConfig, flatten, toml_tables
+from hypotune.errors import HypotuneError
 from hypotune.run.events import Epoch, Event, Failed, Finished, Started
 from hypotune.run.executors import Task
 from hypotune.store.tracker import Tracker
@@ -355,6 +357,45 @@ def edge_warnings(spec: TuningSpec, best: dict[str, Any]) -> list[str]:
                 f"({dimension.describe()}); widen the range past {end:g}"
             )
     return lines
+
+
+@dataclass
+class SearchResult:
+    """A finished search: its best setting and every trial, as recorded in MLflow."""
+
+    run_id: str
+    metric: str
+    best: dict[str, Any]  # dotted setting -> value
+    best_value: float
+    trials: int  # complete or pruned
+    warnings: list[str]  # best values at an end of their range
+    tracking_uri: str = ""
+
+    def as_toml(self) -> str:
+        """The best setting as TOML tables, to paste into a config or study file."""
+        return toml_tables(overrides_from_params(self.best))
+
+    def _repr_html_(self) -> str:
+        best = ", ".join(
+            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in self.best.items()
+        )
+        found = f"best of {self.trials} trials: {self.metric} {self.best_value:.4f} with {best}"
+        return f"<p>{html.escape(found)}</p>"
+
+
+def search_result(search: OpenSearch, tracking_uri: str) -> SearchResult:
+    """What a finished search found; HypotuneError when no trial of it completed."""
+    if search.best is None:
+        raise HypotuneError(f"search found no setting: {search.error}")
+    return SearchResult(
+        search.run_id,
+        search.group.spec.metric,
+        dict(search.best),
+        search.study.best_trial.value,
+        search.counted(),
+        edge_warnings(search.group.spec, search.best),
+        tracking_uri,
+    )
 
 
 class SearchSource:

@@ -345,6 +345,21 @@ class Tracker:
         found = self.client.get_experiment_by_name(name)
         return None if found is None else found.experiment_id
 
+    def experiment_names(self) -> list[str]:
+        """The names of the store's experiments, besides MLflow's Default."""
+        return [e.name for e in self.client.search_experiments() if e.name != "Default"]
+
+    def only_experiment_with_runs(self) -> str | None:
+        """The id of the one experiment with runs besides Default; None when none or several."""
+        with_runs = []
+        for experiment in self.client.search_experiments():
+            ident = experiment.experiment_id
+            if experiment.name != "Default" and self.client.search_runs([ident], max_results=1):
+                with_runs.append(ident)
+                if len(with_runs) > 1:
+                    return None
+        return with_runs[0] if with_runs else None
+
     def open_study_run(self, experiment_id: str, study: str, preset: str, study_file: str = "") -> str:
         """The study's run for this preset (the parent of its trial runs), reopened when resuming."""
         existing = self.runs(experiment_id, tag_filter({KIND: KIND_STUDY, PRESET: preset}))
