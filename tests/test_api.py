@@ -59,7 +59,7 @@ def test_run_study_resumes_and_refuses_bad_arguments(workdir, synthetic_dir):
     assert first.summary.finished == first.summary.planned > 0
     again = hypotune.run_study(study, workers=2, data_dir=str(synthetic_dir))
     assert again.summary.finished == 0 and again.summary.skipped == first.summary.planned
-    with pytest.raises(hypotune.HypotuneError, match="--workers must be at least 1"):
+    with pytest.raises(hypotune.HypotuneError, match="workers must be at least 1"):
         hypotune.run_study(study, workers=0, data_dir=str(synthetic_dir))
     with pytest.raises(hypotune.ConfigError, match="valid: local, ray"):
         hypotune.run_study(study, executor="slurm", data_dir=str(synthetic_dir))

@@ -57,7 +57,7 @@ def test_a_first_train_says_where_its_time_goes_and_the_try_preset_is_cheap(caps
     default = resolve_run_config(build_parser().parse_args(["train"]))
     about = TRAINABLE.describe(default.settings)
     assert "evaluates 40,000 (10,000 validation images after each of 3 epochs" in about
-    assert "--preset try answers in seconds" in about
+    assert "the `try` preset answers in seconds" in about
     tried = resolve_run_config(build_parser().parse_args(["train", "--preset", "try"]))
     assert TRAINABLE.describe(tried.settings).endswith(" parameters")
     images = (
@@ -362,3 +362,20 @@ def test_a_port_out_of_range_is_one_line(port, capsys):
     assert caught.value.code == 2
     error = capsys.readouterr().err
     assert "argument --port:" in error and "Traceback" not in error and len(error.strip().splitlines()) == 1
+
+
+def test_the_command_line_and_the_api_share_their_defaults():
+    """One source per default: a study run from a shell and from a notebook runs the same way."""
+    import inspect
+
+    from hypotune import api
+    from hypotune.cli.parser import build_parser, resolve_runtime
+    from hypotune.config import Runtime
+
+    parser = build_parser()
+    study_run = parser.parse_args(["study", "run", str(TINY_STUDY)])
+    train = resolve_runtime(parser.parse_args(["train"]))
+    for function in (api.run_study, api.train, api.executor_for):
+        assert inspect.signature(function).parameters["device"].default == Runtime().device
+    assert study_run.device == train.device == Runtime().device == "cpu"
+    assert study_run.threads == inspect.signature(api.run_study).parameters["threads"].default

@@ -89,7 +89,7 @@ def read_only(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize(
     ("frozen", "message"),
-    [("runs", "is read-only: give write access or another --tracking-uri"),
+    [("runs", "is read-only: give write access or use another tracking URI"),
      (".", "cannot create the store folder runs/: Read-only file system")],
 )  # fmt: skip
 def test_an_unwritable_store_or_folder_fails_within_seconds_in_one_line(

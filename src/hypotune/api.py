@@ -237,7 +237,7 @@ def executor_for(
     *,
     workers: int | None = None,
     threads: int = 1,
-    device: str = "auto",
+    device: str = Runtime.device,
     data_dir: str = "",
     address: str | None = None,
     cpus_per_trial: float = 1.0,
@@ -255,7 +255,7 @@ def executor_for(
         raise ConfigError(f"executor is '{kind}'; valid: local, ray")
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
-        raise HypotuneError("--workers must be at least 1")
+        raise HypotuneError("workers must be at least 1")
     check_main_is_guarded()  # before anything is written: an unguarded script would leave dead runs
     return LocalExecutor(workers, runtime, preload=preload)
 
@@ -267,7 +267,7 @@ def run_study(
     workers: int | None = None,
     executor: str | Executor = "local",
     threads: int = 1,
-    device: str = "auto",
+    device: str = Runtime.device,
     data_dir: str = "",
     tracking_uri: str | None = None,
     budget: float | str | None = None,
@@ -497,7 +497,7 @@ def train(
     *,
     seed: int | None = None,
     threads: int | None = None,
-    device: str = "auto",
+    device: str = Runtime.device,
     data_dir: str = "",
     tracking_uri: str | None = None,
     experiment: str = "train",

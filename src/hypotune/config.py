@@ -69,6 +69,8 @@ class Runtime:
     """How a run executes; never changes the result on CPU, so it is not part of the key."""
 
     threads: int = setting(1, "torch threads per training process")
+    # cpu by default, for the API and the command line alike: every seed of a study then runs on
+    # one device at one precision (a GPU trains in bfloat16), whichever machine resumes it.
     device: str = setting("cpu", "cpu, cuda, or auto (cuda when present)")
     data_dir: str = setting("", "folder holding the trainable's data ('' = where it looks by default)")
 

@@ -292,7 +292,10 @@ def add_study_parsers(commands: Any) -> None:
     study_run.add_argument("--address", help="Ray cluster address ('auto' for a running cluster)")
     study_run.add_argument("--cpus-per-trial", type=float, default=1.0, help="Ray: CPUs per trial")
     study_run.add_argument("--gpus-per-trial", type=float, default=0.0, help="Ray: GPUs per trial")
-    study_run.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    default_device = Runtime.device
+    study_run.add_argument(
+        "--device", default=default_device, help=f"cpu, cuda or auto (default {default_device})"
+    )
     study_run.add_argument("--data-dir", default="", help="directory holding the IDX files")
     study_run.add_argument(
         "--budget",

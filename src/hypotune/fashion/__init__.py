@@ -86,7 +86,7 @@ def evaluation_note(settings: Settings) -> str:
     return (
         f"; it trains on {trained:,} images and evaluates {evaluated:,} ({data.val_size:,} validation "
         f"images after each of {train.epochs} epochs, {tested:,} test images at the end), which takes most "
-        "of its time: --preset try answers in seconds"
+        "of its time: the `try` preset answers in seconds"
     )
 
 

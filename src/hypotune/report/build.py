@@ -22,7 +22,7 @@ from hypotune.report import figures
 from hypotune.stats import fmt
 from hypotune.store.records import TrialRecord
 from hypotune.store.tracker import Tracker
-from hypotune.study.model import Hypothesis, Study, StudyData
+from hypotune.study.model import Hypothesis, Study, StudyData, arm_label
 from hypotune.study.tuning import TUNING_SEED_BASE
 from hypotune.trainables.protocol import counterpart
 
@@ -418,7 +418,7 @@ def tuning_section(
     ]
     rows, warnings = [], []
     for arm, search in own:
-        label = arm if search.seed is None else f"{arm}, seed {search.seed}"
+        label = arm_label(arm, search.seed)
         base = flatten(study.arm_config(hypothesis, arm, preset, 0).to_dict())
         base_params = {d.name: base[d.name] for d in search.space}
         at_base = next((t for t in search.trials if t.params == base_params), None)

@@ -22,7 +22,7 @@ from hypotune.errors import HypotuneError
 from hypotune.run.events import Epoch, Event, Failed, Finished, Started
 from hypotune.run.executors import Task
 from hypotune.store.tracker import Tracker
-from hypotune.study.model import Study, Trial
+from hypotune.study.model import Study, Trial, arm_label
 from hypotune.study.tuning import TUNING_SEED_BASE, TuningSpec, overrides_from_params
 from hypotune.trainables.load import load
 from hypotune.trainables.protocol import Trainable
@@ -44,8 +44,7 @@ class SearchPlan:
 
     @property
     def label(self) -> str:
-        name = self.arms[0][1] if self.arms else self.config.key()[:8]
-        return name if self.seed is None else f"{name}, seed {self.seed}"
+        return arm_label(self.arms[0][1] if self.arms else self.config.key()[:8], self.seed)
 
 
 def plan_searches(study: Study, preset: str, seeds: dict[str, int] | None = None) -> list[SearchPlan]:

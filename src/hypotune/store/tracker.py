@@ -167,14 +167,16 @@ def check_writable(database: Path) -> None:
     read-only SQLite file for about two minutes before failing."""
     folder = database.parent
     if database.exists() and not os.access(database, os.W_OK):
-        raise TrackingError(f"the store {database} is read-only: give write access or another --tracking-uri")
+        raise TrackingError(
+            f"the store {database} is read-only: give write access or use another tracking URI"
+        )
     try:  # SQLite also writes a journal beside the file: the folder must take new files
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
             pass
     except OSError as error:
         raise TrackingError(
             f"cannot write in the store folder {folder}/ ({error.strerror}): give write access or "
-            "another --tracking-uri"
+            "use another tracking URI"
         ) from None
 
 
@@ -199,7 +201,9 @@ class Tracker:
         self.local = uri is None or uri.startswith("sqlite:")
         database = Path(uri.removeprefix("sqlite:///")) if uri else store_dir / "mlflow.db"
         if existing and self.local and not database.is_file():
-            raise TrackingError(f"no MLflow store at {database}: give --tracking-uri sqlite:///PATH")
+            raise TrackingError(
+                f"no MLflow store at {database}: use the tracking URI of one (sqlite:///PATH)"
+            )
         if uri is None:
             try:
                 store_dir.mkdir(parents=True, exist_ok=True)

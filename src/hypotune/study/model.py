@@ -170,6 +170,12 @@ class Study:
         return self.presets[name]
 
 
+def arm_label(arm: str, seed: int | None = None) -> str:
+    """An arm as a person reads it, with the seed where one is meant: 'wide', 'wide, seed 3'.
+    Trial runs, searches, the progress display and the report all name arms this way."""
+    return arm if seed is None else f"{arm}, seed {seed}"
+
+
 @dataclass
 class Trial:
     """One training: a resolved config, shared by every hypothesis arm that resolves to it."""
@@ -183,7 +189,7 @@ class Trial:
     def name(self) -> str:
         if self.tuning:  # tuning keys end in "-<Optuna trial number>"
             return f"tune {self.arms[0][1]} #{self.key.rsplit('-', 1)[-1]}"
-        return f"{self.arms[0][1]} s{self.config.seed}"
+        return arm_label(self.arms[0][1], self.config.seed)
 
 
 def plan(

@@ -95,7 +95,7 @@ def test_the_configuration_doc_lists_every_setting():
 
     from hypotune.config import Runtime, sections
 
-    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
     for cls in (*sections(Settings).values(), Runtime):
         for name in cls.__dataclass_fields__:
             assert f"| `{name}` |" in doc, name

@@ -18,7 +18,7 @@ from hypotune.study.model import plan
 from hypotune.trainables.load import load
 from hypotune.trainables.protocol import Log, result_of
 
-from .helpers import tiny_config
+from tests.helpers import tiny_config
 
 
 def test_forward_passes_count_training_thrice_and_every_evaluation():
@@ -66,7 +66,7 @@ def test_a_study_keeps_each_trials_model_for_mlflow_pytorch_load_model(workdir, 
 
     from hypotune import api
 
-    from .helpers import TINY_BASE
+    from tests.helpers import TINY_BASE
 
     path = workdir / "one.toml"
     path.write_text(

@@ -8,7 +8,7 @@ import pytest
 from hypotune.config import Runtime
 from hypotune.fashion.trainer import train
 
-from .helpers import tiny_config
+from tests.helpers import tiny_config
 
 
 def test_training_learns_the_synthetic_task(synthetic_data):

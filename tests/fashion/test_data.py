@@ -27,7 +27,7 @@ from hypotune.fashion.data import (
     stratified_pick,
 )
 
-from .helpers import make_synthetic_dir, synthetic_split, write_idx
+from tests.helpers import make_synthetic_dir, synthetic_split, write_idx
 
 
 @pytest.fixture(autouse=True)
