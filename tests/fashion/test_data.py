@@ -26,7 +26,6 @@ from hypotune.fashion.data import (
     read_raw,
     stratified_pick,
 )
-
 from tests.helpers import make_synthetic_dir, synthetic_split, write_idx
 
 

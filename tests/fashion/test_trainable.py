@@ -17,7 +17,6 @@ from hypotune.study.file import load_study
 from hypotune.study.model import plan
 from hypotune.trainables.load import load
 from hypotune.trainables.protocol import Log, result_of
-
 from tests.helpers import tiny_config
 
 
@@ -65,7 +64,6 @@ def test_a_study_keeps_each_trials_model_for_mlflow_pytorch_load_model(workdir, 
     import mlflow.pytorch
 
     from hypotune import api
-
     from tests.helpers import TINY_BASE
 
     path = workdir / "one.toml"

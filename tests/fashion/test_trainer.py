@@ -7,7 +7,6 @@ import pytest
 
 from hypotune.config import Runtime
 from hypotune.fashion.trainer import train
-
 from tests.helpers import tiny_config
 
 
