@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import signal
 import sqlite3
 import struct
@@ -20,6 +21,8 @@ from hypotune.fashion.data import PARTS
 STUDIES = Path(__file__).parent / "studies"
 TINY = STUDIES / "tiny.toml"
 TUNED = STUDIES / "tuned.toml"
+TOY_STUDY = STUDIES / "toy.toml"  # the tiny study's shape on tests/toy.py: the engine's tests
+ROOT = Path(__file__).parents[1]
 PER_SEED = STUDIES / "per_seed.toml"
 
 
@@ -190,22 +193,15 @@ def take_a_task_and_die(inbox, events, runtime, slot) -> None:
     os._exit(3)
 
 
-def start_cli_study(workdir: Path, study: Path, data_dir: Path) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "hypotune.cli",
-        "study",
-        "run",
-        str(study),
-        "--workers",
-        "2",
-        "--data-dir",
-        str(data_dir),
-    ]
+def start_cli_study(workdir: Path, study: Path, data_dir: Path | None = None) -> subprocess.Popen:
+    """`hypotune study run STUDY --workers 2` in its own session; the toy trainable importable."""
+    command = [sys.executable, "-m", "hypotune.cli", "study", "run", str(study), "--workers", "2"]
+    command += ["--data-dir", str(data_dir)] if data_dir is not None else []
+    environment = os.environ | {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen(
         command,
         cwd=workdir,
+        env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -215,8 +211,10 @@ def start_cli_study(workdir: Path, study: Path, data_dir: Path) -> subprocess.Po
 
 
 def slow_study(workdir: Path) -> Path:
-    """The tiny study with trials long enough to be caught in flight."""
-    return study_variant(workdir, {"epochs = 2, steps_per_epoch = 8": "epochs = 3, steps_per_epoch = 60"})
+    """The toy study with trials long enough to be caught in flight (1.5 s each)."""
+    return study_variant(
+        workdir, {'"tests.toy:TOY"': '"tests.toy:SLOW_TOY"', "epochs = 2": "epochs = 3"}, study=TOY_STUDY
+    )
 
 
 class ListSource:
@@ -238,9 +236,9 @@ def write_variant(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
-def study_variant(tmp_path: Path, replace: dict[str, str], extra: str = "") -> Path:
-    """The tiny study with some text replaced and some appended."""
-    text = TINY.read_text()
+def study_variant(tmp_path: Path, replace: dict[str, str], extra: str = "", study: Path = TINY) -> Path:
+    """A study (the tiny one) with some text replaced and some appended."""
+    text = study.read_text()
     for old, new in replace.items():
         assert old in text, old
         text = text.replace(old, new)
@@ -255,3 +253,21 @@ def variant(tmp_path: Path, old: str, new: str) -> Path:
     path = tmp_path / "study.toml"
     path.write_text(text.replace(old, new))
     return path
+
+
+class NoSearch:
+    """A study's searches when it has none: for driving a StudySource by hand."""
+
+    searches: list = []
+
+    def tuned(self) -> dict:
+        return {}
+
+    def extend(self, groups: list) -> None:
+        pass
+
+    def next_task(self) -> None:
+        return None
+
+    def done(self) -> bool:
+        return True

@@ -1,4 +1,7 @@
-"""The coordinator: planning, recording, resuming, rounds of seeds, time budgets, Ctrl-C and kill -9."""
+"""The coordinator: planning, recording, resuming, rounds of seeds, time budgets, Ctrl-C and kill -9.
+
+Trials train the toy (tests/toy.py): the engine's behaviour, not the CNN's, is under test.
+"""
 
 import bisect
 import os
@@ -11,7 +14,6 @@ import numpy as np
 import pytest
 
 from hypotune.config import Runtime
-from hypotune.fashion import TRAINABLE
 from hypotune.run.executors import LocalExecutor
 from hypotune.run.runner import StudySource, run_study, study_status
 from hypotune.store.tags import PREFIX
@@ -20,14 +22,15 @@ from hypotune.study.file import load_study
 from hypotune.study.model import plan
 
 from .helpers import (
-    TINY_BASE,
+    TOY_STUDY,
+    NoSearch,
     slow_study,
     start_cli_study,
     study_variant,
     wait_for_finished_runs,
 )
 
-TINY = Path(__file__).parent / "studies" / "tiny.toml"
+TOY = TOY_STUDY
 
 
 def finished_trial_keys(tracker: Tracker, name: str) -> Counter:
@@ -36,154 +39,117 @@ def finished_trial_keys(tracker: Tracker, name: str) -> Counter:
     return Counter(run.data.tags[f"{PREFIX}key"] for run in runs)
 
 
-def test_run_records_every_trial_and_resume_skips_them(workdir, synthetic_dir):
-    study = load_study(TINY)
+def test_run_records_every_trial_and_resume_skips_them(workdir):
+    study = load_study(TOY)
     tracker = Tracker()
-    executor = LocalExecutor(2, Runtime(data_dir=str(synthetic_dir)))
+    executor = LocalExecutor(2, Runtime())
     first = run_study(study, "quick", executor, tracker)
     assert (first.planned, first.finished, first.skipped, first.failed) == (10, 10, 0, [])
     again = run_study(study, "quick", executor, tracker)
     assert (again.finished, again.skipped) == (0, 10)
-    keys = finished_trial_keys(tracker, "tiny")
+    keys = finished_trial_keys(tracker, "toy")
     assert set(keys) == {t.key for t in plan(study, "quick")} and set(keys.values()) == {1}
     parent = tracker.client.get_run(first.parent_run_id)
     assert parent.info.status == "FINISHED" and again.parent_run_id == first.parent_run_id
-    run = tracker.runs(tracker.experiment("tiny"), f"tags.`{PREFIX}kind` = 'trial'")[0]
+    run = tracker.runs(tracker.experiment("toy"), f"tags.`{PREFIX}kind` = 'trial'")[0]
     assert run.data.tags["mlflow.parentRunId"] == first.parent_run_id
     assert run.data.tags[f"{PREFIX}preset"] == "quick" and f"{PREFIX}arms" in run.data.tags
-    ran_with = {name: run.data.tags[f"{PREFIX}{name}"] for name in ("threads", "device", "precision")}
-    assert ran_with == {"threads": "1", "device": "cpu", "precision": "float32"}  # as it really ran
     rows = {row.id: row for row in study_status(study, "quick", tracker)}
-    assert (rows["width"].finished, rows["dropout_x_norm"].finished, rows["width"].pending) == (4, 8, 0)
+    assert (rows["start"].finished, rows["x_x_lr"].finished, rows["start"].pending) == (4, 8, 0)
 
 
-class NoSearch:
-    searches: list = []
-
-    def tuned(self) -> dict:
-        return {}
-
-    def extend(self, groups: list) -> None:
-        pass
-
-    def next_task(self) -> None:
-        return None
-
-    def done(self) -> bool:
-        return True
-
-
-def trial_cost(trial):
-    return TRAINABLE.cost_of(trial.config.settings)
-
-
-def test_final_trials_start_longest_first():
-    source = StudySource(load_study(TINY), "quick", NoSearch(), done=set())
-    handed_out = []
-    while (task := source.next_task()) is not None:
-        handed_out.append(source.trials[task.key])
-    costs = [trial_cost(trial) for trial in handed_out]
-    assert len(handed_out) == 10 and costs == sorted(costs, reverse=True)
-    assert {trial.arms[0][1] for trial in handed_out[:2]} == {"wide"}  # twice the width's FLOPs
-    order = [(trial.arms[0][1], trial.config.seed) for trial in handed_out]
-    assert order.index(("wide", 0)) < order.index(("wide", 1))  # ties keep the plan's order
-    config = handed_out[-1].config
-    assert config.model.norm == "none"  # the norms kept contiguous run slower per FLOP
-    whole_epochs = config.replace({"train": {"steps_per_epoch": 0}})  # 59,800 images, not 8 x 32
-    assert TRAINABLE.cost_of(whole_epochs.settings) > 10 * TRAINABLE.cost_of(config.settings)  # test set too
-    impossible = config.replace({"model": {"depth": 9, "pools": 9}})
-    assert TRAINABLE.cost_of(impossible.settings) == 0.0  # left to fail in its worker, with its own message
-
-
-def test_parallel_workers_lose_no_tracking_data(workdir, synthetic_dir):
+def test_parallel_workers_lose_no_tracking_data(workdir):
     # 4 workers, 24 short trials, 3 epochs each: every metric point must arrive exactly once
-    kernel = (
-        '\n[[hypotheses]]\nid = "kernel"\narms.k3 = {}\narms.k5 = { model = { kernel_size = 5 } }\n'
-        'prediction = { kind = "better", arm = "k5", than = "k3" }\n'
+    lr = (
+        '\n[[hypotheses]]\nid = "lr"\nstatement = "lr 0.4 beats 0.5"\n'
+        'arms.base = {}\narms.low = { lr = 0.4 }\n'
+        'prediction = { kind = "better", arm = "low", than = "base" }\n'
     )
-    replace = {"seeds = 2": "seeds = 4", "epochs = 2, steps_per_epoch = 8": "epochs = 3, steps_per_epoch = 3"}
-    path = study_variant(workdir, replace, kernel)
+    path = study_variant(workdir, {"seeds = 2": "seeds = 4", "epochs = 2": "epochs = 3"}, lr, study=TOY)
     study = load_study(path)
     tracker = Tracker()
-    summary = run_study(study, "quick", LocalExecutor(4, Runtime(data_dir=str(synthetic_dir))), tracker)
+    summary = run_study(study, "quick", LocalExecutor(4, Runtime()), tracker)
     assert summary.finished == summary.planned == 24
-    runs = tracker.runs(tracker.experiment("tiny"), f"tags.`{PREFIX}kind` = 'trial'")
+    runs = tracker.runs(tracker.experiment("toy"), f"tags.`{PREFIX}kind` = 'trial'")
     assert len(runs) == 24 and {r.info.status for r in runs} == {"FINISHED"}
     for run in runs:
         history = tracker.client.get_metric_history(run.info.run_id, "val_loss")
         assert [m.step for m in history] == [1, 2, 3]
-        assert run.data.params["model.depth"] == "2" and "test_acc" in run.data.metrics
+        assert run.data.params["epochs"] == "3" and "test_loss" in run.data.metrics
 
 
-def test_a_failing_trial_is_recorded_and_the_rest_go_on(workdir, synthetic_dir):
-    path = study_variant(workdir, {"{ model = { width = 16 } }": "{ data = { train_subset = 5000 } }"})
+def test_a_failing_trial_is_recorded_and_the_rest_go_on(workdir):
+    path = study_variant(
+        workdir, {"arms.near = { x = 1.0 }": "arms.near = { x = 1.0, fail = true }"}, study=TOY
+    )
     study = load_study(path)
     tracker = Tracker()
-    executor = LocalExecutor(2, Runtime(data_dir=str(synthetic_dir)))
+    executor = LocalExecutor(2, Runtime())
     summary = run_study(study, "quick", executor, tracker)
     assert summary.finished == 8 and len(summary.failed) == 2
-    assert "train_subset 5000 exceeds" in summary.failed[0]
+    assert "the toy was told to fail" in summary.failed[0]
     failed = tracker.runs(
-        tracker.experiment("tiny"), f"attributes.status = 'FAILED' and tags.`{PREFIX}kind` = 'trial'"
+        tracker.experiment("toy"), f"attributes.status = 'FAILED' and tags.`{PREFIX}kind` = 'trial'"
     )
-    assert len(failed) == 2 and "exceeds" in failed[0].data.tags[f"{PREFIX}error"]
+    assert len(failed) == 2 and "told to fail" in failed[0].data.tags[f"{PREFIX}error"]
     assert tracker.client.get_run(summary.parent_run_id).info.status == "FAILED"
     again = run_study(study, "quick", executor, tracker)  # failed trials are retried, finished are not
     assert (again.skipped, len(again.failed)) == (8, 2)
 
 
-def test_a_diverged_trial_counts_as_a_result(workdir, synthetic_dir):
-    diverging = '{ train = { optimizer = "sgd", lr = 1e12, schedule = "constant" } }'
-    path = study_variant(workdir, {"{ model = { width = 16 } }": diverging})
+def test_a_diverged_trial_counts_as_a_result(workdir):
+    path = study_variant(
+        workdir, {"arms.near = { x = 1.0 }": "arms.near = { x = 12.0 }"}, study=TOY
+    )  # loss 121
     study = load_study(path)
     tracker = Tracker()
-    executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)))
+    executor = LocalExecutor(1, Runtime())
     summary = run_study(study, "quick", executor, tracker)
     assert summary.diverged == 2 and summary.failed == []
     assert run_study(study, "quick", executor, tracker).skipped == 10
 
 
-def test_kill_9_of_the_whole_tree_then_rerun_records_each_trial_once(workdir, synthetic_dir):
+def test_kill_9_of_the_whole_tree_then_rerun_records_each_trial_once(workdir):
     path = slow_study(workdir)
-    process = start_cli_study(workdir, path, synthetic_dir)
+    process = start_cli_study(workdir, path)
     wait_for_finished_runs(workdir / "runs" / "mlflow.db", 3)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     tracker = Tracker()
-    before = finished_trial_keys(tracker, "tiny")
+    before = finished_trial_keys(tracker, "toy")
     assert 3 <= sum(before.values()) < 10
 
-    rerun = start_cli_study(workdir, path, synthetic_dir)
+    rerun = start_cli_study(workdir, path)
     _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
-    after = finished_trial_keys(tracker, "tiny")
+    after = finished_trial_keys(tracker, "toy")
     assert set(after) == {t.key for t in plan(load_study(path), "quick")}
     assert set(after.values()) == {1}  # every trial exactly once
     assert all(after[key] == 1 for key in before)  # nothing finished before was redone
-    experiment_id = tracker.experiment("tiny")
+    experiment_id = tracker.experiment("toy")
     assert not tracker.runs(experiment_id, "attributes.status = 'RUNNING'")
     killed = tracker.runs(experiment_id, f"attributes.status = 'KILLED' and tags.`{PREFIX}kind` = 'trial'")
     assert killed  # what was in flight at the kill is marked, not left RUNNING
 
 
-def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(workdir, synthetic_dir):
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(workdir):
     path = slow_study(workdir)
-    process = start_cli_study(workdir, path, synthetic_dir)
+    process = start_cli_study(workdir, path)
     wait_for_finished_runs(workdir / "runs" / "mlflow.db", 1)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
     tracker = Tracker()
-    experiment_id = tracker.experiment("tiny")
+    experiment_id = tracker.experiment("toy")
     assert not tracker.runs(experiment_id, "attributes.status = 'RUNNING'")
-    rerun = start_cli_study(workdir, path, synthetic_dir)
+    rerun = start_cli_study(workdir, path)
     rerun.communicate(timeout=300)
     assert rerun.returncode == 0
-    assert set(finished_trial_keys(tracker, "tiny").values()) == {1}
+    assert set(finished_trial_keys(tracker, "toy").values()) == {1}
 
 
 @pytest.mark.parametrize("method", ["start_run", "finish"])
-def test_ctrl_c_while_recording_a_run_leaves_nothing_running(workdir, synthetic_dir, monkeypatch, method):
+def test_ctrl_c_while_recording_a_run_leaves_nothing_running(workdir, monkeypatch, method):
     # start_run: a trial's run is created but not yet known as in flight; finish: not yet recorded
     original = getattr(Tracker, method)
 
@@ -196,23 +162,23 @@ def test_ctrl_c_while_recording_a_run_leaves_nothing_running(workdir, synthetic_
 
     monkeypatch.setattr(Tracker, method, interrupted)
     tracker = Tracker()
-    executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)))
+    executor = LocalExecutor(1, Runtime())
     with pytest.raises(KeyboardInterrupt):
-        run_study(load_study(TINY), "quick", executor, tracker)
-    runs = tracker.runs(tracker.experiment("tiny"))
+        run_study(load_study(TOY), "quick", executor, tracker)
+    runs = tracker.runs(tracker.experiment("toy"))
     assert {r.data.tags[f"{PREFIX}kind"] for r in runs} == {"study", "trial"}
     assert {r.info.status for r in runs} == {"KILLED"}
     monkeypatch.setattr(Tracker, method, original)
-    summary = run_study(load_study(TINY), "quick", executor, tracker)
+    summary = run_study(load_study(TOY), "quick", executor, tracker)
     assert summary.finished == summary.planned == 10 and summary.failed == []
 
 
-def test_a_second_runner_on_the_same_study_is_refused(workdir, synthetic_dir):
+def test_a_second_runner_on_the_same_study_is_refused(workdir):
     path = slow_study(workdir)
-    process = start_cli_study(workdir, path, synthetic_dir)
+    process = start_cli_study(workdir, path)
     try:
         wait_for_finished_runs(workdir / "runs" / "mlflow.db", 1)
-        second = start_cli_study(workdir, path, synthetic_dir)
+        second = start_cli_study(workdir, path)
         _, stderr = second.communicate(timeout=60)
         assert second.returncode == 2 and "already running" in stderr
     finally:
@@ -220,36 +186,34 @@ def test_a_second_runner_on_the_same_study_is_refused(workdir, synthetic_dir):
         process.wait()
 
 
-ADAPTIVE = (
-    'name = "adaptive"\n'
-    + TINY_BASE
-    + """
+ADAPTIVE = """name = "adaptive"
+trainable = "tests.toy:TOY"
+
 [statistics]
 margin = 0.05
 [presets.quick]
 seeds = { min = 2, max = 4 }
-train = { epochs = 2, steps_per_epoch = 8, batch_size = 32 }
+epochs = 2
 
 [[hypotheses]]
 id = "same"
-statement = "Dropout before or after pooling: the same network"
-base = { model = { dropout = 0.2 } }
-arms.before = { model = { block_order = "conv-norm-act-dropout-pool" } }
-arms.after = { model = { block_order = "conv-norm-act-pool-dropout" } }
+statement = "Two configs of one toy: the same loss"
+arms.before = {}
+arms.after = { noise = 0.0100000001 }
 prediction = { kind = "better", arm = "before", than = "after" }
 
 [[hypotheses]]
 id = "tiny_margin"
-statement = "Width 9 beats width 8 by more than a hair"
+statement = "Starting at 0.999 beats starting at 1 by more than a hair"
 margin = 1e-9
-arms.eight = {}
-arms.nine = { model = { width = 9 } }
+base = { noise = 1.0 }
+arms.eight = { x = 1.0 }
+arms.nine = { x = 0.999 }
 prediction = { kind = "better", arm = "nine", than = "eight" }
 """
-)
 
 
-def test_seeds_are_added_only_where_a_verdict_is_open(workdir, synthetic_dir):
+def test_seeds_are_added_only_where_a_verdict_is_open(workdir):
     from hypotune.decide.collect import collect
     from hypotune.decide.verdicts import evaluate
 
@@ -257,7 +221,7 @@ def test_seeds_are_added_only_where_a_verdict_is_open(workdir, synthetic_dir):
     path.write_text(ADAPTIVE)
     study = load_study(path)
     tracker = Tracker()
-    executor = LocalExecutor(2, Runtime(data_dir=str(synthetic_dir)))
+    executor = LocalExecutor(2, Runtime())
     summary = run_study(study, "quick", executor, tracker)
     data = collect(study, "quick", tracker)
     seeds = {key: len(arm.records) for key, arm in data.items()}
@@ -274,7 +238,7 @@ def test_seeds_are_added_only_where_a_verdict_is_open(workdir, synthetic_dir):
     assert (rows["tiny_margin"].finished, rows["tiny_margin"].pending) == (8, 0)
 
 
-def test_a_relative_margin_is_fixed_at_the_first_look_and_recorded_with_the_study(workdir, synthetic_dir):
+def test_a_relative_margin_is_fixed_at_the_first_look_and_recorded_with_the_study(workdir):
     from hypotune.decide.collect import collect
     from hypotune.decide.verdicts import evaluate
 
@@ -282,7 +246,7 @@ def test_a_relative_margin_is_fixed_at_the_first_look_and_recorded_with_the_stud
     path.write_text(ADAPTIVE.replace("margin = 0.05\n[presets", 'margin = "5%"\n[presets'))
     study = load_study(path)
     tracker = Tracker()
-    run_study(study, "quick", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
+    run_study(study, "quick", LocalExecutor(2, Runtime()), tracker)
     margins = tracker.margins("adaptive", "quick")
     assert set(margins) == {"same"}  # the other hypothesis sets an absolute margin of its own
     value, basis = margins["same"]
@@ -296,14 +260,14 @@ def test_a_relative_margin_is_fixed_at_the_first_look_and_recorded_with_the_stud
     assert same.margin == value and "recorded with the study" in same.evidence
 
 
-def test_a_time_budget_stops_adding_trials_and_says_so(workdir, synthetic_dir):
+def test_a_time_budget_stops_adding_trials_and_says_so(workdir):
     from hypotune.report.build import build_report
 
     path = workdir / "adaptive.toml"
     path.write_text(ADAPTIVE)
     study = load_study(path)
     tracker = Tracker()
-    executor = LocalExecutor(2, Runtime(data_dir=str(synthetic_dir)))
+    executor = LocalExecutor(2, Runtime())
     summary = run_study(study, "quick", executor, tracker, budget_seconds=1e-6)
     assert summary.budget_stopped and summary.finished == 0
     parent = tracker.client.get_run(summary.parent_run_id)
@@ -315,7 +279,7 @@ def test_a_time_budget_stops_adding_trials_and_says_so(workdir, synthetic_dir):
     assert tracker.client.get_run(summary.parent_run_id).data.tags[f"{PREFIX}stopped"] == ""
 
 
-def test_a_run_from_any_round_serves_every_arm_with_its_config(workdir, synthetic_dir):
+def test_a_run_from_any_round_serves_every_arm_with_its_config(workdir):
     # Seeds 2 and 3 of 'eight' were trained for the open hypothesis; a hypothesis added later
     # that compares the same config must find them, whichever round trained them.
     from hypotune.decide.collect import collect
@@ -325,11 +289,11 @@ def test_a_run_from_any_round_serves_every_arm_with_its_config(workdir, syntheti
     path.write_text(first[0] + "[[hypotheses]]" + first[2])
     study = load_study(path)
     tracker = Tracker()
-    run_study(study, "quick", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
+    run_study(study, "quick", LocalExecutor(2, Runtime()), tracker)
     path.write_text(
         path.read_text()
-        + '[[hypotheses]]\nid = "again"\nstatement = "the same arm again"\narms.eight = {}\n'
-        + "arms.ten = { model = { width = 10 } }\n"
+        + '[[hypotheses]]\nid = "again"\nstatement = "the same arm again"\n'
+        + "base = { noise = 1.0 }\narms.eight = { x = 1.0 }\narms.ten = { x = 0.9 }\n"
         + 'prediction = { kind = "better", arm = "ten", than = "eight" }\n'
     )
     data = collect(load_study(path), "quick", tracker)
@@ -338,7 +302,7 @@ def test_a_run_from_any_round_serves_every_arm_with_its_config(workdir, syntheti
 
 def test_every_hypothesis_gets_its_first_look_before_any_gets_another_round(tmp_path):
     path = tmp_path / "adaptive.toml"
-    path.write_text(ADAPTIVE.replace("arms.eight = {}", "arms.eight = { model = { depth = 3 } }"))
+    path.write_text(ADAPTIVE.replace("arms.eight = { x = 1.0 }", "arms.eight = { x = 1.0, epochs = 3 }"))
     study = load_study(path)
     looks = study.presets["quick"].seeds.looks
     # Resumed with a later round already wanted for the costlier hypothesis: the cheap one's
@@ -348,7 +312,7 @@ def test_every_hypothesis_gets_its_first_look_before_any_gets_another_round(tmp_
     rounds = [bisect.bisect_right(looks, trial.config.seed) for trial in handed_out]
     assert rounds == sorted(rounds) and rounds[-1] == 1
     first = [t for t in handed_out if t.config.seed < looks[0]]
-    costs = [trial_cost(t) for t in first]
+    costs = [study.trainable.cost_of(t.config.settings) for t in first]
     assert costs == sorted(costs, reverse=True) and costs[0] > min(costs)  # longest first within it
 
 
@@ -426,14 +390,16 @@ def test_a_hypothesis_still_searching_is_looked_at_only_once_its_seeds_are_in():
     assert sorted(s.group.seed for s in search.searches) == [0, 0, 1, 1, 2, 2]  # a search per new seed
 
 
-def test_kill_9_in_a_later_round_then_rerun_finishes_the_same_rounds(workdir, synthetic_dir):
+def test_kill_9_in_a_later_round_then_rerun_finishes_the_same_rounds(workdir):
     path = workdir / "adaptive.toml"
-    path.write_text(ADAPTIVE.replace("epochs = 2, steps_per_epoch = 8", "epochs = 3, steps_per_epoch = 60"))
-    process = start_cli_study(workdir, path, synthetic_dir)
+    path.write_text(
+        ADAPTIVE.replace('"tests.toy:TOY"', '"tests.toy:SLOW_TOY"').replace("epochs = 2", "epochs = 3")
+    )
+    process = start_cli_study(workdir, path)
     wait_for_finished_runs(workdir / "runs" / "mlflow.db", 9)  # the first round is 8 trials
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
-    rerun = start_cli_study(workdir, path, synthetic_dir)
+    rerun = start_cli_study(workdir, path)
     _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     tracker = Tracker()
@@ -443,14 +409,14 @@ def test_kill_9_in_a_later_round_then_rerun_finishes_the_same_rounds(workdir, sy
     assert {t.key for t in plan(study, "quick", seeds={"same": 2, "tiny_margin": 4})} == set(keys)
 
 
-def test_a_rerun_reopens_the_study_run_clean_and_leaves_other_runs_alone(workdir, synthetic_dir):
-    study, tracker = load_study(TINY), Tracker()
-    experiment_id = tracker.experiment("tiny")
-    parent = tracker.open_study_run(experiment_id, "tiny", "quick")
+def test_a_rerun_reopens_the_study_run_clean_and_leaves_other_runs_alone(workdir):
+    study, tracker = load_study(TOY), Tracker()
+    experiment_id = tracker.experiment("toy")
+    parent = tracker.open_study_run(experiment_id, "toy", "quick")
     tracker.fail(parent, "interrupted", status="KILLED")  # as Ctrl-C leaves it
     # `hypotune train --experiment tiny`, running at the same time in another terminal
     foreign = tracker.start_run(experiment_id, "train-by-hand", {f"{PREFIX}kind": "train"})
-    executor = LocalExecutor(1, Runtime(data_dir=str(synthetic_dir)))
+    executor = LocalExecutor(1, Runtime())
     summary = run_study(study, "quick", executor, tracker, budget_seconds=1e-6)
     assert summary.parent_run_id == parent
     tags = tracker.client.get_run(parent).data.tags
@@ -458,16 +424,14 @@ def test_a_rerun_reopens_the_study_run_clean_and_leaves_other_runs_alone(workdir
     assert tracker.client.get_run(foreign).info.status == "RUNNING"  # not a leftover of this study
 
 
-def test_a_refused_second_runner_writes_nothing_to_the_store(workdir, synthetic_dir):
+def test_a_refused_second_runner_writes_nothing_to_the_store(workdir):
     import fcntl
 
     from hypotune.errors import StudyError
 
     tracker = Tracker()
-    with (tracker.state_dir / ".tiny.lock").open("w") as held:  # another runner has the study
+    with (tracker.state_dir / ".toy.lock").open("w") as held:  # another runner has the study
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(StudyError, match="already running"):
-            run_study(
-                load_study(TINY), "quick", LocalExecutor(1, Runtime(data_dir=str(synthetic_dir))), tracker
-            )
-    assert tracker.client.get_experiment_by_name("tiny") is None  # not even the experiment
+            run_study(load_study(TOY), "quick", LocalExecutor(1, Runtime()), tracker)
+    assert tracker.client.get_experiment_by_name("toy") is None  # not even the experiment

@@ -5,7 +5,9 @@ Workers import it by its reference, "tests.toy:TOY", as they would a user's trai
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import time
 from dataclasses import dataclass
 
 from hypotune.config import setting
@@ -46,4 +48,24 @@ TOY = Trainable(
     epochs=lambda settings: settings.epochs,
     cost=lambda settings: settings.epochs,
     budget=("epochs",),
+)
+
+
+@dataclass(frozen=True)
+class SlowToy(Toy):
+    pause: float = setting(0.5, "seconds each epoch takes: long enough to interrupt a trial in flight")
+
+
+def train_slowly(settings: SlowToy, seed: int, log: Log) -> Result | dict[str, float]:
+    def slow_log(metrics: dict[str, float]) -> bool:
+        time.sleep(settings.pause)
+        return log(metrics)
+
+    return train(settings, seed, slow_log)
+
+
+# The toy with epochs that take time, for Ctrl-C and kill -9 (its own settings class, so that
+# the toy's trial keys, and the stores written with them, stay as they are).
+SLOW_TOY = dataclasses.replace(
+    TOY, name="slow_toy", settings=SlowToy, train=train_slowly, ref="tests.toy:SLOW_TOY"
 )

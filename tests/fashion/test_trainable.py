@@ -17,7 +17,7 @@ from hypotune.study.file import load_study
 from hypotune.study.model import plan
 from hypotune.trainables.load import load
 from hypotune.trainables.protocol import Log, result_of
-from tests.helpers import tiny_config
+from tests.helpers import TINY, NoSearch, tiny_config
 
 
 def test_forward_passes_count_training_thrice_and_every_evaluation():
@@ -105,3 +105,25 @@ def test_its_checks_and_words_come_from_the_model_and_the_data(synthetic_dir):
     with pytest.raises(ArchitectureError):
         TRAINABLE.describe(config.replace({"model": {"depth": 9, "pools": 9}}).settings)
     assert TRAINABLE.epochs_of(config.settings) == 2
+
+
+def test_a_study_hands_out_the_costliest_cnn_trials_first():
+    """The runner starts the longest trials first by the trainable's cost; the CNN's counts FLOPs
+    and images, and a layout that runs slower per FLOP."""
+    from hypotune.run.runner import StudySource
+
+    source = StudySource(load_study(TINY), "quick", NoSearch(), done=set())
+    handed_out = []
+    while (task := source.next_task()) is not None:
+        handed_out.append(source.trials[task.key])
+    costs = [TRAINABLE.cost_of(trial.config.settings) for trial in handed_out]
+    assert len(handed_out) == 10 and costs == sorted(costs, reverse=True)
+    assert {trial.arms[0][1] for trial in handed_out[:2]} == {"wide"}  # twice the width's FLOPs
+    order = [(trial.arms[0][1], trial.config.seed) for trial in handed_out]
+    assert order.index(("wide", 0)) < order.index(("wide", 1))  # ties keep the plan's order
+    config = handed_out[-1].config
+    assert config.model.norm == "none"  # the norms kept contiguous run slower per FLOP
+    whole_epochs = config.replace({"train": {"steps_per_epoch": 0}})  # 59,800 images, not 8 x 32
+    assert TRAINABLE.cost_of(whole_epochs.settings) > 10 * TRAINABLE.cost_of(config.settings)  # test set too
+    impossible = config.replace({"model": {"depth": 9, "pools": 9}})
+    assert TRAINABLE.cost_of(impossible.settings) == 0.0  # left to fail in its worker, with its own message
