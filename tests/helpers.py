@@ -23,6 +23,8 @@ TINY = STUDIES / "tiny.toml"
 TUNED = STUDIES / "tuned.toml"
 TOY_STUDY = STUDIES / "toy.toml"  # the tiny study's shape on tests/toy.py: the engine's tests
 ROOT = Path(__file__).parents[1]
+TOY_TUNED = STUDIES / "toy_tuned.toml"  # two arms that want different step sizes
+TOY_PER_SEED = STUDIES / "toy_per_seed.toml"
 PER_SEED = STUDIES / "per_seed.toml"
 
 

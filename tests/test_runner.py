@@ -62,7 +62,7 @@ def test_parallel_workers_lose_no_tracking_data(workdir):
     # 4 workers, 24 short trials, 3 epochs each: every metric point must arrive exactly once
     lr = (
         '\n[[hypotheses]]\nid = "lr"\nstatement = "lr 0.4 beats 0.5"\n'
-        'arms.base = {}\narms.low = { lr = 0.4 }\n'
+        "arms.base = {}\narms.low = { lr = 0.4 }\n"
         'prediction = { kind = "better", arm = "low", than = "base" }\n'
     )
     path = study_variant(workdir, {"seeds = 2": "seeds = 4", "epochs = 2": "epochs = 3"}, lr, study=TOY)

@@ -1,4 +1,7 @@
-"""Searches: Optuna per tuned arm, run by the coordinator; nested runs, resume, Ctrl-C, the report."""
+"""Searches: Optuna per tuned arm, run by the coordinator; nested runs, resume, Ctrl-C, the report.
+
+On the toy (tests/toy.py), whose arms may want different step sizes.
+"""
 
 import json
 import math
@@ -22,12 +25,12 @@ from hypotune.store.tracker import Tracker
 from hypotune.study.file import load_study
 from hypotune.study.tuning import TUNING_SEED_BASE
 
-from .helpers import PER_SEED, TUNED, default_sigint, variant, wait_for_finished_runs
+from .helpers import ROOT, TOY_PER_SEED, TOY_TUNED, default_sigint, study_variant, wait_for_finished_runs
 
 
-def test_per_seed_searches_follow_the_seeds_added_in_rounds(workdir, synthetic_dir):
-    study, tracker = load_study(PER_SEED), Tracker()
-    executor = LocalExecutor(2, Runtime(data_dir=str(synthetic_dir)))
+def test_per_seed_searches_follow_the_seeds_added_in_rounds(workdir):
+    study, tracker = load_study(TOY_PER_SEED), Tracker()
+    executor = LocalExecutor(2, Runtime())
     summary = run_study(study, "quick", executor, tracker)
     assert summary.failed == [] and summary.seeds == {"tiny_margin": 3, "untuned": 3}
     # Both hypotheses stayed open (a margin of 1e-9): the second round of 'tiny_margin' got a
@@ -40,9 +43,9 @@ def test_per_seed_searches_follow_the_seeds_added_in_rounds(workdir, synthetic_d
     assert summary.tuning_finished == 6 * 3 and all(s.finished for own in searches.values() for s in own)
     data = collect(study, "quick", tracker)
     for arm in ("eight", "nine"):
-        best = {s.seed: s.best["train.lr"] for s in searches["tiny_margin", arm]}
+        best = {s.seed: s.best["lr"] for s in searches["tiny_margin", arm]}
         assert len(set(best.values())) > 1  # the searches really differ between seeds
-        trained = {seed: float(r.params["train.lr"]) for seed, r in data["tiny_margin", arm].records.items()}
+        trained = {seed: float(r.params["lr"]) for seed, r in data["tiny_margin", arm].records.items()}
         assert trained == best  # seed N trained at the best of search N
     assert sorted(data["untuned", "four"].records) == [0, 1, 2]
     report = build_report(study, "quick", tracker, workdir / "report").markdown_path.read_text()
@@ -59,14 +62,14 @@ def test_per_seed_searches_follow_the_seeds_added_in_rounds(workdir, synthetic_d
 
 
 @pytest.fixture(scope="module")
-def tuned_store(tmp_path_factory, synthetic_dir):
-    """The Adam-vs-SGD study run at one shared learning rate, then with each arm tuned."""
+def tuned_store(tmp_path_factory):
+    """The toy's Adam-vs-SGD study run at one shared step size, then with each arm tuned."""
     folder = tmp_path_factory.mktemp("tuned")
     previous = Path.cwd()
     os.chdir(folder)
     try:
-        study, tracker = load_study(TUNED), Tracker()
-        executor = LocalExecutor(2, Runtime(data_dir=str(synthetic_dir)))
+        study, tracker = load_study(TOY_TUNED), Tracker()
+        executor = LocalExecutor(2, Runtime())
         summaries = {preset: run_study(study, preset, executor, tracker) for preset in ("untuned", "tuned")}
         yield study, tracker, summaries, folder
     finally:
@@ -78,23 +81,23 @@ def test_tuning_each_arm_changes_the_verdict_and_the_report_shows_why(tuned_stor
     assert summaries["tuned"].tuning_finished == 20 and summaries["tuned"].failed == []
     untuned = evaluate(study, collect(study, "untuned", tracker), "untuned")[0]
     tuned = evaluate(study, collect(study, "tuned", tracker), "tuned")[0]
-    assert untuned.verdict == "supported"  # at lr 0.003, which suits Adam only
-    assert tuned.verdict != "supported" and abs(tuned.effect) < 0.01 < untuned.effect
+    assert untuned.verdict == "supported"  # at lr 0.1, which suits Adam only
+    assert tuned.verdict != "supported" and abs(tuned.effect) < 0.1 < untuned.effect
     searches = collect_searches(study, "tuned", tracker)
     assert {len(own) for own in searches.values()} == {1}  # one search per arm, for every seed
-    best = {arm: searches["optimizer", arm][0].best["train.lr"] for arm in ("adam", "sgd")}
+    best = {arm: searches["optimizer", arm][0].best["lr"] for arm in ("adam", "sgd")}
     at_shared = {arm: searches["optimizer", arm][0].trials[0] for arm in ("adam", "sgd")}
-    assert {t.params["train.lr"] for t in at_shared.values()} == {0.003}  # the study's own rate first
-    assert at_shared["sgd"].value > 1.0 > 0.1 > at_shared["adam"].value  # it suits Adam only
-    assert best["sgd"] > 3 * 0.003  # SGD's best rate is well above the shared one
+    assert {t.params["lr"] for t in at_shared.values()} == {0.1}  # the study's own rate first
+    assert at_shared["sgd"].value > 1.0 > at_shared["adam"].value  # it suits Adam only
+    assert best["sgd"] > 3 * 0.1  # SGD's best rate is well above the shared one
     data = collect(study, "tuned", tracker)
     for arm in ("adam", "sgd"):  # every verdict run trained at its arm's own best rate
-        assert {float(r.params["train.lr"]) for r in data["optimizer", arm].records.values()} == {best[arm]}
+        assert {float(r.params["lr"]) for r in data["optimizer", arm].records.values()} == {best[arm]}
 
     report = build_report(study, "tuned", tracker, folder / "report")
     text = report.markdown_path.read_text()
     assert "nuisance settings tuned per arm" in text and "isolation plot" in text
-    assert "| sgd | lr=" in text and "lr=0.003: 2." in text  # SGD at the shared rate barely learned
+    assert "| sgd | lr=" in text and "lr=0.1: 1." in text  # SGD at the shared rate: 0.8 worse
     assert (folder / "report" / "figures" / "optimizer-nuisance.png").stat().st_size > 5000
     assert report.findings["optimizer"] == []  # tuned rates are declared, not a confound
 
@@ -115,7 +118,8 @@ def test_tuning_trials_are_nested_runs_that_never_touch_the_test_set(tuned_store
             "config.toml"
         ]  # no weights
     pruned = [t for t in trials if t.data.tags[f"{PREFIX}status"] == "pruned"]
-    assert pruned and all(t.data.metrics["epochs_run"] < 2 for t in pruned)
+    history = tracker.client.get_metric_history
+    assert pruned and all(len(history(t.info.run_id, "val_loss")) < 2 for t in pruned)
     for search in searches:
         assert search.data.tags["mlflow.parentRunId"]  # under the study's run
         assert search.info.status == "FINISHED" and f"{PREFIX}best" in search.data.tags
@@ -130,20 +134,22 @@ def test_tuning_trials_are_nested_runs_that_never_touch_the_test_set(tuned_store
         assert counts["trials_finished"] + counts["trials_pruned"] == 10
 
 
-def test_rerunning_a_tuned_study_trains_nothing_again(tuned_store, synthetic_dir):
+def test_rerunning_a_tuned_study_trains_nothing_again(tuned_store):
     study, tracker, summaries, folder = tuned_store
     os.chdir(folder)
-    again = run_study(study, "tuned", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
+    again = run_study(study, "tuned", LocalExecutor(2, Runtime()), tracker)
     assert (again.tuning_finished, again.finished, again.skipped) == (0, 0, 6)
     rows = study_status(study, "tuned", tracker)
     assert (rows[0].finished, rows[0].tuning, rows[0].pending) == (6, 0, 0)
 
 
-def test_a_larger_budget_continues_each_search(tuned_store, synthetic_dir):
+def test_a_larger_budget_continues_each_search(tuned_store):
     _, tracker, _, folder = tuned_store
     os.chdir(folder)
-    study = load_study(variant(folder, "trials = { tuned = 10 }", "trials = { tuned = 12 }"))
-    more = run_study(study, "tuned", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
+    study = load_study(
+        study_variant(folder, {"trials = { tuned = 10 }": "trials = { tuned = 12 }"}, study=TOY_TUNED)
+    )
+    more = run_study(study, "tuned", LocalExecutor(2, Runtime()), tracker)
     assert more.tuning_finished == 4 and more.failed == []  # 2 more per arm, not 12
     searches = collect_searches(study, "tuned", tracker)
     every = [s for own in searches.values() for s in own]
@@ -152,14 +158,18 @@ def test_a_larger_budget_continues_each_search(tuned_store, synthetic_dir):
     assert evaluate(study, collect(study, "tuned", tracker), "tuned")[0].seeds == 3
 
 
-def search_command(workdir: Path, data_dir: Path, *extra: str) -> list[str]:
+def search_command(workdir: Path, *extra: str, trainable: str = "tests.toy:TOY") -> list[str]:
+    """`hypotune search` of a toy config over its lr (unless `extra` gives a --space); the toy is
+    importable from the repository root (see `environment`)."""
     config = workdir / "config.toml"
-    config.write_text(
-        "[data]\nval_size = 200\n[model]\ndepth = 2\nwidth = 8\npool_size = 2\nhead_hidden = []\n"
-        "[train]\nepochs = 3\nsteps_per_epoch = 40\nbatch_size = 32\nschedule = 'constant'\n"
-    )
-    return [sys.executable, "-m", "hypotune.cli", "search", "--config", str(config),
-            "--data-dir", str(data_dir), "--workers", "2", *extra]  # fmt: skip
+    config.write_text("epochs = 3\nlr = 0.1\n")
+    space = [] if "--space" in extra else ["--space", "lr=0.1:0.9"]
+    return [sys.executable, "-m", "hypotune.cli", "search", "--trainable", trainable, "--config", str(config),
+            "--workers", "2", *space, *extra]  # fmt: skip
+
+
+def environment() -> dict[str, str]:
+    return os.environ | {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
 def finished_tuning_trials(tracker: Tracker) -> dict[str, str]:
@@ -173,10 +183,11 @@ def finished_tuning_trials(tracker: Tracker) -> dict[str, str]:
     return {run.data.tags[f"{PREFIX}trial_number"]: run.info.run_id for run in runs}
 
 
-def test_a_killed_search_resumes_from_its_finished_trials(workdir, synthetic_dir):
-    command = search_command(workdir, synthetic_dir, "--trials", "10", "--no-pruning")
+def test_a_killed_search_resumes_from_its_finished_trials(workdir):
+    command = search_command(workdir, "--trials", "10", "--no-pruning", trainable="tests.toy:SLOW_TOY")
     process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True, preexec_fn=default_sigint)  # fmt: skip
+                               text=True, start_new_session=True, preexec_fn=default_sigint,
+                               env=environment())  # fmt: skip
     wait_for_finished_runs(workdir / "runs" / "mlflow.db", 4)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
@@ -184,23 +195,25 @@ def test_a_killed_search_resumes_from_its_finished_trials(workdir, synthetic_dir
     before = finished_tuning_trials(tracker)
     assert 4 <= len(before) < 10
 
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, timeout=300, env=environment()
+    )
     assert result.returncode == 0, result.stderr
     after = finished_tuning_trials(tracker)
     assert len(after) >= 10 and all(after[n] == run for n, run in before.items())  # none redone
     assert f"resuming: {len(before)} of 10 trials already done" in result.stderr
-    assert "best of 10 trials" in result.stdout and "[train]\nlr = " in result.stdout
+    assert "best of 10 trials" in result.stdout and "\nlr = " in result.stdout
     assert not tracker.runs(tracker.experiment("search"), "attributes.status = 'RUNNING'")
 
 
-def test_ctrl_c_while_a_search_records_a_trial_leaves_nothing_running(workdir, synthetic_dir, monkeypatch):
+def test_ctrl_c_while_a_search_records_a_trial_leaves_nothing_running(workdir, monkeypatch):
     from hypotune.cli.parser import main
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Tracker, "finish", interrupted)  # a trial finished but is not yet recorded
-    argv = search_command(workdir, synthetic_dir, "--trials", "4")[3:]
+    argv = search_command(workdir, "--trials", "4")[3:]
     assert main(argv) == 130
     tracker = Tracker()
     runs = tracker.runs(tracker.experiment("search"))
@@ -208,39 +221,43 @@ def test_ctrl_c_while_a_search_records_a_trial_leaves_nothing_running(workdir, s
     assert {r.info.status for r in runs} == {"KILLED"}
 
 
-def test_search_warns_when_the_best_value_is_at_the_edge_of_its_range(workdir, synthetic_dir):
-    # Adam with rates of at most 1e-4 learns little in 120 steps: the best is the highest rate
-    command = search_command(workdir, synthetic_dir, "--trials", "4", "--space", "train.lr=1e-6:1e-4:log")
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert (
-        "is at the high end of its range" in result.stdout and "widen the range past 0.0001" in result.stdout
+def test_search_warns_when_the_best_value_is_at_the_edge_of_its_range(workdir):
+    # The toy's loss falls as lr nears 0.5: below 0.3, the best is the highest rate
+    command = search_command(workdir, "--trials", "4", "--space", "lr=0.1:0.3")
+    result = subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, timeout=300, env=environment()
     )
+    assert result.returncode == 0, result.stderr
+    assert "is at the high end of its range" in result.stdout and "widen the range past 0.3" in result.stdout
 
 
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--space", "train.lr=0.1"], "--space expects KEY=LOW:HIGH"),
-        (["--space", "train.lr=0:1:log"], "a log scale needs low > 0"),
+        (["--space", "lr=0.1"], "--space expects KEY=LOW:HIGH"),
+        (["--space", "lr=0:1:log"], "a log scale needs low > 0"),
         (["--space", "lr=1:0.1"], "low (1.0) must be below high (0.1)"),
         (["--trials", "-2"], "a search needs at least 1 trial, got -2"),
-        (["--space", "train.dropout=0:2"], "unknown setting 'train.dropout'"),
+        (["--space", "dropout=0:2"], "unknown setting 'dropout'"),
     ],
 )
-def test_search_mistakes_are_one_line(workdir, synthetic_dir, flags, message):
-    result = subprocess.run(search_command(workdir, synthetic_dir, *flags), capture_output=True, text=True)
+def test_search_mistakes_are_one_line(workdir, flags, message):
+    result = subprocess.run(
+        search_command(workdir, *flags), capture_output=True, text=True, env=environment()
+    )
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
 
 
-def test_ctrl_c_during_tuning_then_a_rerun_completes_every_search_once(workdir, synthetic_dir):
-    slow = TUNED.read_text().replace("epochs = 2, steps_per_epoch = 15", "epochs = 2, steps_per_epoch = 80")
-    path = workdir / "slow.toml"
-    path.write_text(slow)
+def test_ctrl_c_during_tuning_then_a_rerun_completes_every_search_once(workdir):
+    path = workdir / "slow.toml"  # the tuned toy's study, each epoch taking 0.5 s
+    path.write_text(TOY_TUNED.read_text().replace('"tests.toy:TUNED_TOY"', '"tests.toy:SLOW_TOY"')
+                    .replace("arms.adam = { best_lr = 0.1 }", "arms.adam = { x = 1.0 }")
+                    .replace("arms.sgd = { best_lr = 0.9 }", "arms.sgd = { x = 1.5 }"))  # fmt: skip
     command = [sys.executable, "-m", "hypotune.cli", "study", "run", str(path), "--preset", "tuned",
-               "--workers", "2", "--data-dir", str(synthetic_dir)]  # fmt: skip
+               "--workers", "2"]  # fmt: skip
     process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True, preexec_fn=default_sigint)  # fmt: skip
+                               text=True, start_new_session=True, preexec_fn=default_sigint,
+                               env=environment())  # fmt: skip
     wait_for_finished_runs(workdir / "runs" / "mlflow.db", 3)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
@@ -252,13 +269,17 @@ def test_ctrl_c_during_tuning_then_a_rerun_completes_every_search_once(workdir, 
     before = {run.info.run_id for run in tracker.runs(experiment_id, query)}
     assert 3 <= len(before) < 20
 
-    rerun = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, timeout=300, env=environment()
+    )
     assert rerun.returncode == 0, rerun.stderr
     # Not a terminal: a plain line per finished trial instead of bars that print nothing until the end.
     lines = rerun.stderr.splitlines()
     assert any(re.fullmatch(r"tuning \d+/20 tune \w+ #\d+: (val_loss [0-9.e+-]+|pruned) \(\d+ s\)", line)
                for line in lines), rerun.stderr  # fmt: skip
-    assert any(re.fullmatch(r"trial \d+/\d+ \w+ s\d+: val_loss [0-9.e+-]+ \(\d+ s\)", line) for line in lines)
+    assert any(
+        re.fullmatch(r"trial \d+/\d+ \w+, seed \d+: val_loss [0-9.e+-]+ \(\d+ s\)", line) for line in lines
+    )
     after = tracker.runs(experiment_id, query)
     assert before <= {run.info.run_id for run in after}  # what had finished was kept
     per_search: dict[str, list[str]] = {}

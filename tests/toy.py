@@ -26,15 +26,18 @@ class Toy:
 def train(settings: Toy, seed: int, log: Log) -> Result | dict[str, float]:
     if settings.fail:
         raise RuntimeError("the toy was told to fail")
-    rng = random.Random(f"{seed} {settings.x} {settings.lr}")  # each arm its own noise
+    arm = f"{seed} {settings.x} {settings.lr}"
+    arm += f" {settings.best_lr}" if hasattr(settings, "best_lr") else ""
+    rng = random.Random(arm)  # each arm its own noise
     loss = 0.0
     for epoch in range(1, settings.epochs + 1):
-        loss = (settings.x - 1) ** 2 + abs(settings.lr - 0.5) + 1 / epoch + rng.gauss(0, settings.noise)
+        step = abs(settings.lr - getattr(settings, "best_lr", 0.5))  # the nuisance's own cost
+        loss = (settings.x - 1) ** 2 + step + 1 / epoch + rng.gauss(0, settings.noise)
         if log({"epoch": epoch, "val_loss": loss}):
             return Result({"val_loss": loss}, status="pruned", epochs=epoch)
     if loss > 100:
         return Result({"val_loss": loss}, status="diverged", epochs=settings.epochs)
-    return {"val_loss": loss, "test_loss": loss}
+    return {"val_loss": loss} if log.tuning else {"val_loss": loss, "test_loss": loss}  # no test in a search
 
 
 TOY = Trainable(
@@ -56,12 +59,19 @@ class SlowToy(Toy):
     pause: float = setting(0.5, "seconds each epoch takes: long enough to interrupt a trial in flight")
 
 
-def train_slowly(settings: SlowToy, seed: int, log: Log) -> Result | dict[str, float]:
-    def slow_log(metrics: dict[str, float]) -> bool:
-        time.sleep(settings.pause)
-        return log(metrics)
+class SlowLog:
+    """A trial's Log whose every epoch first takes `pause` seconds."""
 
-    return train(settings, seed, slow_log)
+    def __init__(self, log: Log, pause: float) -> None:
+        self.log, self.pause, self.tuning = log, pause, log.tuning
+
+    def __call__(self, metrics: dict[str, float]) -> bool:
+        time.sleep(self.pause)
+        return self.log(metrics)
+
+
+def train_slowly(settings: SlowToy, seed: int, log: Log) -> Result | dict[str, float]:
+    return train(settings, seed, SlowLog(log, settings.pause))  # type: ignore[arg-type]
 
 
 # The toy with epochs that take time, for Ctrl-C and kill -9 (its own settings class, so that
@@ -69,3 +79,12 @@ def train_slowly(settings: SlowToy, seed: int, log: Log) -> Result | dict[str, f
 SLOW_TOY = dataclasses.replace(
     TOY, name="slow_toy", settings=SlowToy, train=train_slowly, ref="tests.toy:SLOW_TOY"
 )
+
+
+@dataclass(frozen=True)
+class TunedToy(Toy):
+    best_lr: float = setting(0.5, "the lr at which this arm's loss is lowest: arms may differ in it")
+
+
+# The toy whose arms may want different step sizes, for searches that change a verdict.
+TUNED_TOY = dataclasses.replace(TOY, name="tuned_toy", settings=TunedToy, ref="tests.toy:TUNED_TOY")

@@ -331,11 +331,16 @@ def full_name(cls: type, name: str) -> str:
 
 def to_toml(config: RunConfig) -> str:
     """The resolved config as TOML, loadable again with `--config`."""
-    values = config.to_dict()
+    return toml_text(config.to_dict()) + "\n"
+
+
+def toml_text(values: dict[str, Any]) -> str:
+    """Nested settings as TOML, for a trainable with tables or without: its top-level values
+    first, then a table per nested one: {"seed": 0, "train": {"lr": 0.003}} ->
+    'seed = 0\n\n[train]\nlr = 0.003'."""
     tables = {name: table for name, table in values.items() if isinstance(table, dict)}
-    scalars = {name: value for name, value in values.items() if name not in tables}
-    lines = "\n".join(f"{name} = {toml_value(value)}" for name, value in scalars.items())
-    return f"{lines}\n\n{toml_tables(tables)}\n" if tables else f"{lines}\n"
+    lines = "\n".join(f"{name} = {toml_value(value)}" for name, value in values.items() if name not in tables)
+    return "\n\n".join(part for part in (lines, toml_tables(tables)) if part)
 
 
 def toml_tables(tables: dict[str, dict[str, Any]]) -> str:

@@ -82,6 +82,17 @@ def closest_flag(typo: str, parser: argparse.ArgumentParser) -> str | None:
     return close[0] if close else None
 
 
+def worker_count(text: str) -> int:
+    """A number of parallel trials: 1 or more."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return count
+
+
 def port_number(text: str) -> int:
     """A TCP port, 1 to 65535: a larger one would reach the socket call as a traceback."""
     try:
@@ -252,7 +263,10 @@ def add_search_parser(commands: Any, of: Trainable) -> None:
         "--set", action="append", metavar="KEY=VALUE", help="any setting, e.g. --set model.depth=6"
     )
     search.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="parallel trials (default: one per core)"
+        "--workers",
+        type=worker_count,
+        default=os.cpu_count() or 1,
+        help="parallel trials (default: one per core)",
     )
     search.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1)")
     search.add_argument("--data-dir", default="", help="directory holding the IDX files")
@@ -280,7 +294,10 @@ def add_study_parsers(commands: Any) -> None:
     study_run.add_argument("study", type=Path, help="study file (TOML), or a built-in study's name")
     study_run.add_argument("--preset", help="budget preset of the study (default: its first)")
     study_run.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="parallel trials (default: one per core)"
+        "--workers",
+        type=worker_count,
+        default=os.cpu_count() or 1,
+        help="parallel trials (default: one per core)",
     )
     study_run.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1)")
     study_run.add_argument(

@@ -71,7 +71,8 @@ class Opening:
         task = self.source.next_task()
         if task is None:
             return None
-        run_id = self.open(task, self.source.trials[task.key])
+        with interrupts_held():  # a Ctrl-C inside the run's creation would leave SQLite locked
+            run_id = self.open(task, self.source.trials[task.key])
         return dataclasses.replace(task, run_id=run_id, tracking_uri=self.tracking_uri)
 
     def exhausted(self) -> bool:

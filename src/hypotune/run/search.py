@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypotune.config import RunConfig, flatten, toml_tables
+from hypotune.config import RunConfig, flatten, toml_text
 from hypotune.errors import HypotuneError
 from hypotune.run.events import Epoch, Event, Failed, Finished, Started
 from hypotune.run.executors import Task
@@ -372,7 +372,7 @@ class SearchResult:
 
     def as_toml(self) -> str:
         """The best setting as TOML tables, to paste into a config or study file."""
-        return toml_tables(overrides_from_params(self.best))
+        return toml_text(overrides_from_params(self.best))
 
     def _repr_html_(self) -> str:
         best = ", ".join(
