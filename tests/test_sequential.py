@@ -7,13 +7,14 @@ import pytest
 
 from hypotune import stats
 from hypotune.decide import sequential
+from hypotune.study.model import SeedPlan
 
 
 def test_seed_plan_looks():
-    assert sequential.SeedPlan(3, 20).looks == (3, 5, 8, 13, 20)
-    assert sequential.SeedPlan(5, 5).looks == (5,) and not sequential.SeedPlan(5, 5).adaptive
-    assert sequential.SeedPlan(3, 4).looks == (3, 4)
-    assert sequential.SeedPlan(3, 20).next_look(5) == 8 and sequential.SeedPlan(3, 20).next_look(20) == 20
+    assert SeedPlan(3, 20).looks == (3, 5, 8, 13, 20)
+    assert SeedPlan(5, 5).looks == (5,) and not SeedPlan(5, 5).adaptive
+    assert SeedPlan(3, 4).looks == (3, 4)
+    assert SeedPlan(3, 20).next_look(5) == 8 and SeedPlan(3, 20).next_look(20) == 20
 
 
 def test_the_gaussian_design_with_one_look_is_the_plain_t_interval():
