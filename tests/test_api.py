@@ -46,8 +46,10 @@ def test_the_api_walkthrough_runs_as_written(workdir, synthetic_dir, monkeypatch
     tracker = hypotune.api._tracker(None)
     recorded = tracker.client.get_run(result.run_id)
     assert recorded.info.status == "FINISHED" and recorded.data.params["model.depth"] == "2"
-    best = namespace["best"]
-    assert best.trials == 4 and set(best.best) == {"train.lr"} and 1e-4 <= best.best["train.lr"] <= 1e-2
+    found = namespace["found"]
+    assert found.trials == 4 and set(found.best) == {"train.lr"} and 1e-4 <= found.best["train.lr"] <= 1e-2
+    assert found.as_toml().startswith("[train]\nlr = ")  # paste-able into a config
+    assert namespace["report"].counts_line().startswith("Decided ")
     fitted = namespace["fitted"]
     assert fitted.metrics["val_loss"] == 0.75**3 and list(fitted.history.epoch) == [1, 2, 3]
     assert "did you mean" in namespace["message"] and "depth" in namespace["message"]
@@ -135,3 +137,9 @@ def test_a_script_that_starts_a_study_unguarded_is_told_how_and_leaves_no_runs(w
     assert f"script.py, line {line}, starts trials from the script's top level" in last
     assert 'if __name__ == "__main__":' in last and "hypotune train" not in done.stderr
     assert runs == []  # nothing was started, so nothing is left KILLED or FAILED
+
+
+def test_the_former_name_of_plan_search_still_works_and_warns():
+    with pytest.warns(DeprecationWarning, match="plan_search"):
+        plan = hypotune.search_group(trainable="tests.toy:TOY", trials=2, space={"lr": {"low": 0.1, "high": 0.9}})
+    assert plan.budget == 2 and "search_group" not in hypotune.__all__
