@@ -141,5 +141,6 @@ def test_a_script_that_starts_a_study_unguarded_is_told_how_and_leaves_no_runs(w
 
 def test_the_former_name_of_plan_search_still_works_and_warns():
     with pytest.warns(DeprecationWarning, match="plan_search"):
-        plan = hypotune.search_group(trainable="tests.toy:TOY", trials=2, space={"lr": {"low": 0.1, "high": 0.9}})
+        space = {"lr": {"low": 0.1, "high": 0.9}}
+        plan = hypotune.search_group(trainable="tests.toy:TOY", trials=2, space=space)
     assert plan.budget == 2 and "search_group" not in hypotune.__all__
