@@ -63,8 +63,8 @@ def real_data_dir() -> str:
 
 
 @pytest.fixture(scope="session")
-def planted_store(tmp_path_factory, store_template, synthetic_dir):
-    """The planted study (tests/studies/planted.toml), trained once for every test that reads it."""
+def planted_store(tmp_path_factory, store_template):
+    """The planted study (tests/studies/planted.toml, on the toy), trained once for the tests that read it."""
     from hypotune.config import Runtime
     from hypotune.run.executors import LocalExecutor
     from hypotune.run.runner import run_study
@@ -76,6 +76,6 @@ def planted_store(tmp_path_factory, store_template, synthetic_dir):
     shutil.copy(store_template, folder / "runs" / "mlflow.db")
     tracker = Tracker(store_dir=folder / "runs")
     study = load_study(STUDIES / "planted.toml")
-    summary = run_study(study, "quick", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
+    summary = run_study(study, "quick", LocalExecutor(2, Runtime()), tracker)
     assert summary.finished == summary.planned
     return study, tracker, folder

@@ -10,7 +10,7 @@ from hypotune.study.model import plan
 def test_collect_ignores_other_presets_and_unfinished_runs(planted_store):
     study, tracker, _ = planted_store
     experiment_id = tracker.experiment(study.name)
-    config = study.arm_config(study.hypotheses[0], "learns", "quick", 0).replace({"train": {"epochs": 7}})
+    config = study.arm_config(study.hypotheses[0], "learns", "quick", 0).replace({"epochs": 7})
     arms = json.dumps([["learning_matters", "learns"]])
     strays = {  # runs that must not count, at seeds of their own: another preset's, an unfinished one
         "other": (

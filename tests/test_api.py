@@ -55,18 +55,18 @@ def test_the_api_walkthrough_runs_as_written(workdir, synthetic_dir, monkeypatch
     assert "did you mean" in namespace["message"] and "depth" in namespace["message"]
 
 
-def test_run_study_resumes_and_refuses_bad_arguments(workdir, synthetic_dir):
-    study = hypotune.load_study(Path(__file__).parent / "studies" / "tiny.toml")
-    first = hypotune.run_study(study, workers=2, data_dir=str(synthetic_dir))
+def test_run_study_resumes_and_refuses_bad_arguments(workdir):
+    study = hypotune.load_study(Path(__file__).parent / "studies" / "toy.toml")
+    first = hypotune.run_study(study, workers=2)
     assert first.summary.finished == first.summary.planned > 0
-    again = hypotune.run_study(study, workers=2, data_dir=str(synthetic_dir))
+    again = hypotune.run_study(study, workers=2)
     assert again.summary.finished == 0 and again.summary.skipped == first.summary.planned
     with pytest.raises(hypotune.HypotuneError, match="workers must be at least 1"):
-        hypotune.run_study(study, workers=0, data_dir=str(synthetic_dir))
+        hypotune.run_study(study, workers=0)
     with pytest.raises(hypotune.ConfigError, match="valid: local, ray"):
-        hypotune.run_study(study, executor="slurm", data_dir=str(synthetic_dir))
+        hypotune.run_study(study, executor="slurm")
     with pytest.raises(hypotune.ConfigError, match="not a duration"):
-        hypotune.run_study(study, budget="soon", data_dir=str(synthetic_dir))
+        hypotune.run_study(study, budget="soon")
     with pytest.raises(hypotune.StudyError, match="preset"):
         hypotune.analyze(study, "nosuchpreset")
 

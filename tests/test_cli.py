@@ -16,35 +16,13 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hypotune.cli", *args], capture_output=True, text=True)
 
 
-TINY = [
-    "--depth",
-    "2",
-    "--width",
-    "8",
-    "--pool-size",
-    "2",
-    "--head-hidden",
-    "",
-    "--val-size",
-    "200",
-    "--epochs",
-    "2",
-    "--steps-per-epoch",
-    "5",
-    "--batch-size",
-    "32",
-    "--threads",
-    "1",
-]
-
-
-def test_train_tracks_a_run(workdir, synthetic_dir, capsys):
-    code = main(["train", *TINY, "--data-dir", str(synthetic_dir), "--seed", "3", "--experiment", "cli"])
+def test_train_tracks_a_run(workdir, capsys):
+    code = main(["train", "--trainable", "tests.toy:TOY", "--x", "2", "--seed", "3", "--experiment", "cli"])
     assert code == 0
-    assert "test_acc" in capsys.readouterr().out
+    assert "test_loss" in capsys.readouterr().out
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'runs' / 'mlflow.db'}")
     row = mlflow.search_runs(experiment_names=["cli"]).iloc[0]
-    assert (row["params.seed"], row["params.model.depth"], row["params.model.head_hidden"]) == ("3", "2", "")
+    assert (row["params.seed"], row["params.x"], row["params.epochs"]) == ("3", "2.0", "3")
 
 
 def test_a_first_train_says_where_its_time_goes_and_the_try_preset_is_cheap(capsys):

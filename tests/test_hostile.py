@@ -121,15 +121,11 @@ def full_disk_for_weights(log_artifacts):
     return logged
 
 
-def test_a_full_disk_while_saving_weights_fails_the_run_in_one_line(
-    workdir, synthetic_dir, monkeypatch, capsys
-):
+def test_a_full_disk_while_saving_weights_fails_the_run_in_one_line(workdir, monkeypatch, capsys):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setattr(MlflowClient, "log_artifacts", full_disk_for_weights(MlflowClient.log_artifacts))
-    args = ["train", "--depth", "2", "--width", "8", "--pool-size", "2", "--head-hidden", "", "--epochs",
-            "1", "--steps-per-epoch", "5", "--val-size", "200", "--data-dir", str(synthetic_dir)]  # fmt: skip
-    code = main(args)
+    code = main(["train", "--trainable", "tests.toy:WEIGHTED_TOY", "--epochs", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and err[-1].startswith("hypotune: error: No space left on device")  # after the bars
     assert "Traceback" not in "".join(err)
@@ -138,12 +134,16 @@ def test_a_full_disk_while_saving_weights_fails_the_run_in_one_line(
     assert run.info.status == "FAILED" and "No space left" in run.data.tags[f"{PREFIX}error"]
 
 
-def test_a_full_disk_during_a_study_leaves_no_run_running(workdir, synthetic_dir, monkeypatch, capsys):
+def test_a_full_disk_during_a_study_leaves_no_run_running(workdir, monkeypatch, capsys):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setattr(MlflowClient, "log_artifacts", full_disk_for_weights(MlflowClient.log_artifacts))
-    code = main(["study", "run", str(TINY), "--workers", "1", "--data-dir", str(synthetic_dir)])
+    study = workdir / "weighted.toml"  # the toy study, keeping weights as a model's trainer does
+    study.write_text(
+        (STUDIES / "toy.toml").read_text().replace('"tests.toy:TOY"', '"tests.toy:WEIGHTED_TOY"')
+    )
+    code = main(["study", "run", str(study), "--workers", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and "No space left on device" in err[-1] and "Traceback" not in "".join(err)
     tracker = Tracker()
-    assert not tracker.runs(tracker.experiment("tiny"), "attributes.status = 'RUNNING'")
+    assert not tracker.runs(tracker.experiment("toy"), "attributes.status = 'RUNNING'")

@@ -162,16 +162,42 @@ def test_reaches_tests_the_arm_mean_against_the_value(tmp_path, metric, value, v
     assert f"small against {value:g}: margin in {metric}" in result.evidence
 
 
-def test_a_preset_that_names_one_hypothesis_trains_and_reports_only_it(workdir, synthetic_dir):
-    study = reach_study(workdir)
+TOY_REACH = """name = "reach"
+trainable = "tests.toy:TOY"
+[presets.quick]
+seeds = 2
+epochs = 2
+[presets.target]
+seeds = 3
+hypotheses = ["target"]
+epochs = 2
+[[hypotheses]]
+id = "far"
+statement = "Starting at 1 beats starting at 0"
+arms.far = {}
+arms.near = { x = 1.0 }
+prediction = { kind = "better", arm = "near", than = "far" }
+[[hypotheses]]
+id = "target"
+statement = "The toy started at its best reaches a validation loss of 0.8"
+metric = "val_loss"
+arms.small = { x = 1.0 }
+prediction = { kind = "reaches", arm = "small", value = 0.8 }
+"""
+
+
+def test_a_preset_that_names_one_hypothesis_trains_and_reports_only_it(workdir):
+    path = workdir / "reach.toml"
+    path.write_text(TOY_REACH)
+    study = load_study(path)
     tracker = Tracker()
-    summary = run_study(study, "target", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), tracker)
+    summary = run_study(study, "target", LocalExecutor(2, Runtime()), tracker)
     assert summary.planned == summary.finished == 3
     report = build_report(study, "target", tracker, workdir / "report")
     assert [v.hypothesis for v in report.verdicts] == ["target"]
     text = report.markdown_path.read_text()
     assert report.verdicts[0].seeds == 3 and "small reaches 0.8" in text
-    assert "test_acc (fraction correct), reported" in text  # an accuracy claim reports test accuracy
+    assert "test_loss, reported" in text  # a claim on a validation metric reports its test counterpart
 
 
 def test_report_numbers_match_the_runs(planted_store, tmp_path):

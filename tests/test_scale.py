@@ -22,9 +22,20 @@ from hypotune.store.tags import PREFIX
 from hypotune.store.tracker import Tracker
 from hypotune.study.file import load_study
 
-from .helpers import free_port, session_commands, stop_and_wait_for_session, stop_process_group, wait_for_http
+from .helpers import (
+    ROOT,
+    TOY_STUDY,
+    free_port,
+    session_commands,
+    stop_and_wait_for_session,
+    stop_process_group,
+    wait_for_http,
+)
 
-TINY = Path(__file__).parent / "studies" / "tiny.toml"
+# The toy, keeping "weights" as a model's trainer does; importable on the cluster's workers and
+# in every process started here from the repository root.
+TOY = TOY_STUDY.read_text().replace('"tests.toy:TOY"', '"tests.toy:WEIGHTED_TOY"')
+ENVIRONMENT = os.environ | {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 BIN = Path(sys.executable).parent
 
 
@@ -48,7 +59,7 @@ def ray_cluster():
     try:
         subprocess.run([*inside, str(BIN / "ray"), "start", "--head", "--port=6399", "--num-cpus=2",
                         "--include-dashboard=false", "--disable-usage-stats"],
-                       check=True, capture_output=True, timeout=120)  # fmt: skip
+                       check=True, capture_output=True, timeout=120, env=ENVIRONMENT)  # fmt: skip
         yield inside
     finally:
         subprocess.run([*inside, str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
@@ -57,21 +68,21 @@ def ray_cluster():
 
 def metrics_by_key(tracker: Tracker) -> dict[str, dict[str, float]]:
     runs = tracker.runs(
-        tracker.experiment("tiny"), f"attributes.status = 'FINISHED' and tags.`{PREFIX}kind` = 'trial'"
+        tracker.experiment("toy"), f"attributes.status = 'FINISHED' and tags.`{PREFIX}kind` = 'trial'"
     )
     return {r.data.tags[f"{PREFIX}key"]: r.data.metrics for r in runs}
 
 
-def test_ray_cluster_gives_the_local_executor_numbers(
-    ray_cluster, workdir, synthetic_dir, store_template, tmp_path
-):
-    # The first hypothesis of the tiny study alone: 4 trials show the same numbers as well as 10.
-    first = TINY.read_text().split("[[hypotheses]]")[1]
-    study = workdir / "tiny.toml"
-    study.write_text(TINY.read_text().split("[[hypotheses]]")[0] + "[[hypotheses]]" + first)
+def test_ray_cluster_gives_the_local_executor_numbers(ray_cluster, workdir, store_template, tmp_path):
+    # The first hypothesis of the toy study alone: 4 trials show the same numbers as well as 10.
+    first = TOY.split("[[hypotheses]]")[1]
+    study = workdir / "toy.toml"
+    study.write_text(TOY.split("[[hypotheses]]")[0] + "[[hypotheses]]" + first)
     command = [*ray_cluster, sys.executable, "-m", "hypotune.cli", "study", "run", str(study),
-               "--executor", "ray", "--address", "auto", "--data-dir", str(synthetic_dir)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=workdir)
+               "--executor", "ray", "--address", "auto"]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, cwd=workdir, env=ENVIRONMENT
+    )
     assert result.returncode == 0, result.stderr
     assert "4 trials trained" in result.stdout
     on_ray = metrics_by_key(Tracker())
@@ -80,16 +91,14 @@ def test_ray_cluster_gives_the_local_executor_numbers(
     local_store.mkdir(parents=True)
     shutil.copy(store_template, local_store / "mlflow.db")
     local_tracker = Tracker(store_dir=local_store)
-    run_study(
-        load_study(study), "quick", LocalExecutor(2, Runtime(data_dir=str(synthetic_dir))), local_tracker
-    )
+    run_study(load_study(study), "quick", LocalExecutor(2, Runtime()), local_tracker)
     local = metrics_by_key(local_tracker)
     assert set(on_ray) == set(local) and len(local) == 4
     for key, metrics in local.items():
-        for name in ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "param_count"):
+        for name in ("val_loss", "test_loss"):
             assert on_ray[key][name] == metrics[name], (key, name)
 
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=workdir)
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=workdir, env=ENVIRONMENT)
     assert rerun.returncode == 0 and "0 trials trained, 4 already done" in rerun.stdout
 
 
@@ -153,18 +162,18 @@ def running_ray_trials() -> list[int]:
     return found
 
 
-def test_trials_on_ray_stop_when_the_driver_is_killed(ray_cluster, workdir, synthetic_dir):
+def test_trials_on_ray_stop_when_the_driver_is_killed(ray_cluster, workdir):
     import signal
     import time
 
-    slow = workdir / "slow.toml"
+    slow = workdir / "slow.toml"  # 20 s a trial
     slow.write_text(
-        TINY.read_text().replace("epochs = 2, steps_per_epoch = 8", "epochs = 3, steps_per_epoch = 400")
+        TOY.replace('"tests.toy:WEIGHTED_TOY"', '"tests.toy:SLOW_TOY"').replace("epochs = 2", "epochs = 40")
     )
     command = [*ray_cluster, sys.executable, "-m", "hypotune.cli", "study", "run", str(slow),
-               "--executor", "ray", "--address", "auto", "--data-dir", str(synthetic_dir)]  # fmt: skip
+               "--executor", "ray", "--address", "auto"]  # fmt: skip
     driver = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)  # fmt: skip
+                              start_new_session=True, env=ENVIRONMENT)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while not running_ray_trials() and time.monotonic() < deadline:
@@ -202,23 +211,27 @@ def tracking_server(postgres, tmp_path):
     stop_and_wait_for_session(server)  # SIGTERM to hypotune alone ends the server's whole tree
 
 
-def test_a_study_tracks_to_a_postgres_backed_server(tracking_server, synthetic_dir, tmp_path):
-    command = [sys.executable, "-m", "hypotune.cli", "study", "run", str(TINY), "--workers", "2",
-               "--data-dir", str(synthetic_dir), "--tracking-uri", tracking_server]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+def test_a_study_tracks_to_a_postgres_backed_server(tracking_server, tmp_path):
+    study = tmp_path / "toy.toml"
+    study.write_text(TOY)
+    command = [sys.executable, "-m", "hypotune.cli", "study", "run", str(study), "--workers", "2",
+               "--tracking-uri", tracking_server]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=ENVIRONMENT
+    )
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "runs").exists()  # nothing went to a local store
 
     tracker = Tracker(tracking_server)
     by_key = metrics_by_key(tracker)
     assert len(by_key) == 10
-    for run in tracker.runs(tracker.experiment("tiny"), f"tags.`{PREFIX}kind` = 'trial'"):
+    for run in tracker.runs(tracker.experiment("toy"), f"tags.`{PREFIX}kind` = 'trial'"):
         assert run.info.status == "FINISHED"
         assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
         assert {a.path for a in tracker.client.list_artifacts(run.info.run_id)} >= {"config.toml", "model.pt"}
 
-    report = subprocess.run([sys.executable, "-m", "hypotune.cli", "report", str(TINY), "--tracking-uri",
+    report = subprocess.run([sys.executable, "-m", "hypotune.cli", "report", str(study), "--tracking-uri",
                              tracking_server, "--out", str(tmp_path / "report")],
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+                            capture_output=True, text=True, timeout=300, env=ENVIRONMENT)  # fmt: skip
     assert report.returncode == 0, report.stderr
-    assert "| width | wide beats narrow |" in (tmp_path / "report" / "report.md").read_text()
+    assert "| start | near beats far |" in (tmp_path / "report" / "report.md").read_text()

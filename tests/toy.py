@@ -88,3 +88,35 @@ class TunedToy(Toy):
 
 # The toy whose arms may want different step sizes, for searches that change a verdict.
 TUNED_TOY = dataclasses.replace(TOY, name="tuned_toy", settings=TunedToy, ref="tests.toy:TUNED_TOY")
+
+
+def train_with_size(settings: SlowToy, seed: int, log: Log) -> Result | dict[str, float]:
+    """The slow toy that also logs a size, so that a report draws its size-vs-test Pareto view."""
+    result = train_slowly(settings, seed, log)
+    size = {"param_count": 1000 + 100 * settings.x}
+    if isinstance(result, Result):
+        return dataclasses.replace(result, metrics=result.metrics | size)
+    return result | size
+
+
+PLANTED_TOY = dataclasses.replace(
+    SLOW_TOY,
+    name="planted_toy",
+    train=train_with_size,
+    ref="tests.toy:PLANTED_TOY",
+    metrics={"val_loss": True, "test_loss": True, "param_count": True},
+    size="param_count",
+)
+
+
+def train_and_keep(settings: Toy, seed: int, log: Log) -> Result | dict[str, float]:
+    """The toy that keeps its "weights" as a run artifact, as a model's trainer does."""
+    result = train(settings, seed, log)
+    if log.tuning or isinstance(result, Result):
+        return result
+    return Result(dict(result), artifacts={"model.pt": f"{settings} {seed}".encode()})
+
+
+WEIGHTED_TOY = dataclasses.replace(
+    TOY, name="weighted_toy", train=train_and_keep, ref="tests.toy:WEIGHTED_TOY"
+)

@@ -127,3 +127,18 @@ def test_a_study_hands_out_the_costliest_cnn_trials_first():
     assert TRAINABLE.cost_of(whole_epochs.settings) > 10 * TRAINABLE.cost_of(config.settings)  # test set too
     impossible = config.replace({"model": {"depth": 9, "pools": 9}})
     assert TRAINABLE.cost_of(impossible.settings) == 0.0  # left to fail in its worker, with its own message
+
+
+def test_train_of_the_cnn_tracks_a_run_with_its_settings(workdir, synthetic_dir, capsys):
+    import mlflow
+
+    from hypotune.cli.parser import main
+
+    flags = ["--depth", "2", "--width", "8", "--pool-size", "2", "--head-hidden", "", "--val-size", "200",
+             "--epochs", "2", "--steps-per-epoch", "5", "--batch-size", "32", "--threads", "1"]  # fmt: skip
+    code = main(["train", *flags, "--data-dir", str(synthetic_dir), "--seed", "3", "--experiment", "cli"])
+    assert code == 0
+    assert "test_acc" in capsys.readouterr().out
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'runs' / 'mlflow.db'}")
+    row = mlflow.search_runs(experiment_names=["cli"]).iloc[0]
+    assert (row["params.seed"], row["params.model.depth"], row["params.model.head_hidden"]) == ("3", "2", "")
