@@ -46,7 +46,7 @@ def test_a_first_train_says_where_its_time_goes_and_the_try_preset_is_cheap(caps
     )
 
 
-def test_layering_defaults_file_flags(workdir, synthetic_dir):
+def test_layering_defaults_file_flags(workdir):
     from hypotune.cli.parser import build_parser, resolve_run_config
 
     (workdir / "c.toml").write_text("[model]\ndepth = 4\nwidth = 16\n[train]\nlr = 0.01\n")

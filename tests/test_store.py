@@ -5,49 +5,39 @@ import mlflow
 import pytest
 
 from hypotune.config import Runtime, read_metric
-from hypotune.fashion.trainer import serialize_weights, train
 from hypotune.store.tags import PREFIX
 from hypotune.store.tracker import Tracker, flat_params, interrupts_held, tag_filter
 
-from .helpers import tiny_config
+from .helpers import tiny_config  # settings in tables: what flat_params flattens
 
 
-def test_a_trial_is_readable_with_search_runs(workdir, synthetic_data):
+def test_a_trial_is_readable_with_search_runs(workdir):
+    from hypotune.config import RunConfig
+    from hypotune.trainables.protocol import Log, result_of
+
+    from .toy import TOY, Toy
+
     tracker = Tracker()
     experiment_id = tracker.experiment("demo")
     assert tracker.experiment("demo") == experiment_id
-    config = tiny_config()
+    config = RunConfig(Toy(x=2.0), 4)
     run_id = tracker.start_run(experiment_id, "one", {f"{PREFIX}key": config.key()})
     tracker.log_config(run_id, config, Runtime())
-    result = train(config, synthetic_data, on_epoch=lambda m: tracker.log_metrics(run_id, m, int(m["epoch"])))
-    tracker.finish(run_id, result.status, result.metrics, {"model.pt": serialize_weights(result.state_dict)})
+    log = Log(lambda metrics, stored: tracker.log_metrics(run_id, metrics, int(metrics["epoch"])), Runtime())
+    result = result_of(TOY.train(config.settings, config.seed, log))
+    tracker.finish(run_id, result.status, result.metrics, {"model.pt": b"weights"})
 
     mlflow.set_tracking_uri(tracker.uri)
     runs = mlflow.search_runs(experiment_names=["demo"])
     row = runs.iloc[0]
     assert row["status"] == "FINISHED" and row[f"tags.{PREFIX}key"] == config.key()
-    assert row["params.model.depth"] == "2" and row["params.train.steps_per_epoch"] == "10"
-    assert row["metrics.test_acc"] == result.metrics["test_acc"]
+    assert row["params.x"] == "2.0" and row["params.epochs"] == "3" and row["params.seed"] == "4"
+    assert row["metrics.test_loss"] == result.metrics["test_loss"]
     history = tracker.client.get_metric_history(run_id, "val_loss")
-    assert [m.step for m in history] == [1, 2]
+    assert [m.step for m in history] == [1, 2, 3]
     artifacts = {a.path for a in tracker.client.list_artifacts(run_id)}
     assert {"config.toml", "model.pt"} <= artifacts
     assert (workdir / "runs" / "artifacts" / "demo").is_dir()
-
-
-def test_weights_load_safely(workdir, synthetic_data):
-    import torch
-
-    from hypotune.fashion.model import build_model
-
-    tracker = Tracker()
-    config = tiny_config(epochs=1)
-    run_id = tracker.start_run(tracker.experiment("w"), "w", {})
-    result = train(config, synthetic_data)
-    tracker.finish(run_id, result.status, result.metrics, {"model.pt": serialize_weights(result.state_dict)})
-    path = tracker.client.download_artifacts(run_id, "model.pt", str(workdir))
-    model = build_model(config.model)
-    model.load_state_dict(torch.load(path, weights_only=True))
 
 
 def test_infinite_metrics_read_back_as_infinite(workdir):

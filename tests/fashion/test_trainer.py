@@ -138,3 +138,20 @@ def test_freed_memory_is_reused_not_faulted_in_again():
     # after-state is asserted.
     pages = 5 * 8 * 8 * 1024 * 1024 // 4096
     assert after < pages // 100
+
+
+def test_weights_kept_in_the_store_load_safely(workdir, synthetic_data):
+    import torch
+
+    from hypotune.fashion.model import build_model
+    from hypotune.fashion.trainer import serialize_weights
+    from hypotune.store.tracker import Tracker
+
+    tracker = Tracker()
+    config = tiny_config(epochs=1)
+    run_id = tracker.start_run(tracker.experiment("w"), "w", {})
+    result = train(config, synthetic_data)
+    tracker.finish(run_id, result.status, result.metrics, {"model.pt": serialize_weights(result.state_dict)})
+    path = tracker.client.download_artifacts(run_id, "model.pt", str(workdir))
+    model = build_model(config.model)
+    model.load_state_dict(torch.load(path, weights_only=True))
