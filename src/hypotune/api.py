@@ -549,10 +549,7 @@ def train(
         raise
     try:
         with interrupts_held():
-            artifacts = result.artifacts if keep_weights else {}
-            tracker.finish(
-                run_id, result.status, result.metrics, artifacts, result.tags, result.epochs, result.stored
-            )
+            tracker.finish_result(run_id, result, keep_artifacts=keep_weights)
     except Exception as error:  # a full disk while saving the weights: never leave it RUNNING
         with contextlib.suppress(Exception):
             tracker.fail(run_id, f"recording the result failed: {error}")

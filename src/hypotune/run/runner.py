@@ -339,15 +339,7 @@ class Recorder:
                 if not stored:
                     self.tracker.log_metrics(self.run_ids[key], metrics, step=int(metrics["epoch"]))
             case Finished(result=result):
-                self.tracker.finish(
-                    self.run_ids[key],
-                    result.status,
-                    result.metrics,
-                    result.artifacts,
-                    result.tags,
-                    result.epochs,
-                    result.stored,
-                )
+                self.tracker.finish_result(self.run_ids[key], result)
                 del self.run_ids[key]  # only now recorded: a crash in between marks it KILLED
                 self.summary.finished += 1
                 self.summary.diverged += result.status == "diverged"

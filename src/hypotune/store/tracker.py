@@ -62,7 +62,7 @@ from hypotune.store.tags import (
     WARNING,
     tag,
 )
-from hypotune.trainables.protocol import artifact_parts
+from hypotune.trainables.protocol import Result, artifact_parts
 
 STORE_DIR = Path("runs")
 
@@ -294,6 +294,13 @@ class Tracker:
         if fresh:
             self.client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in fresh.items()])
             last.update(fresh)
+
+    def finish_result(self, run_id: str, result: Result, keep_artifacts: bool = True) -> None:
+        """Record how a trial ended, as its trainable returned it (see `finish`)."""
+        artifacts = result.artifacts if keep_artifacts else {}
+        self.finish(
+            run_id, result.status, result.metrics, artifacts, result.tags, result.epochs, result.stored
+        )
 
     def finish(
         self,
