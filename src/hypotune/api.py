@@ -582,22 +582,17 @@ def plan_search(
         raw = read_toml(config)
     else:
         raw = config.to_dict() if isinstance(config, RunConfig) else dict(config or {})
-    tuning = raw.pop("tuning", {})
-    if not isinstance(tuning, dict):
+    written = raw.get("tuning", {})  # the file's [tuning] table; the arguments go over it
+    if not isinstance(written, dict):
         raise ConfigError(f"{config}: tuning must be a table")
-    tuning = dict(tuning)
-    if space:
-        tuning["space"] = space
-    if chosen.space:
-        tuning.setdefault("space", dict(chosen.space))
-    trials = trials if trials is not None else tuning.get("trials", DEFAULT_SEARCH_TRIALS)
+    raw = {name: value for name, value in raw.items() if name != "tuning"}
+    trials = trials if trials is not None else written.get("trials", DEFAULT_SEARCH_TRIALS)
     if isinstance(trials, int) and not isinstance(trials, bool) and trials < 1:
         raise ConfigError(f"a search needs at least 1 trial, got {trials}")
-    tuning["trials"] = {"search": trials}
-    if metric:
-        tuning["metric"] = metric
-    if pruning is not None:
-        tuning["pruning"] = pruning
+    default_space = {"space": dict(chosen.space)} if chosen.space else {}
+    given = {"space": space or None, "metric": metric or None, "pruning": pruning}
+    tuning = default_space | written | {name: value for name, value in given.items() if value is not None}
+    tuning |= {"trials": {"search": trials}}
     spec = parse_tuning(tuning, "tuning", {"search"}, chosen)
     resolved = run_config(merge(raw, overrides or {}), trainable=chosen, **settings)
     chosen.describe(resolved.settings)
