@@ -115,9 +115,8 @@ def validate(path: str | Path, *, trainable: Trainable | str | None = None) -> l
     """Check a study file, a runs file or a run config without running anything; lines that say
     what it is and what each preset would train. Raises on the first thing wrong with it."""
     from hypotune.config import read_toml, run_config_from_dict
-    from hypotune.run.search import plan_searches
+    from hypotune.run.search import plan_searches, trials_awaiting
     from hypotune.study.file import parse_study, study_path
-    from hypotune.study.model import plan
 
     path = study_path(path)
     raw = read_toml(path)  # once: the file may be a pipe (/dev/stdin)
@@ -140,8 +139,7 @@ def validate(path: str | Path, *, trainable: Trainable | str | None = None) -> l
     for name, preset in study.presets.items():
         narrowed = study.under(name)
         searches = plan_searches(narrowed, name)
-        # A tuned arm's trials are one config per search until its best setting is known.
-        trials = len(plan(narrowed, name)) + sum(preset.seeds.min if g.seed is None else 1 for g in searches)
+        trials = trial_count(study, name) + trials_awaiting(searches, preset.seeds.min)
         first = " at first" if preset.seeds.adaptive else ""
         line = f"  preset {name}: {trials} trials{first}, {preset.seeds.describe()}, "
         line += f"{len(narrowed.hypotheses)} hypotheses"

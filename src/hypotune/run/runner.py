@@ -20,7 +20,7 @@ from typing import Any
 from hypotune.decide.collect import read_tuned
 from hypotune.run.events import ENDS, Epoch, Event, Failed, Finished, Started
 from hypotune.run.executors import Executor, Task
-from hypotune.run.search import Searches, SearchPlan, SearchResult, plan_searches
+from hypotune.run.search import Searches, SearchPlan, SearchResult, plan_searches, trials_awaiting
 from hypotune.store.tracker import Tracker, absolute_uri, interrupts_held
 from hypotune.study.model import Study, Trial, plan
 
@@ -197,8 +197,8 @@ class StudySource:
         """Final trials: those known now, plus a seed set for each search still running."""
         minimum = self.study.presets[self.preset].seeds.min
         running = [s for s in self.search.searches if s.best is None and not s.error]
-        return len([t for t in self.trials.values() if not t.tuning]) + sum(
-            minimum if s.group.seed is None else 1 for s in running
+        return len([t for t in self.trials.values() if not t.tuning]) + trials_awaiting(
+            (s.group for s in running), minimum
         )
 
 

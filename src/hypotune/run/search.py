@@ -13,7 +13,7 @@ import hashlib
 import html
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,12 @@ def plan_searches(study: Study, preset: str, seeds: dict[str, int] | None = None
                 )
                 group.arms.append((hypothesis.id, arm))
     return list(groups.values())
+
+
+def trials_awaiting(plans: Iterable[SearchPlan], minimum: int) -> int:
+    """The final trials that searches still to finish stand for, before their best setting is
+    known: the preset's minimum of seeds for a search, one seed for a search per seed."""
+    return sum(minimum if plan.seed is None else 1 for plan in plans)
 
 
 def open_journal(tracker: Tracker) -> Any:
@@ -371,7 +377,8 @@ class SearchResult:
     tracking_uri: str = ""
 
     def as_toml(self) -> str:
-        """The best setting as TOML tables, to paste into a config or study file."""
+        """The best setting as TOML (in tables where the settings have them), to paste into a
+        config or study file."""
         return toml_text(overrides_from_params(self.best))
 
     def _repr_html_(self) -> str:
