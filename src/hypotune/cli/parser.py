@@ -262,18 +262,23 @@ def add_search_parser(commands: Any, of: Trainable) -> None:
     search.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="any setting, e.g. --set model.depth=6"
     )
-    search.add_argument(
-        "--workers",
-        type=worker_count,
-        default=os.cpu_count() or 1,
-        help="parallel trials (default: one per core)",
-    )
-    search.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1)")
+    add_pool_flags(search)
     search.add_argument("--data-dir", default="", help="directory holding the IDX files")
     search.add_argument("--experiment", default="search", help="MLflow experiment name")
     add_trainable_flag(search)
     add_tracking_flags(search)
     add_setting_flags(search, of)  # last: a setting named like one of the flags above is given with --set
+
+
+def add_pool_flags(parser: argparse.ArgumentParser) -> None:
+    """--workers and --threads: how many trials run at once, and the threads each one gets."""
+    parser.add_argument(
+        "--workers",
+        type=worker_count,
+        default=os.cpu_count() or 1,
+        help="parallel trials (default: one per core)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1)")
 
 
 def duration(text: str) -> float:
@@ -293,13 +298,7 @@ def add_study_parsers(commands: Any) -> None:
     study_run = study_commands.add_parser("run", help="train every trial of a study (resumes)")
     study_run.add_argument("study", type=Path, help="study file (TOML), or a built-in study's name")
     study_run.add_argument("--preset", help="budget preset of the study (default: its first)")
-    study_run.add_argument(
-        "--workers",
-        type=worker_count,
-        default=os.cpu_count() or 1,
-        help="parallel trials (default: one per core)",
-    )
-    study_run.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1)")
+    add_pool_flags(study_run)
     study_run.add_argument(
         "--executor",
         choices=("local", "ray"),
