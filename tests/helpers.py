@@ -195,11 +195,17 @@ def take_a_task_and_die(inbox, events, runtime, slot) -> None:
     os._exit(3)
 
 
+def toy_environment() -> dict[str, str]:
+    """This process's environment, with the repository root on PYTHONPATH: a process started
+    from it (a CLI, a worker, a Ray node) imports tests.toy as it would a user's trainable."""
+    return os.environ | {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
 def start_cli_study(workdir: Path, study: Path, data_dir: Path | None = None) -> subprocess.Popen:
     """`hypotune study run STUDY --workers 2` in its own session; the toy trainable importable."""
     command = [sys.executable, "-m", "hypotune.cli", "study", "run", str(study), "--workers", "2"]
     command += ["--data-dir", str(data_dir)] if data_dir is not None else []
-    environment = os.environ | {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    environment = toy_environment()
     return subprocess.Popen(
         command,
         cwd=workdir,

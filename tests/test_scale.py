@@ -23,19 +23,19 @@ from hypotune.store.tracker import Tracker
 from hypotune.study.file import load_study
 
 from .helpers import (
-    ROOT,
     TOY_STUDY,
     free_port,
     session_commands,
     stop_and_wait_for_session,
     stop_process_group,
+    toy_environment,
     wait_for_http,
 )
 
 # The toy, keeping "weights" as a model's trainer does; importable on the cluster's workers and
 # in every process started here from the repository root.
 TOY = TOY_STUDY.read_text().replace('"tests.toy:TOY"', '"tests.toy:WEIGHTED_TOY"')
-ENVIRONMENT = os.environ | {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+ENVIRONMENT = toy_environment()
 BIN = Path(sys.executable).parent
 
 

@@ -25,7 +25,14 @@ from hypotune.store.tracker import Tracker
 from hypotune.study.file import load_study
 from hypotune.study.tuning import TUNING_SEED_BASE
 
-from .helpers import ROOT, TOY_PER_SEED, TOY_TUNED, default_sigint, study_variant, wait_for_finished_runs
+from .helpers import (
+    TOY_PER_SEED,
+    TOY_TUNED,
+    default_sigint,
+    study_variant,
+    toy_environment,
+    wait_for_finished_runs,
+)
 
 
 def test_per_seed_searches_follow_the_seeds_added_in_rounds(workdir):
@@ -160,16 +167,12 @@ def test_a_larger_budget_continues_each_search(tuned_store):
 
 def search_command(workdir: Path, *extra: str, trainable: str = "tests.toy:TOY") -> list[str]:
     """`hypotune search` of a toy config over its lr (unless `extra` gives a --space); the toy is
-    importable from the repository root (see `environment`)."""
+    importable from the repository root (see `toy_environment`)."""
     config = workdir / "config.toml"
     config.write_text("epochs = 3\nlr = 0.1\n")
     space = [] if "--space" in extra else ["--space", "lr=0.1:0.9"]
     return [sys.executable, "-m", "hypotune.cli", "search", "--trainable", trainable, "--config", str(config),
             "--workers", "2", *space, *extra]  # fmt: skip
-
-
-def environment() -> dict[str, str]:
-    return os.environ | {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
 def finished_tuning_trials(tracker: Tracker) -> dict[str, str]:
@@ -187,7 +190,7 @@ def test_a_killed_search_resumes_from_its_finished_trials(workdir):
     command = search_command(workdir, "--trials", "10", "--no-pruning", trainable="tests.toy:SLOW_TOY")
     process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True, preexec_fn=default_sigint,
-                               env=environment())  # fmt: skip
+                               env=toy_environment())  # fmt: skip
     wait_for_finished_runs(workdir / "runs" / "mlflow.db", 4)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
@@ -196,7 +199,7 @@ def test_a_killed_search_resumes_from_its_finished_trials(workdir):
     assert 4 <= len(before) < 10
 
     result = subprocess.run(
-        command, cwd=workdir, capture_output=True, text=True, timeout=300, env=environment()
+        command, cwd=workdir, capture_output=True, text=True, timeout=300, env=toy_environment()
     )
     assert result.returncode == 0, result.stderr
     after = finished_tuning_trials(tracker)
@@ -225,7 +228,7 @@ def test_search_warns_when_the_best_value_is_at_the_edge_of_its_range(workdir):
     # The toy's loss falls as lr nears 0.5: below 0.3, the best is the highest rate
     command = search_command(workdir, "--trials", "4", "--space", "lr=0.1:0.3")
     result = subprocess.run(
-        command, cwd=workdir, capture_output=True, text=True, timeout=300, env=environment()
+        command, cwd=workdir, capture_output=True, text=True, timeout=300, env=toy_environment()
     )
     assert result.returncode == 0, result.stderr
     assert "is at the high end of its range" in result.stdout and "widen the range past 0.3" in result.stdout
@@ -243,7 +246,7 @@ def test_search_warns_when_the_best_value_is_at_the_edge_of_its_range(workdir):
 )
 def test_search_mistakes_are_one_line(workdir, flags, message):
     result = subprocess.run(
-        search_command(workdir, *flags), capture_output=True, text=True, env=environment()
+        search_command(workdir, *flags), capture_output=True, text=True, env=toy_environment()
     )
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
 
@@ -257,7 +260,7 @@ def test_ctrl_c_during_tuning_then_a_rerun_completes_every_search_once(workdir):
                "--workers", "2"]  # fmt: skip
     process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True, preexec_fn=default_sigint,
-                               env=environment())  # fmt: skip
+                               env=toy_environment())  # fmt: skip
     wait_for_finished_runs(workdir / "runs" / "mlflow.db", 3)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
@@ -270,7 +273,7 @@ def test_ctrl_c_during_tuning_then_a_rerun_completes_every_search_once(workdir):
     assert 3 <= len(before) < 20
 
     rerun = subprocess.run(
-        command, cwd=workdir, capture_output=True, text=True, timeout=300, env=environment()
+        command, cwd=workdir, capture_output=True, text=True, timeout=300, env=toy_environment()
     )
     assert rerun.returncode == 0, rerun.stderr
     # Not a terminal: a plain line per finished trial instead of bars that print nothing until the end.
