@@ -71,7 +71,8 @@ class SearchRunRecord:
     trials: list[TuningRunRecord] = field(default_factory=list)
 
 
-# Decoders: an MLflow run (mlflow.entities.Run) to its record. The only place tags are read back.
+# Decoders: an MLflow run (mlflow.entities.Run) to its record; the tracker itself reads only the
+# single tags its own queries need (a trial's key, a search's best, a study run's margins).
 
 
 def trial_record(run: Any) -> TrialRecord:
