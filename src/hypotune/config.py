@@ -27,9 +27,24 @@ from hypotune.errors import ConfigError
 MAX_SEED = 2**32 - 1  # the largest seed every generator a run seeds accepts
 
 
-def setting(default: Any, help: str) -> Any:
-    """A config field with its one-line meaning (shown by `--help` and in the docs)."""
-    return field(default=default, metadata={"help": help})
+def setting(default: Any, help: str, keyed: bool = True) -> Any:
+    """A config field with its one-line meaning (shown by `--help` and in the docs).
+
+    `keyed=False`: the setting changes only what is watched during training (the curves), never
+    the trained model or its final metrics, so it is left out of the trial key and a trial
+    trained under another value of it is the same trial."""
+    return field(default=default, metadata={"help": help, "keyed": keyed})
+
+
+def keyed_dict(settings: Any) -> Any:
+    """`dataclasses.asdict` of settings, without the fields declared `keyed=False`."""
+    if not dataclasses.is_dataclass(settings):
+        return settings
+    return {
+        f.name: keyed_dict(getattr(settings, f.name))
+        for f in dataclasses.fields(settings)
+        if f.metadata.get("keyed", True)
+    }
 
 
 @dataclass(frozen=True)
@@ -56,7 +71,8 @@ class RunConfig:
 
     def key(self) -> str:
         """The trial key: a hash of everything that determines the trained model."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=list)
+        keyed = {**keyed_dict(self.settings), "seed": self.seed}
+        text = json.dumps(keyed, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def replace(self, overrides: dict[str, Any]) -> RunConfig:

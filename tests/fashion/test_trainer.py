@@ -155,3 +155,56 @@ def test_weights_kept_in_the_store_load_safely(workdir, synthetic_data):
     path = tracker.client.download_artifacts(run_id, "model.pt", str(workdir))
     model = build_model(config.model)
     model.load_state_dict(torch.load(path, weights_only=True))
+
+
+TIMING = ("images_per_s", "epoch_seconds", "wall_seconds", "peak_rss_mb")
+
+
+def with_epoch_val(config, size):
+    return config.replace({"data": {"epoch_val_size": size}})
+
+
+@pytest.mark.parametrize(
+    "train_settings",
+    [
+        {"schedule": "constant"},
+        {"schedule": "plateau", "plateau_patience": 2},  # 3 epochs: the plateau can never cut
+        {"schedule": "cosine", "optimizer": "sgd", "lr": 0.05},
+    ],
+)
+def test_the_epoch_subset_leaves_the_trained_model_and_its_final_metrics_bitwise_the_same(
+    synthetic_data, train_settings
+):
+    config = tiny_config(epochs=3, **train_settings)
+    model = {"model": {"dropout": 0.1, "norm": "batch"}}  # dropout masks and running statistics
+    whole = train(with_epoch_val(config, 0).replace(model), synthetic_data)
+    subset = train(with_epoch_val(config, 50).replace(model), synthetic_data)
+    assert with_epoch_val(config, 0).key() == with_epoch_val(config, 50).key() == config.key()
+    final = {k: v for k, v in whole.metrics.items() if k not in (*TIMING, "best_val_loss")}
+    assert final == {k: v for k, v in subset.metrics.items() if k not in (*TIMING, "best_val_loss")}
+    assert all(whole.state_dict[k].equal(subset.state_dict[k]) for k in whole.state_dict)
+    # The curves before the last epoch are the subset's; the last epoch is the whole set's.
+    assert [e["train_loss"] for e in whole.epochs] == [e["train_loss"] for e in subset.epochs]
+    assert whole.epochs[0]["val_loss"] != subset.epochs[0]["val_loss"]
+    assert whole.epochs[-1]["val_loss"] == subset.epochs[-1]["val_loss"] == subset.metrics["val_loss"]
+    assert subset.metrics["best_val_loss"] == subset.metrics["val_loss"]  # of whole evaluations only
+
+
+@pytest.mark.parametrize(
+    "train_settings", [{"early_stopping": 2}, {"schedule": "plateau", "plateau_patience": 1}]
+)
+def test_every_epoch_is_evaluated_whole_where_its_loss_steers_the_training(synthetic_data, train_settings):
+    config = tiny_config(epochs=4, **train_settings)
+    whole = train(with_epoch_val(config, 0), synthetic_data)
+    subset = train(with_epoch_val(config, 50), synthetic_data)
+    assert [e["val_loss"] for e in whole.epochs] == [e["val_loss"] for e in subset.epochs]
+    assert whole.metrics["best_val_loss"] == subset.metrics["best_val_loss"]
+
+
+def test_a_trial_pruned_after_a_subset_epoch_still_reports_the_whole_validation_set(synthetic_data):
+    config = tiny_config(epochs=3)
+    pruned = train(with_epoch_val(config, 50), synthetic_data, on_epoch=lambda metrics: False)
+    reference = train(with_epoch_val(config, 0), synthetic_data, on_epoch=lambda metrics: False)
+    assert pruned.status == reference.status == "pruned" and len(pruned.epochs) == 1
+    assert pruned.metrics["val_loss"] == reference.metrics["val_loss"]
+    assert pruned.metrics["best_val_loss"] == reference.metrics["best_val_loss"]

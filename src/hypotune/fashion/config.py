@@ -18,6 +18,13 @@ class DataConfig:
     split_seed: int = setting(0, "seed of the train/validation split (vary_split studies: the trial seed)")
     train_subset: int = setting(0, "training images used, stratified subset (0 = the whole split)")
     test_size: int = setting(0, "test images for the final evaluation, stratified subset (0 = all 10,000)")
+    epoch_val_size: int = setting(
+        2_000,
+        "validation images evaluated after each epoch but the last, for the curves and pruning "
+        "(0 = all); the last epoch, and every epoch when the schedule or early stopping reads the "
+        "loss, uses the whole validation set",
+        keyed=False,
+    )
     validate_on_test: bool = setting(
         False, "course protocol: validate on the official test set (biased; logged as such)"
     )
@@ -32,6 +39,7 @@ class DataConfig:
         check(self.val_size >= 0, "data.val_size", "must be >= 0")
         check(self.train_subset >= 0, "data.train_subset", "must be >= 0")
         check(self.test_size >= 0, "data.test_size", "must be >= 0")
+        check(self.epoch_val_size >= 0, "data.epoch_val_size", "must be >= 0")
         check(0 <= self.split_seed <= MAX_SEED, "data.split_seed", f"must be between 0 and {MAX_SEED}")
         choice("data.normalize", self.normalize, ("scale", "standardize"))
         check(0 <= self.translate <= 8, "data.translate", "must be between 0 and 8 pixels")

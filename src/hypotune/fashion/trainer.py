@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from hypotune.config import RunConfig, Runtime
 from hypotune.errors import ConfigError
 from hypotune.fashion.config import DataConfig, Settings, TrainConfig
-from hypotune.fashion.data import BatchStream, Dataset, Split, eval_batches
+from hypotune.fashion.data import BatchStream, Dataset, Split, eval_batches, stratified_pick
 from hypotune.fashion.model import build_model, check_fits, flop_count, memory_layout, param_count
 
 # Called after every epoch with its metrics; returning False stops the run there ("pruned").
@@ -156,6 +156,25 @@ def evaluate(
     return float(loss_sum) / count, float(correct) / count
 
 
+def loss_steers(config: TrainConfig) -> bool:
+    """Whether an epoch's validation loss can change the training: early stopping picks an epoch
+    by it, and a plateau schedule cuts the rate once it has not improved for more than
+    `plateau_patience` epochs, which a run of that many epochs plus one can never see."""
+    return bool(config.early_stopping) or (
+        config.schedule == "plateau" and config.epochs > config.plateau_patience + 1
+    )
+
+
+def epoch_split(val: Split, config: RunConfig) -> Split:
+    """The validation images evaluated after each epoch but the last: a fixed stratified subset
+    of `data.epoch_val_size` images (the whole split when that is 0 or at least its size)."""
+    size = config.data.epoch_val_size
+    if not size or size >= len(val):
+        return val
+    index = stratified_pick(val.labels.cpu(), size, config.data.split_seed + 3).to(val.labels.device)
+    return Split(val.images[index], val.labels[index])
+
+
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     # bf16 pays on GPUs; on CPUs without AVX512-BF16/AMX it is slower than fp32.
     if device.type == "cuda":
@@ -218,6 +237,7 @@ def train(
     schedule, schedule_every = make_schedule(config.train, optimizer, steps * config.train.epochs)
     stream = BatchStream(train_split, config.train.batch_size, config.data, config.seed)
     result = TrialResult(status="finished", ran_with=ran_with(device))
+    probe = epoch_split(val_split, config)
     best_val, best_state, stale = math.inf, None, 0
     for epoch in range(1, config.train.epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
@@ -227,8 +247,9 @@ def train(
             model, optimizer, step_schedule, stream, steps, config.train.label_smoothing, device, layout
         )
         train_seconds = time.perf_counter() - epoch_start
+        whole = epoch == config.train.epochs or loss_steers(config.train)
         val_loss, val_acc = (
-            evaluate(model, val_split, config.data, device, layout)
+            evaluate(model, val_split if whole else probe, config.data, device, layout)
             if math.isfinite(train_loss)
             else (math.nan, 0.0)
         )
@@ -248,7 +269,9 @@ def train(
             "epoch_seconds": time.perf_counter() - epoch_start,
         }
         result.epochs.append(metrics)
-        if val_loss < best_val:
+        if not whole:
+            pass  # a subset's loss is for the curves: the best is that of whole evaluations
+        elif val_loss < best_val:
             best_val, stale = val_loss, 0
             if config.train.early_stopping:
                 best_state = copy.deepcopy(model.state_dict())
@@ -261,6 +284,12 @@ def train(
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    if result.status == "pruned" and not whole:
+        # Pruned after an epoch evaluated on the subset: its final numbers are still the whole set's.
+        result.epochs[-1]["val_loss"], result.epochs[-1]["val_acc"] = evaluate(
+            model, val_split, config.data, device, layout
+        )
+        best_val = min(best_val, result.epochs[-1]["val_loss"])
     result.metrics = final_metrics(model, dataset, config, device, result, best_val, evaluate_test)
     result.metrics["wall_seconds"] = time.perf_counter() - started
     if (peak := peak_rss_mb()) is not None:
