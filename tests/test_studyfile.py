@@ -172,6 +172,16 @@ BAD = [
     ),
     (
         "[base.model]",
+        "[statistics]\nfutility = 0.5\n[base.model]",
+        "statistics.futility must be 0 (never give up) or a number of at least 1",
+    ),
+    (
+        "[base.model]",
+        '[statistics]\nfutility = "never"\n[base.model]',
+        "statistics.futility must be 0 (never give up) or a number of at least 1",
+    ),
+    (
+        "[base.model]",
         "[statistics]\nalhpa = 0.1\n[base.model]",
         "unknown setting 'statistics.alhpa'",
     ),

@@ -9,7 +9,7 @@ from scipy import stats as scipy_stats
 
 from hypotune import stats
 from hypotune.decide import sequential
-from hypotune.decide.verdicts import counts, evaluate, next_seeds
+from hypotune.decide.verdicts import counts, evaluate, next_seeds, seed_round
 from hypotune.store.records import TrialRecord
 from hypotune.study.file import load_study
 from hypotune.study.model import ArmData
@@ -524,3 +524,73 @@ def test_the_default_design_widens_an_interval_toward_a_skewed_tail(tmp_path):
         (robust,) = evaluate(study, data, "quick")
     assert robust.ci_high - robust.effect > gaussian.ci_high - gaussian.effect
     assert robust.ci_high - robust.effect > robust.effect - robust.ci_low  # stretched toward the tail
+
+
+NOISY = {"a": [0.3, 0.7, 0.5], "b": [0.5, 0.5, 0.5]}  # differences 0.2, -0.2, 0: sd 0.2 against a margin 0.05
+
+
+def test_a_prediction_that_would_need_far_more_seeds_than_the_maximum_is_given_up(tmp_path):
+    study = study_of(tmp_path, BETTER, seeds="{ min = 3, max = 8 }")
+    data = data_of(study, NOISY)
+    (verdict,) = evaluate(study, data, "quick")
+    assert verdict.verdict == "inconclusive" and verdict.seeds_needed > 1.5 * 8
+    assert verdict.given_up and verdict.seeds_to_decide == verdict.seeds_needed  # the effect seen is 0
+    assert verdict.stopped.startswith(f"open: would need about {verdict.seeds_needed} seeds, more than 1.5 x")
+    round_ = seed_round(study, "quick", data)
+    assert round_.seeds == {"h": 3}  # no next look
+    assert round_.given_up == {"h": f"would need about {verdict.seeds_needed} seeds"}
+
+
+def test_a_large_effect_seen_is_not_given_up_for_a_small_margin(tmp_path):
+    """Sized for a margin of 0.005 against an sd of 0.07 it would need over 1000 seeds, but an
+    effect of 0.1 decides within a few more."""
+    head = HEAD.replace("margin = 0.05", "margin = 0.005")
+    study = study_of(tmp_path, BETTER, seeds="{ min = 3, max = 8 }", head=head)
+    data = data_of(study, {"a": [0.40, 0.35, 0.45], "b": [0.50, 0.52, 0.48]})
+    (verdict,) = evaluate(study, data, "quick")
+    assert verdict.verdict == "inconclusive" and verdict.seeds_needed is None  # over 1000
+    assert verdict.seeds_to_decide <= 8 and not verdict.given_up
+    assert next_seeds(study, "quick", data) == {"h": 5}
+
+
+def test_futility_is_a_study_setting_and_zero_turns_it_off(tmp_path):
+    head = HEAD.replace("margin = 0.05", "margin = 0.05\nfutility = {futility}")
+    for futility, wanted in (("0", 5), ("1000", 5), ("1.5", 3)):
+        study = study_of(
+            tmp_path, BETTER, seeds="{ min = 3, max = 8 }", head=head.replace("{futility}", futility)
+        )
+        assert next_seeds(study, "quick", data_of(study, NOISY)) == {"h": wanted}, futility
+
+
+def test_an_open_prediction_that_can_still_decide_is_not_given_up(tmp_path):
+    study = study_of(tmp_path, BETTER, seeds="{ min = 3, max = 20 }")
+    data = data_of(study, {"a": [0.50, 0.49, 0.51], "b": [0.50, 0.50, 0.50]})  # just short of equivalent
+    (verdict,) = evaluate(study, data, "quick")
+    assert verdict.verdict == "inconclusive" and not verdict.given_up
+    round_ = seed_round(study, "quick", data)
+    assert round_.seeds == {"h": 5} and 0.5 < round_.expected["h"] <= 1 and not round_.given_up
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.03, 0.06])
+def test_the_chance_of_deciding_at_the_next_look_matches_a_simulation_of_the_rule(tmp_path, shift):
+    """The chance that orders looks under a budget, against the verdicts the next look really
+    reads when the new seeds are drawn as the first ones look (Gaussian, their mean and sd)."""
+    study = study_of(tmp_path, BETTER, seeds="{ min = 3, max = 20 }")
+    base = np.array([0.50, 0.52, 0.48])
+    a = base - shift + np.array([0.02, -0.03, 0.01])
+    data = data_of(study, {"a": list(a), "b": list(base)})
+    (verdict,) = evaluate(study, data, "quick")
+    assert verdict.verdict == "inconclusive"
+    rng = np.random.default_rng(0)
+    mean, std = verdict.effect, float(np.std(base - a, ddof=1))
+    decided, runs = 0, 400
+    for _ in range(runs):
+        more = mean + std * rng.standard_normal(2)  # seeds 3 and 4: the look at 5
+        grown = data_of(study, {"a": [*a, *(0.5 - more)], "b": [*base, 0.5, 0.5]})
+        (after,) = evaluate(study, grown, "quick")
+        assert after.seeds == 5
+        decided += after.verdict != "inconclusive"
+    simulated = decided / runs
+    error = math.sqrt(max(simulated * (1 - simulated), 0.01) / runs)
+    # The chance reads the next look's interval alone, and the simulated sd varies: close, not exact.
+    assert abs(verdict.next_chance - simulated) < 0.1 + 3 * error, (verdict.next_chance, simulated)

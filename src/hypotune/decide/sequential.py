@@ -218,3 +218,57 @@ def seeds_needed(std: float, margin: float, looks: Sequence[int], alpha: float) 
     if not (margin > 0 and std > 0):
         return None
     return stats.seeds_for(margin / std, float(look_levels(tuple(looks), alpha)[-1]))
+
+
+CHANCE_DRAWS = 512  # simulated next looks per chance: a Monte Carlo error of about 2 points
+
+
+@functools.lru_cache(maxsize=32)
+def _future_draws(new: int) -> np.ndarray:
+    """Fixed standard normal draws for `new` seeds to come, so that a chance is reproducible."""
+    return np.random.default_rng(20261207).standard_normal((CHANCE_DRAWS, new))
+
+
+def next_look_chance(
+    interval: Interval, looks: Sequence[int], alpha: float, margin: float = math.nan
+) -> float:
+    """The chance that the next look decides a prediction open now, if its effect and spread are
+    what they seem (conditional power at the observed effect, by simulating that look).
+
+    The new seeds are drawn Gaussian with the mean and sd seen so far; the next look's
+    t-interval at its level, met with the interval read so far, decides when it clears zero
+    either way, or, with a margin, when its one-sided bounds fit inside it. The chance orders
+    which looks happen first under a budget and never enters a verdict: the coverage of the
+    looks holds whichever of them happen.
+    """
+    looks = tuple(looks)
+    mean, std, seeds = interval.mean, interval.std, interval.n
+    following = [k for k, n in enumerate(looks) if n > seeds]
+    if not (std > 0 and math.isfinite(mean) and seeds >= 2 and following):
+        return math.nan
+    k = following[0]
+    n = looks[k]
+    table = calibration(looks, DESIGN)
+    z_both = float(table.z(alpha)[k])
+    z_side = float((table.z_one_sided(alpha) if DESIGN.one_sided_equivalence else table.z(alpha))[k])
+    new = mean + std * _future_draws(n - seeds)
+    # The n seeds' mean and sd, from the seeds there are (their mean and sd) and the new ones.
+    total = seeds * mean + new.sum(axis=1)
+    squares = (seeds - 1) * std**2 + seeds * mean**2 + (new**2).sum(axis=1)
+    next_mean = total / n
+    next_std = np.sqrt(np.maximum(squares - n * next_mean**2, 0.0) / (n - 1))
+    error = next_std / math.sqrt(n)
+    t_both = -float(special.stdtrit(n - 1, special.ndtr(-z_both)))
+    t_side = -float(special.stdtrit(n - 1, special.ndtr(-z_side)))
+    low = np.maximum(interval.low, next_mean - t_both * error)
+    high = np.minimum(interval.high, next_mean + t_both * error)
+    decided = (low > 0) | (high < 0)
+    if margin > 0:
+        eq_low = np.maximum(
+            interval.eq_low if math.isfinite(interval.eq_low) else -math.inf, next_mean - t_side * error
+        )
+        eq_high = np.minimum(
+            interval.eq_high if math.isfinite(interval.eq_high) else math.inf, next_mean + t_side * error
+        )
+        decided |= (-margin < eq_low) & (eq_high < margin)
+    return float(decided.mean())

@@ -56,6 +56,11 @@ class Verdict:
     correction: str = ""  # how the interval was widened for the family and the looks
     stopped: str = ""  # where the seed loop stands for this prediction
     margin_basis: str = ""  # how a relative margin was fixed ("5% of the median 0.41 at the first look")
+    next_chance: float = math.nan  # open: the chance the next look decides it, if it is as it seems
+    # open: the fewer of the seeds sized for the margin and for the effect seen (inf: more than any
+    # plan has; nan: no spread to size from). Futility reads it.
+    seeds_to_decide: float = math.nan
+    given_up: bool = False  # open, and given no more seeds: it needs too many more (futility)
 
 
 Margins = Mapping[str, tuple[float, str]]  # hypothesis -> a relative margin fixed earlier, and how
@@ -92,11 +97,42 @@ def evaluate(
             )
             for p in hypothesis.predictions
         ]
+        if not existing:
+            for verdict in own:
+                verdict.given_up = futile(verdict, plan, study.statistics.futility)
         stopped = _existing_reason(own) if existing else _stop_reason(own, plan, budget_stopped)
         for verdict in own:
             verdict.stopped = f"decided at {verdict.seeds} seeds" if verdict.verdict in DECIDED else stopped
+            if verdict.given_up:
+                verdict.stopped = (
+                    f"open: would need {seeds_wording(verdict.seeds_to_decide)}, more than "
+                    f"{study.statistics.futility:g} x the maximum of {plan.max}, so it was given no seeds "
+                    f"after {verdict.seeds} (statistics.futility)"
+                )
         verdicts += own
     return verdicts
+
+
+def futile(verdict: Verdict, plan: sequential.SeedPlan, futility: float) -> bool:
+    """Whether an open prediction should get no more seeds: sized from the spread seen, for the
+    margin and for the effect seen alike, it would need more than `futility` times the plan's
+    maximum (0: never give up).
+
+    Stopping early never makes a verdict false (the looks' coverage holds whenever they stop); it
+    only gives up the little chance of deciding that is left, for seeds that can decide elsewhere.
+    """
+    return bool(
+        futility
+        and plan.adaptive
+        and verdict.verdict == "inconclusive"
+        and plan.min <= verdict.seeds < plan.max
+        and verdict.seeds_to_decide > futility * plan.max
+    )
+
+
+def seeds_wording(count: float) -> str:
+    """'about 33 seeds', or where no plan would do, 'more than 1000 seeds'."""
+    return f"about {count:.0f} seeds" if math.isfinite(count) else f"more than {stats.MAX_SEEDS} seeds"
 
 
 def _families(study: Study) -> dict[str, tuple[str, int]]:
@@ -173,6 +209,8 @@ def _stop_reason(verdicts: list[Verdict], plan: sequential.SeedPlan, budget_stop
     seeds = max((v.seeds for v in confirmatory), default=0)
     if seeds >= plan.max:
         return f"open at the maximum of {plan.max} seeds"
+    if all(v.given_up for v in confirmatory if v.verdict not in DECIDED):
+        return f"open at {seeds} seeds: given up, as it would need too many (statistics.futility)"
     if budget_stopped:
         return f"open at {seeds} seeds: the time budget ran out"
     if not plan.adaptive:
@@ -224,11 +262,15 @@ def decide(
     confidence = 1 - read_at
     p_adjusted = min(1.0, interval.p_value * alpha / read_at) if not prediction.exploratory else math.nan
     needed = None
+    chance = to_decide = math.nan
     if verdict == "inconclusive":
         boundary = margin if equivalence else math.nan
         needed = sequential.seeds_needed(interval.std, boundary, looks, level)
         if needed is not None:
             needed = max(needed, plan.next_look(interval.n))
+        if not prediction.exploratory and not evidence.forced:
+            chance = sequential.next_look_chance(interval, looks, level, boundary)
+            to_decide = _seeds_to_decide(interval, boundary, looks, level)
     correction = "none (exploratory)" if prediction.exploratory else _correction(size, looks, evidence)
     result = Verdict(
         hypothesis=hypothesis.id,
@@ -250,6 +292,8 @@ def decide(
         family="" if prediction.exploratory else f"{family} ({size} prediction{'s' * (size != 1)})",
         correction=correction,
         margin_basis=margin_basis if equivalence and math.isfinite(margin) else "",
+        next_chance=chance,
+        seeds_to_decide=to_decide,
     )
     result.evidence = evidence_line(result, label, note, equivalence)
     return result
@@ -279,6 +323,17 @@ def _read(
     if interval.n < looks[0]:
         verdict = "inconclusive"
     return evidence.forced or verdict, interval, evidence.label
+
+
+def _seeds_to_decide(interval: stats.Interval, margin: float, looks: tuple[int, ...], level: float) -> float:
+    """About how many seeds an open prediction needs: the fewer of those sized for the margin
+    (a true effect one margin from the boundary) and those sized for the effect seen; inf when
+    neither would do within any plan, nan without a spread to size from."""
+    if not (interval.std > 0 and math.isfinite(interval.mean)):
+        return math.nan
+    sizes = [abs(interval.mean)] + ([margin] if margin > 0 else [])
+    counts = [sequential.seeds_needed(interval.std, size, looks, level) for size in sizes]
+    return float(min(math.inf if n is None else n for n in counts))
 
 
 def _correction(size: int, looks: tuple[int, ...], evidence: Evidence) -> str:
@@ -353,23 +408,48 @@ def counts(verdicts: list[Verdict]) -> dict[str, int]:
     return {name: sum(v.verdict == name for v in verdicts) for name in order}
 
 
+@dataclass
+class SeedRound:
+    """What the seed loop does next, per hypothesis, and why."""
+
+    seeds: dict[str, int]  # how many seeds each hypothesis should have
+    # Hypotheses given their next look: the predictions that look is expected to decide (the sum of
+    # each open prediction's chance, if its effect and spread are what they seem). It orders the
+    # looks under a budget; nan where a chance cannot be told yet (a first look).
+    expected: dict[str, float]
+    given_up: dict[str, str]  # hypotheses with open predictions given no more seeds: why
+
+
 def next_seeds(study: Study, preset: str, data: StudyData, margins: Margins | None = None) -> dict[str, int]:
-    """How many seeds each hypothesis should have: its current look until that is complete,
-    then the next look while a confirmatory prediction is open, up to the preset's maximum."""
+    """How many seeds each hypothesis should have (`seed_round`)."""
+    return seed_round(study, preset, data, margins).seeds
+
+
+def seed_round(study: Study, preset: str, data: StudyData, margins: Margins | None = None) -> SeedRound:
+    """Each hypothesis's seeds: its current look until that is complete, then the next look while
+    a confirmatory prediction is open and not given up (`futile`), up to the preset's maximum."""
     plan = study.presets[preset].seeds
     verdicts = evaluate(study, data, preset, margins=margins)
-    open_ids = {v.hypothesis for v in verdicts if v.verdict == "inconclusive"}
-    targets = {}
+    live = [v for v in verdicts if v.verdict == "inconclusive" and not v.given_up]
+    round_ = SeedRound({}, {}, {})
     for hypothesis in study.hypotheses:
         complete = complete_seeds(hypothesis, data)
         current = max((n for n in plan.looks if n <= complete), default=0)
+        own = [v for v in live if v.hypothesis == hypothesis.id]
         if current == 0:
-            targets[hypothesis.id] = plan.looks[0]
-        elif hypothesis.id in open_ids and current < plan.max:
-            targets[hypothesis.id] = plan.next_look(current)
+            round_.seeds[hypothesis.id] = plan.looks[0]
+            round_.expected[hypothesis.id] = math.nan
+        elif own and current < plan.max:
+            round_.seeds[hypothesis.id] = plan.next_look(current)
+            chances = [v.next_chance for v in own]
+            round_.expected[hypothesis.id] = sum(chances) if all(map(math.isfinite, chances)) else math.nan
         else:
-            targets[hypothesis.id] = current
-    return targets
+            round_.seeds[hypothesis.id] = current
+            gave_up = [v for v in verdicts if v.hypothesis == hypothesis.id and v.given_up]
+            if gave_up and not own:
+                needed = min(v.seeds_to_decide for v in gave_up)
+                round_.given_up[hypothesis.id] = f"would need {seeds_wording(needed)}"
+    return round_
 
 
 def complete_seeds(hypothesis: Hypothesis, data: StudyData) -> int:

@@ -51,7 +51,7 @@ STUDY_KEYS = {
     "name", "description", "dataset", "base", "presets", "hypotheses", "reference", "tuning", "statistics",
     "vary_split", "trainable",
 }  # fmt: skip
-STATISTICS_KEYS = {"alpha", "family", "margin"}
+STATISTICS_KEYS = {"alpha", "family", "margin", "futility"}
 MAX_SEEDS = 1000
 REFERENCE_KEYS = {"claim", "hypothesis", "arm", "metric", "value"}
 PRESET_KEYS = {"seeds", "description", "hypotheses"}  # and the trainable's settings
@@ -212,7 +212,17 @@ def _parse_statistics(raw: Any) -> Statistics:
     if family not in FAMILIES:
         raise ConfigError(f"statistics.family is {family!r}; valid: {', '.join(FAMILIES)}")
     margin = _parse_margin(raw["margin"], "statistics.margin") if "margin" in raw else None
-    return Statistics(float(alpha), family, margin)
+    futility = raw.get("futility", Statistics.futility)
+    if (
+        isinstance(futility, bool)
+        or not isinstance(futility, (int, float))
+        or not (futility == 0 or futility >= 1)
+    ):
+        raise ConfigError(
+            f"statistics.futility must be 0 (never give up) or a number of at least 1 (times the "
+            f"preset's maximum seeds), got {futility!r}"
+        )
+    return Statistics(float(alpha), family, margin, float(futility))
 
 
 def _parse_margin(raw: Any, where: str) -> Margin:

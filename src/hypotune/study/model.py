@@ -46,6 +46,9 @@ class Statistics:
     alpha: float = 0.05  # family-wise rate of false decisions
     family: str = "hypothesis"  # "hypothesis": each hypothesis its own family; "study": one for all
     margin: Margin | None = None  # below this an effect does not matter; None: never "equivalent"
+    # An open prediction that would need more than this many times the preset's maximum seeds
+    # (sized for the margin) gets no more seeds; 0: every open prediction gets seeds to the maximum.
+    futility: float = 1.5
 
 
 @dataclass(frozen=True)
