@@ -333,6 +333,36 @@ def test_a_growing_trial_total_says_why(capsys):
     assert "trial 1/10 start/near seed 0: val_loss 0.25" in printed  # the toy's own metric
 
 
+def test_a_round_under_a_budget_says_what_it_is_expected_to_decide_and_a_given_up_one_says_why(capsys):
+    from types import SimpleNamespace
+
+    from hypotune.cli.output import TrialLines
+    from hypotune.run.events import Finished, Started
+    from hypotune.run.runner import StudySummary
+    from hypotune.trainables.protocol import Result
+    from tests.toy import TOY
+
+    summary = StudySummary(
+        planned=6, seeds={"start": 3, "far": 3}, given_up={"far": "would need about 40 seeds"}
+    )
+    lines = TrialLines(TOY, 6)
+    lines.on_start(summary)
+    assert "no more seeds (statistics.futility): far would need about 40 seeds" in capsys.readouterr().err
+    trial = SimpleNamespace(tuning=False, name="start/near seed 0")
+    lines.on_event(Started("k0", 0), trial)
+    summary.planned, summary.seeds = 10, {"start": 5, "far": 3}
+    summary.why = {
+        "start": "5 seeds: the look is expected to decide 0.62 open predictions, for about 90 s of training"
+    }
+    lines.on_event(Finished("k0", Result({"val_loss": 0.25})), trial)
+    printed = capsys.readouterr().err
+    assert (
+        "seeds added (verdicts still open): start 3->5 (the look is expected to decide 0.62 open "
+        "predictions, for about 90 s of training)"
+    ) in printed
+    assert "no more seeds" not in printed  # said once
+
+
 @pytest.mark.parametrize("port", ["99999", "0", "http"])
 def test_a_port_out_of_range_is_one_line(port, capsys):
     with pytest.raises(SystemExit) as caught:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from hypotune.config import Runtime
+from hypotune.decide.verdicts import SeedRound
 from hypotune.run.executors import LocalExecutor
 from hypotune.run.runner import StudySource, run_study, study_status
 from hypotune.store.tags import PREFIX
@@ -191,6 +192,7 @@ trainable = "tests.toy:TOY"
 
 [statistics]
 margin = 0.05
+futility = 0  # the open one gets seeds to the maximum (test_futility... turns it on)
 [presets.quick]
 seeds = { min = 2, max = 4 }
 epochs = 2
@@ -238,12 +240,29 @@ def test_seeds_are_added_only_where_a_verdict_is_open(workdir):
     assert (rows["tiny_margin"].finished, rows["tiny_margin"].pending) == (8, 0)
 
 
+def test_futility_stops_giving_seeds_to_a_prediction_that_would_need_far_more(workdir):
+    from hypotune.decide.collect import collect
+    from hypotune.decide.verdicts import evaluate
+
+    path = workdir / "adaptive.toml"
+    path.write_text(ADAPTIVE.replace("futility = 0 ", "futility = 1.5 "))
+    study = load_study(path)
+    tracker = Tracker()
+    summary = run_study(study, "quick", LocalExecutor(2, Runtime()), tracker)
+    data = collect(study, "quick", tracker)
+    assert {key: len(arm.records) for key, arm in data.items()} == dict.fromkeys(data, 2)
+    assert summary.finished == summary.planned == 8 and summary.seeds == {"same": 2, "tiny_margin": 2}
+    assert list(summary.given_up) == ["tiny_margin"] and "would need" in summary.given_up["tiny_margin"]
+    _, open_one = evaluate(study, data, "quick")
+    assert open_one.given_up and open_one.stopped.startswith("open: would need")
+
+
 def test_a_relative_margin_is_fixed_at_the_first_look_and_recorded_with_the_study(workdir):
     from hypotune.decide.collect import collect
     from hypotune.decide.verdicts import evaluate
 
     path = workdir / "adaptive.toml"
-    path.write_text(ADAPTIVE.replace("margin = 0.05\n[presets", 'margin = "5%"\n[presets'))
+    path.write_text(ADAPTIVE.replace("margin = 0.05\nfutility", 'margin = "5%"\nfutility'))
     study = load_study(path)
     tracker = Tracker()
     run_study(study, "quick", LocalExecutor(2, Runtime()), tracker)
@@ -323,7 +342,12 @@ def test_a_round_wanted_after_the_budget_is_spent_is_reported_not_started(tmp_pa
     study = load_study(path)
     wanted = {"same": 2, "tiny_margin": 3}  # what the verdicts would ask for after round one
     source = StudySource(
-        study, "quick", NoSearch(), set(), advance=lambda: wanted, deadline=time.monotonic() + 3600
+        study,
+        "quick",
+        NoSearch(),
+        set(),
+        advance=lambda: SeedRound(wanted, {}, {}),
+        deadline=time.monotonic() + 3600,
     )
     tasks = []
     while (task := source.next_task()) is not None:
@@ -333,10 +357,29 @@ def test_a_round_wanted_after_the_budget_is_spent_is_reported_not_started(tmp_pa
     for task in tasks:
         source.finished(source.trials[task.key])
     assert source.budget_stopped and source.next_task() is None and source.seeds.get("tiny_margin", 2) == 2
-    fresh = StudySource(study, "quick", NoSearch(), set(), advance=lambda: wanted)
+    fresh = StudySource(study, "quick", NoSearch(), set(), advance=lambda: SeedRound(wanted, {}, {}))
     for task in list(iter(fresh.next_task, None)):
         fresh.finished(fresh.trials[task.key])
     assert fresh.seeds["tiny_margin"] == 3 and not fresh.budget_stopped and len(fresh.queue) == 2
+
+
+@pytest.mark.parametrize("likelier", ["same", "tiny_margin"])
+def test_under_a_budget_the_look_likeliest_to_decide_per_second_goes_first(tmp_path, likelier):
+    path = tmp_path / "adaptive.toml"
+    path.write_text(ADAPTIVE)
+    study = load_study(path)
+    other = ({"same", "tiny_margin"} - {likelier}).pop()
+    round_two = SeedRound({"same": 3, "tiny_margin": 3}, {likelier: 0.9, other: 0.1}, {})
+    source = StudySource(study, "quick", NoSearch(), set(), advance=lambda: round_two,
+                         deadline=time.monotonic() + 3600)  # fmt: skip
+    first = list(iter(source.next_task, None))
+    assert len(first) == 8  # every first look goes first, whatever the chances
+    for task in first:
+        source.finished(source.trials[task.key])
+    later = [source.trials[t.key] for t in iter(source.next_task, None)]
+    assert [{h for h, _ in t.arms} for t in later] == [{likelier}, {likelier}, {other}, {other}]
+    assert source.why[likelier].startswith("3 seeds: the look is expected to decide 0.90 open predictions")
+    assert "s of training" in source.why[likelier]  # seconds measured on the first look's trials
 
 
 class PendingSearch(NoSearch):
@@ -375,7 +418,9 @@ def test_a_hypothesis_still_searching_is_looked_at_only_once_its_seeds_are_in():
     study = load_study(Path(__file__).parent / "studies" / "per_seed.toml")
     search = PendingSearch(study, "quick")
     wanted = {"tiny_margin": 2, "untuned": 2}
-    source = StudySource(study, "quick", search, set(), seeds=dict(wanted), advance=lambda: dict(wanted))
+    source = StudySource(
+        study, "quick", search, set(), seeds=dict(wanted), advance=lambda: SeedRound(dict(wanted), {}, {})
+    )
     untuned = list(iter(source.next_task, None))
     assert {h for t in untuned for h, _ in source.trials[t.key].arms} == {"untuned"}
     for task in untuned:

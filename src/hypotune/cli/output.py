@@ -75,13 +75,27 @@ def trial_display(trainable: Any, planned: int, tuning_planned: int = 0) -> Any:
     return TrialLines(trainable, planned, tuning_planned)
 
 
-def seeds_added(before: dict[str, int], after: dict[str, int]) -> str:
+def seeds_added(before: dict[str, int], after: dict[str, int], why: dict[str, str] | None = None) -> str:
     """Why the plan grew, in a few words: the hypotheses given more seeds, because their verdicts
-    are still open ('' when no hypothesis got more)."""
-    grown = [f"{h} {before.get(h, 0)}->{n}" for h, n in after.items() if before and n > before.get(h, 0)]
+    are still open, and under a budget what each next look is expected to decide ('' when no
+    hypothesis got more)."""
+    why = why or {}
+    grown = [h for h, n in after.items() if before and n > before.get(h, 0)]
     if not grown:
         return ""
-    return f"seeds added (verdicts still open): {', '.join(grown)}"
+    said = [
+        f"{h} {before.get(h, 0)}->{after[h]}" + (f" ({why[h].split(': ', 1)[-1]})" if h in why else "")
+        for h in grown
+    ]
+    return f"seeds added (verdicts still open): {'; '.join(said) if why else ', '.join(said)}"
+
+
+def given_up(before: dict[str, str], after: dict[str, str]) -> str:
+    """The hypotheses newly given no more seeds, and why ('' when none)."""
+    new = [f"{h} {reason}" for h, reason in after.items() if h not in before]
+    if not new:
+        return ""
+    return f"no more seeds (statistics.futility): {'; '.join(new)}"
 
 
 class TrialBars(contextlib.AbstractContextManager):
@@ -96,6 +110,7 @@ class TrialBars(contextlib.AbstractContextManager):
         self.bars: dict[str, Any] = {}
         self.summary: Any = None
         self.seeds: dict[str, int] = {}  # seeds per hypothesis as last shown
+        self.given_up: dict[str, str] = {}  # hypotheses given up, as last shown
 
     def __enter__(self) -> TrialBars:
         self.progress.start()
@@ -114,6 +129,9 @@ class TrialBars(contextlib.AbstractContextManager):
         self.progress.update(self.overall, total=summary.planned, completed=summary.skipped, visible=True,
                              status=f"{summary.skipped} already done")  # fmt: skip
         self.seeds = dict(summary.seeds)
+        if stopped := given_up({}, summary.given_up):
+            self.progress.console.print(stopped, markup=False, highlight=False)
+        self.given_up = dict(summary.given_up)
         self._grow()
 
     def _grow(self) -> None:
@@ -122,8 +140,11 @@ class TrialBars(contextlib.AbstractContextManager):
         self.progress.update(self.overall, total=self.summary.planned)
         if self.summary.tuning_planned:
             self.progress.update(self.tuning, total=self.summary.tuning_planned, visible=True)
-        why = seeds_added(self.seeds, self.summary.seeds)
+        why = seeds_added(self.seeds, self.summary.seeds, self.summary.why)
         self.seeds = dict(self.summary.seeds)
+        if stopped := given_up(self.given_up, self.summary.given_up):
+            self.progress.console.print(stopped, markup=False, highlight=False)
+        self.given_up = dict(self.summary.given_up)
         if why:  # said above the bars, where it stays, and on the bar until the next trial ends
             self.progress.console.print(why, markup=False, highlight=False)
             self.progress.update(self.overall, status=why)
@@ -156,6 +177,7 @@ class TrialLines(contextlib.AbstractContextManager):
         self.started: dict[str, float] = {}
         self.summary: Any = None
         self.seeds: dict[str, int] = {}
+        self.given_up: dict[str, str] = {}
 
     def __exit__(self, *exc: object) -> None:
         return None
@@ -166,6 +188,9 @@ class TrialLines(contextlib.AbstractContextManager):
     def on_start(self, summary: Any) -> None:
         self.summary = summary
         self.seeds = dict(summary.seeds)
+        if stopped := given_up({}, summary.given_up):
+            console.print(stopped, markup=False, highlight=False)
+        self.given_up = dict(summary.given_up)
         self.done = summary.skipped
         if summary.skipped:
             console.print(f"{summary.skipped} of {summary.planned} trials already done")
@@ -179,7 +204,10 @@ class TrialLines(contextlib.AbstractContextManager):
             return
         if self.summary is not None:
             self.planned, self.tuning_planned = self.summary.planned, self.summary.tuning_planned
-            if why := seeds_added(self.seeds, self.summary.seeds):
+            if stopped := given_up(self.given_up, self.summary.given_up):
+                console.print(stopped, markup=False, highlight=False)
+            self.given_up = dict(self.summary.given_up)
+            if why := seeds_added(self.seeds, self.summary.seeds, self.summary.why):
                 console.print(why, markup=False, highlight=False)
             self.seeds = dict(self.summary.seeds)
         seconds = time.monotonic() - self.started.pop(key, time.monotonic())

@@ -343,7 +343,14 @@ def verdict_item(verdict: Verdict) -> str:
         text += f" Family: {verdict.family}; correction: {verdict.correction}."
     else:
         text += " Exploratory: an unadjusted 95% interval, no verdict."
-    return text + f" Seeds: {verdict.stopped}."
+    text += f" Seeds: {verdict.stopped}."
+    if verdict.verdict == "inconclusive" and not verdict.given_up and math.isfinite(verdict.next_chance):
+        # What a next look would bring: under a budget, looks are ordered by it.
+        text += (
+            f" The next look would decide it with a chance of about {verdict.next_chance:.0%}, "
+            "if its effect and spread are what they seem."
+        )
+    return text
 
 
 def hypothesis_figures(

@@ -11,11 +11,12 @@ import bisect
 import contextlib
 import dataclasses
 import fcntl
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypotune.decide.collect import read_tuned
 from hypotune.run.events import ENDS, Epoch, Event, Failed, Finished, Started
@@ -23,6 +24,9 @@ from hypotune.run.executors import Executor, Task
 from hypotune.run.search import Searches, SearchPlan, SearchResult, plan_searches, trials_awaiting
 from hypotune.store.tracker import Tracker, absolute_uri, interrupts_held
 from hypotune.study.model import Study, Trial, plan
+
+if TYPE_CHECKING:
+    from hypotune.decide.verdicts import SeedRound
 
 EventCallback = Callable[[Event, Trial], None]
 
@@ -39,6 +43,8 @@ class StudySummary:
     tuning_finished: int = 0  # tuning trials trained in this run (complete or pruned)
     budget_stopped: bool = False  # the time budget ended the run while seeds were still wanted
     seeds: dict[str, int] = field(default_factory=dict)  # seeds each hypothesis was planned for
+    why: dict[str, str] = field(default_factory=dict)  # why each hypothesis got its latest seeds
+    given_up: dict[str, str] = field(default_factory=dict)  # hypotheses given no more seeds: why
 
 
 @contextlib.contextmanager
@@ -87,7 +93,11 @@ class StudySource:
     while the others idle; but every trial of an earlier round of seeds goes first, so that a
     time budget never leaves a hypothesis unlooked-at while another gets more seeds. With a
     seed plan from min to max, a hypothesis whose round of seeds is done is looked at
-    (`advance`), and gets its next round while a verdict is open.
+    (`advance`), and gets its next round while a verdict is open and not given up.
+
+    Under a time budget (`deadline`), every first look still goes first; after it, the trials of
+    later looks go in the order of the predictions each is expected to decide per second of
+    training (`priority`), so that the budget is spent where a verdict is nearest.
     """
 
     def __init__(
@@ -97,8 +107,9 @@ class StudySource:
         search: Searches,
         done: set[str],
         seeds: dict[str, int] | None = None,
-        advance: Callable[[], dict[str, int]] | None = None,
+        advance: Callable[[], SeedRound] | None = None,
         deadline: float | None = None,
+        expected: dict[str, float] | None = None,
     ) -> None:
         self.study, self.preset, self.search, self.done = study, preset, search, done
         self.seeds = dict(seeds or {})  # planned seeds per hypothesis (default: the preset's min)
@@ -110,6 +121,12 @@ class StudySource:
         self.searches_seen = -1
         self.budget_stopped = False
         self.looked: dict[str, int] = {}  # the seeds each hypothesis had when last looked at
+        self.expected = dict(expected or {})  # per hypothesis: predictions its next look should decide
+        self.why: dict[str, str] = {}  # per hypothesis: why it got its latest round
+        self.given_up: dict[str, str] = {}
+        self.handed_out: dict[str, float] = {}  # final trials in flight: when each was handed out
+        self.measured_keys: dict[str, list[float]] = {}  # final trials trained here: their seconds
+        self.seconds: dict[tuple[str, str], list[float]] = {}  # measured seconds per (hypothesis, arm)
         self.refresh()
 
     def refresh(self, force: bool = False) -> None:
@@ -125,13 +142,63 @@ class StudySource:
                 self.skipped += 1
             else:
                 self.queue.append(trial)
+        self.order()
+
+    def order(self) -> None:
         looks = self.study.presets[self.preset].seeds.looks
         # Every hypothesis gets its first look before any gets a later round (a time budget then
         # ends the study with every claim looked at); within a round, the longest trials first.
-        self.queue.sort(key=lambda trial: (bisect.bisect_right(looks, trial.config.seed), -self.cost(trial)))
+        if self.deadline is None:
+            self.queue.sort(key=lambda t: (bisect.bisect_right(looks, t.config.seed), -self.cost(t)))
+            return
+        priority = self.priority()
+        self.queue.sort(key=lambda t: (t.config.seed >= looks[0], -priority(t), -self.cost(t)))
 
     def cost(self, trial: Trial) -> float:
         return self.study.trainable.cost_of(trial.config.settings)
+
+    def trial_seconds(self, trial: Trial) -> float:
+        """A trial's expected seconds: those measured for its arms, else its cost at the measured
+        seconds per unit of cost, else its cost (a relative figure, until a trial has finished)."""
+        measured = [x for arm in trial.arms for x in self.seconds.get(arm, [])]
+        if measured:
+            return sum(measured) / len(measured)
+        per_cost = [
+            sum(xs) / len(xs) / max(self.cost(self.trials[key]), 1e-12)
+            for key, xs in self.measured_keys.items()
+        ]
+        return self.cost(trial) * (sum(per_cost) / len(per_cost) if per_cost else 1.0)
+
+    def look_seconds(self) -> dict[str, float]:
+        """Per hypothesis: the expected seconds of the trials its next look still waits for."""
+        seconds: dict[str, float] = {}
+        for trial in self.queue:
+            for hypothesis in {h for h, _ in trial.arms}:
+                seconds[hypothesis] = seconds.get(hypothesis, 0.0) + self.trial_seconds(trial)
+        return seconds
+
+    def priority(self) -> Callable[[Trial], float]:
+        """Predictions expected to be decided per second of training, summed over the hypotheses
+        a queued trial serves: each hypothesis's expected decisions at its next look over the
+        seconds of the trials that look still needs."""
+        seconds = self.look_seconds()
+        rate = {
+            h: (value if math.isfinite(value) else 0.0) / max(seconds.get(h, 0.0), 1e-9)
+            for h, value in self.expected.items()
+        }
+        return lambda trial: sum(rate.get(h, 0.0) for h in {h for h, _ in trial.arms})
+
+    def explain(self, hypothesis: str, seeds: int) -> str:
+        """Why a hypothesis got the round to `seeds` seeds, in a few words."""
+        expected = self.expected.get(hypothesis, math.nan)
+        if not math.isfinite(expected):
+            return f"{seeds} seeds: a verdict is open"
+        seconds = self.look_seconds().get(hypothesis, 0.0)
+        unit = " s of training" if self.measured_keys else " cost units"
+        return (
+            f"{seeds} seeds: the look is expected to decide {expected:.2f} open prediction"
+            f"{'s' * (expected != 1)}, for about {seconds:.0f}{unit}"
+        )
 
     def out_of_time(self) -> bool:
         if self.deadline is None or time.monotonic() < self.deadline:
@@ -152,6 +219,7 @@ class StudySource:
         if self.queue:
             trial = self.queue.pop(0)
             self.in_flight.add(trial.key)
+            self.handed_out[trial.key] = time.monotonic()
             return Task(trial.key, trial.config, self.study.trainable.ref)
         return None
 
@@ -159,6 +227,11 @@ class StudySource:
         """A final trial ended (trained or failed): when no trial of some hypothesis is left
         waiting in its round, look at the verdicts and plan the next round where one is open."""
         self.in_flight.discard(trial.key)
+        if trial.key in self.handed_out:
+            elapsed = time.monotonic() - self.handed_out.pop(trial.key)
+            self.measured_keys[trial.key] = [elapsed]
+            for arm in trial.arms:
+                self.seconds.setdefault(arm, []).append(elapsed)
         if self.advance is None:
             return
         searching = [s for s in self.search.searches if s.best is None and not s.error]
@@ -172,8 +245,11 @@ class StudySource:
         idle = [h for h in planned if h not in waiting]
         if all(self.looked.get(h) == planned[h] for h in idle):
             return  # every idle hypothesis was already looked at with the seeds it has
-        wanted = self.advance()
+        round_ = self.advance()
+        wanted = round_.seeds
         self.looked.update({h: planned[h] for h in idle})
+        self.given_up.update(round_.given_up)
+        self.expected.update(round_.expected)
         if any(n > planned.get(h, minimum) for h, n in wanted.items()):
             if self.out_of_time():  # a round is wanted, but the budget is spent
                 self.budget_stopped = True
@@ -181,6 +257,11 @@ class StudySource:
             self.seeds = {h: max(n, planned.get(h, minimum)) for h, n in wanted.items()}
             self.search.extend(plan_searches(self.study, self.preset, self.seeds))  # per-seed searches
             self.refresh(force=True)
+            for h, n in wanted.items():
+                if n > planned.get(h, minimum):
+                    self.why[h] = self.explain(h, n)
+        elif self.deadline is not None:
+            self.order()  # measured seconds and chances changed: so may the order of what is queued
 
     def exhausted(self) -> bool:
         if self.out_of_time():
@@ -217,7 +298,7 @@ def run_study(
     are still open, until each is decided, reaches the maximum, or `budget_seconds` run out.
     """
     from hypotune.decide.collect import collect
-    from hypotune.decide.verdicts import margins_to_record, next_seeds
+    from hypotune.decide.verdicts import margins_to_record, seed_round
 
     deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
     study = study.under(preset)
@@ -233,15 +314,16 @@ def run_study(
 
         margins = dict(tracker.margins(study.name, preset))
 
-        def advance() -> dict[str, int]:
+        def advance() -> SeedRound:
             data = collect(study, preset, tracker)
             fixed = margins_to_record(study, preset, data, margins)
             if fixed:  # a relative margin is fixed once, at the first look, and kept with the study
                 tracker.record_margins(parent, fixed)
                 margins.update(fixed)
-            return next_seeds(study, preset, data, margins)
+            return seed_round(study, preset, data, margins)
 
-        seeds = advance() if adaptive else None
+        first = advance() if adaptive else None
+        seeds = first.seeds if first else None
         groups = plan_searches(study, preset, seeds)
         search = Searches(
             groups, tracker, experiment_id, f"{study.name}/{preset}", scope, parent, executor.decide
@@ -254,10 +336,14 @@ def run_study(
             seeds=seeds,
             advance=advance if adaptive else None,
             deadline=deadline,
+            expected=first.expected if first else None,
         )
+        if first:
+            source.given_up.update(first.given_up)
         summary = StudySummary(planned=source.planned(), skipped=source.skipped, parent_run_id=parent,
                                seeds=source.seeds_planned())  # fmt: skip
         summary.tuning_planned = sum(s.group.budget for s in search.searches)
+        summary.given_up = dict(source.given_up)
         if on_start:
             on_start(summary)
         recorder = Recorder(tracker, experiment_id, study, preset, parent, summary)
@@ -278,6 +364,7 @@ def run_study(
                     source.finished(trial)
                     summary.planned = source.planned()
                     summary.seeds = source.seeds_planned()  # a round of seeds added grows the plan
+                    summary.why, summary.given_up = dict(source.why), dict(source.given_up)
                     summary.tuning_planned = sum(s.group.budget for s in search.searches)
                 if on_event:
                     on_event(event, trial)
@@ -297,6 +384,7 @@ def run_study(
         summary.planned, summary.skipped = source.planned(), source.skipped
         summary.budget_stopped = source.budget_stopped
         summary.seeds = dict(source.seeds)
+        summary.why, summary.given_up = dict(source.why), dict(source.given_up)
         counts = {
             "trials_planned": summary.planned,
             "trials_finished": summary.finished + summary.skipped,
