@@ -250,8 +250,11 @@ def test_futility_stops_giving_seeds_to_a_prediction_that_would_need_far_more(wo
     tracker = Tracker()
     summary = run_study(study, "quick", LocalExecutor(2, Runtime()), tracker)
     data = collect(study, "quick", tracker)
-    assert {key: len(arm.records) for key, arm in data.items()} == dict.fromkeys(data, 2)
-    assert summary.finished == summary.planned == 8 and summary.seeds == {"same": 2, "tiny_margin": 2}
+    # given up at its second look (3 seeds), where the maximum is 4
+    seeds = {key: len(arm.records) for key, arm in data.items()}
+    assert seeds == {("same", "before"): 2, ("same", "after"): 2, ("tiny_margin", "eight"): 3,
+                     ("tiny_margin", "nine"): 3}  # fmt: skip
+    assert summary.finished == summary.planned == 10 and summary.seeds == {"same": 2, "tiny_margin": 3}
     assert list(summary.given_up) == ["tiny_margin"] and "would need" in summary.given_up["tiny_margin"]
     _, open_one = evaluate(study, data, "quick")
     assert open_one.given_up and open_one.stopped.startswith("open: would need")
@@ -480,3 +483,21 @@ def test_a_refused_second_runner_writes_nothing_to_the_store(workdir):
         with pytest.raises(StudyError, match="already running"):
             run_study(load_study(TOY), "quick", LocalExecutor(1, Runtime()), tracker)
     assert tracker.client.get_experiment_by_name("toy") is None  # not even the experiment
+
+
+def test_a_trial_planned_for_one_round_serves_the_hypotheses_whose_later_rounds_need_it():
+    from hypotune.study.file import built_in_studies
+
+    study = load_study(built_in_studies()["fashion_mnist_synergy"]).under("quick")
+    three = {h.id: 3 for h in study.hypotheses}
+    source = StudySource(study, "quick", NoSearch(), set(), seeds=three | {"dropout_rate": 5})
+    shared = next(t for t in source.queue if t.name == "dropout=0.1, seed 3")
+    assert {h for h, _ in shared.arms} == {"dropout_rate"}
+    source.seeds = three | {"dropout_rate": 5, "dropout_instancenorm_synergy": 5, "diminishing_returns": 5}
+    source.refresh(force=True)
+    assert {h for h, _ in shared.arms} == {
+        "dropout_rate",
+        "dropout_instancenorm_synergy",
+        "diminishing_returns",
+    }
+    assert sum(t.key == shared.key for t in source.queue) == 1

@@ -526,7 +526,8 @@ def test_the_default_design_widens_an_interval_toward_a_skewed_tail(tmp_path):
     assert robust.ci_high - robust.effect > robust.effect - robust.ci_low  # stretched toward the tail
 
 
-NOISY = {"a": [0.3, 0.7, 0.5], "b": [0.5, 0.5, 0.5]}  # differences 0.2, -0.2, 0: sd 0.2 against a margin 0.05
+# Differences 0.2, -0.2, 0, 0.2, -0.2: sd 0.2 against a margin 0.05, at the second look (5 seeds)
+NOISY = {"a": [0.3, 0.7, 0.5, 0.3, 0.7], "b": [0.5] * 5}
 
 
 def test_a_prediction_that_would_need_far_more_seeds_than_the_maximum_is_given_up(tmp_path):
@@ -537,8 +538,16 @@ def test_a_prediction_that_would_need_far_more_seeds_than_the_maximum_is_given_u
     assert verdict.given_up and verdict.seeds_to_decide == verdict.seeds_needed  # the effect seen is 0
     assert verdict.stopped.startswith(f"open: would need about {verdict.seeds_needed} seeds, more than 1.5 x")
     round_ = seed_round(study, "quick", data)
-    assert round_.seeds == {"h": 3}  # no next look
+    assert round_.seeds == {"h": 5}  # no next look
     assert round_.given_up == {"h": f"would need about {verdict.seeds_needed} seeds"}
+
+
+def test_a_first_look_is_never_given_up_on_its_few_seeds(tmp_path):
+    study = study_of(tmp_path, BETTER, seeds="{ min = 3, max = 8 }")
+    data = data_of(study, {arm: values[:3] for arm, values in NOISY.items()})
+    (verdict,) = evaluate(study, data, "quick")
+    assert verdict.seeds_to_decide > 1.5 * 8 and not verdict.given_up
+    assert next_seeds(study, "quick", data) == {"h": 5}
 
 
 def test_a_large_effect_seen_is_not_given_up_for_a_small_margin(tmp_path):
@@ -555,7 +564,7 @@ def test_a_large_effect_seen_is_not_given_up_for_a_small_margin(tmp_path):
 
 def test_futility_is_a_study_setting_and_zero_turns_it_off(tmp_path):
     head = HEAD.replace("margin = 0.05", "margin = 0.05\nfutility = {futility}")
-    for futility, wanted in (("0", 5), ("1000", 5), ("1.5", 3)):
+    for futility, wanted in (("0", 8), ("1000", 8), ("1.5", 5)):
         study = study_of(
             tmp_path, BETTER, seeds="{ min = 3, max = 8 }", head=head.replace("{futility}", futility)
         )

@@ -125,7 +125,7 @@ def futile(verdict: Verdict, plan: sequential.SeedPlan, futility: float) -> bool
         futility
         and plan.adaptive
         and verdict.verdict == "inconclusive"
-        and plan.min <= verdict.seeds < plan.max
+        and plan.min < verdict.seeds < plan.max  # a first look's few seeds say too little of the spread
         and verdict.seeds_to_decide > futility * plan.max
     )
 

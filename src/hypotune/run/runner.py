@@ -110,10 +110,12 @@ class StudySource:
         advance: Callable[[], SeedRound] | None = None,
         deadline: float | None = None,
         expected: dict[str, float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.study, self.preset, self.search, self.done = study, preset, search, done
         self.seeds = dict(seeds or {})  # planned seeds per hypothesis (default: the preset's min)
         self.advance, self.deadline = advance, deadline
+        self.clock = clock  # what `deadline` is read against (a simulation passes its own)
         self.trials: dict[str, Trial] = {}  # every trial handed out or already done, by key
         self.queue: list[Trial] = []
         self.in_flight: set[str] = set()  # final trials handed out and not yet finished
@@ -135,7 +137,11 @@ class StudySource:
             return
         self.searches_seen = len(tuned)
         for trial in plan(self.study, self.preset, tuned, self.seeds):
-            if trial.key in self.trials:
+            known = self.trials.get(trial.key)
+            if known is not None:
+                # A trial planned for one hypothesis's round that another's later round needs too
+                # serves both: it counts for each (waiting for it, its priority).
+                known.arms.extend(arm for arm in trial.arms if arm not in known.arms)
                 continue
             self.trials[trial.key] = trial
             if trial.key in self.done:
@@ -201,7 +207,7 @@ class StudySource:
         )
 
     def out_of_time(self) -> bool:
-        if self.deadline is None or time.monotonic() < self.deadline:
+        if self.deadline is None or self.clock() < self.deadline:
             return False
         if self.queue or not self.search.done():
             self.budget_stopped = True
@@ -219,7 +225,7 @@ class StudySource:
         if self.queue:
             trial = self.queue.pop(0)
             self.in_flight.add(trial.key)
-            self.handed_out[trial.key] = time.monotonic()
+            self.handed_out[trial.key] = self.clock()
             return Task(trial.key, trial.config, self.study.trainable.ref)
         return None
 
@@ -228,7 +234,7 @@ class StudySource:
         waiting in its round, look at the verdicts and plan the next round where one is open."""
         self.in_flight.discard(trial.key)
         if trial.key in self.handed_out:
-            elapsed = time.monotonic() - self.handed_out.pop(trial.key)
+            elapsed = self.clock() - self.handed_out.pop(trial.key)
             self.measured_keys[trial.key] = [elapsed]
             for arm in trial.arms:
                 self.seconds.setdefault(arm, []).append(elapsed)
