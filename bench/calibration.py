@@ -97,6 +97,7 @@ pool_size = 2
 head_hidden = []
 [statistics]
 margin = {margin}
+{futility}
 [presets.fixed]
 seeds = {max}
 [presets.adaptive]
@@ -298,6 +299,7 @@ def run(
     presets: tuple[str, ...] = ("adaptive", "fixed"),
     noise: str = "gaussian",
     relative: str = "",
+    futility: float | None = None,
 ) -> dict:
     diverging = noise.startswith("diverge")
     scale = DIVERGE_SCALE if diverging else 1.0
@@ -312,7 +314,8 @@ def run(
                 "arms.a = {}\narms.b = { model = { width = 16 } }",
                 "arms.b = { model = { width = 16 } }\narms.a = {}",
             )
-        path.write_text(STUDY.format(margin=margin, min=min_seeds, max=max_seeds, body=body))
+        given = "" if futility is None else f"futility = {futility}"
+        path.write_text(STUDY.format(margin=margin, min=min_seeds, max=max_seeds, body=body, futility=given))
         study = load_study(path)
     arms = list(study.hypotheses[0].arms)
     unit = scale * (math.sqrt(2) if diverging or relative else 1.0)  # loss per sd of the comparison
@@ -371,13 +374,16 @@ def main() -> int:
     parser.add_argument("--kinds", nargs="*", default=None, choices=list(KINDS), help="only these kinds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--designs", choices=["yes", "no", "only"], default="yes", help="the design table")
+    parser.add_argument("--futility", choices=["yes", "no", "only"], default="yes", help="the futility table")
     args = parser.parse_args()
     started = time.time()
     failed = False
-    if args.designs != "only":
+    if args.designs != "only" and args.futility != "only":
         failed = calibration_table(args)
-    if args.designs != "no":
+    if args.designs != "no" and args.futility != "only":
         design_table(args)
+    if args.futility != "no" and args.designs != "only":
+        failed = futility_table(args) or failed
     print(f"({time.time() - started:.0f} s in all)")
     return 1 if failed else 0
 
@@ -405,6 +411,42 @@ def design_table(args) -> None:
             cells = "".join(f"{r[plan]['decided']:>10.0%} / {r[plan]['seeds']:<4.1f}" for r in power)
             print(f"{name if plan == 'adaptive' else '':<27}{plan:<10}"
                   f"{worst['false']:>9.2%} ± {worst['false_se']:.2%} |{cells}", flush=True)  # fmt: skip
+
+
+FUTILITY_ROWS = HOSTILE_ROWS + POWER_ROWS + [Row("synergy", "gaussian", e) for e in (0.0, 0.5, 1.0)]
+
+
+def futility_table(args) -> bool:
+    """The same simulated studies with futility off and at its default: each row's false-decision
+    rate with its Monte Carlo error, the share decided and the mean seeds. True when a rate with
+    futility is above 5% by the main table's gate."""
+    default = load_study_text_futility()
+    print(f"\nFutility, {args.studies} studies per row, seeds {args.min} to {args.max} (adaptive): "
+          f"off against statistics.futility = {default:g} (the default)")  # fmt: skip
+    header = f"{'kind':<13}{'noise':<15}{'effect':>7} | {'false, off':>16}{'decided':>9}{'seeds':>7} | "
+    header += f"{'false, on':>16}{'decided':>9}{'seeds':>7}"
+    print(header)
+    print("-" * len(header))
+    smallest = 1.0
+    for row in FUTILITY_ROWS:
+        cells = []
+        for futility in (0.0, None):
+            result = run(row.kind, row.effect, args.studies, args.min, args.max, args.seed, ("adaptive",),
+                         noise=row.noise, futility=futility)["adaptive"]  # fmt: skip
+            if futility is None:
+                smallest = min(smallest, excess_p(result["false_count"], args.studies))
+            cells.append(f"{result['false']:>9.2%} ± {result['false_se']:.2%}{result['decided']:>9.0%}"
+                         f"{result['seeds']:>7.1f}")  # fmt: skip
+        print(f"{row.kind:<13}{row.noise:<15}{row.effect:>7.1f} | {cells[0]} | {cells[1]}", flush=True)
+    tests = len(FUTILITY_ROWS)
+    print(f"smallest binomial p of a rate above 5% with futility: {smallest:.3g} (gate: {0.01 / tests:.2g})")
+    return smallest < 0.01 / tests
+
+
+def load_study_text_futility() -> float:
+    from hypotune.study.model import Statistics
+
+    return Statistics.futility
 
 
 def calibration_table(args) -> bool:

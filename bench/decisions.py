@@ -13,7 +13,7 @@ the verdicts are read by `verdicts.evaluate`, as `study run` and `report` read t
 
 - **before**: no futility, every open hypothesis's next look in round order, every epoch
   evaluated on the whole validation set; the loop stops handing out trials at the budget.
-- **after**: futility 1.5, looks ordered by expected decisions per second under the budget,
+- **after**: futility at its default, looks ordered by expected decisions per second under the budget,
   the validation subset after each epoch but the last.
 
 Printed per preset and policy, over `--studies` simulated studies: predictions decided, trials,
@@ -41,7 +41,7 @@ from hypotune.fashion.model import build_model, param_count
 from hypotune.run.runner import StudySource
 from hypotune.store.records import TrialRecord
 from hypotune.study.file import built_in_studies, load_study
-from hypotune.study.model import ArmData, Study, StudyData, plan
+from hypotune.study.model import ArmData, Statistics, Study, StudyData, plan
 
 # Per hypothesis: each arm's mean of the deciding metric (or the arm whose numbers it repeats
 # seed by seed, the same function), and the per-seed sd of its arms. A training that several
@@ -142,7 +142,7 @@ class Policy:
 
 
 BEFORE = Policy("before", futility=0.0, allocate=False, subset=False)
-AFTER = Policy("after", futility=1.5, allocate=True, subset=True)
+AFTER = Policy("after", futility=Statistics.futility, allocate=True, subset=True)
 
 
 class NoSearch:

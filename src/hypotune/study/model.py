@@ -48,7 +48,7 @@ class Statistics:
     margin: Margin | None = None  # below this an effect does not matter; None: never "equivalent"
     # An open prediction that would need more than this many times the preset's maximum seeds
     # (sized for the margin) gets no more seeds; 0: every open prediction gets seeds to the maximum.
-    futility: float = 1.5
+    futility: float = 2.5
 
 
 @dataclass(frozen=True)
