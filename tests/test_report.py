@@ -271,3 +271,21 @@ def test_effects_read_the_same_in_the_report_the_terminal_and_the_csv(planted_st
         assert len(decimals) == 1  # one precision for the estimate and both ends
         checked += 1
     assert checked >= 2
+
+
+def test_the_report_says_what_futility_gave_up_and_what_a_next_look_would_bring():
+    import dataclasses
+
+    from hypotune.decide.verdicts import Verdict
+    from hypotune.report.build import counts_line, verdict_item
+
+    open_one = Verdict("h", "a beats b", "better", "val_loss", "inconclusive", 0.01, -0.05, 0.07, 0.6, 0.6, 5,
+                       40, next_chance=0.35, stopped="open at 5 of up to 8 seeds")  # fmt: skip
+    assert "next look would decide it with a chance of about 35%" in verdict_item(open_one)
+    gave_up = dataclasses.replace(
+        open_one, given_up=True, stopped="open: would need about 40 seeds, more than 2.5 x the maximum of 8"
+    )
+    item = verdict_item(gave_up)
+    assert "Seeds: open: would need about 40 seeds" in item and "next look" not in item
+    assert "1 open prediction was given no more seeds" in counts_line([gave_up, open_one])
+    assert "given no more seeds" not in counts_line([open_one])

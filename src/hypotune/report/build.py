@@ -231,7 +231,14 @@ def counts_line(verdicts: list[Verdict]) -> str:
     decided = sum(tally[k] for k in ("supported", "refuted", "equivalent"))
     confirmatory = len(verdicts) - tally["exploratory"]
     shown = ", ".join(f"{n} {name}" for name, n in tally.items() if n)
-    return f"Decided {decided} of {confirmatory} predictions ({shown})."
+    line = f"Decided {decided} of {confirmatory} predictions ({shown})."
+    given_up = sum(v.given_up for v in verdicts)
+    if given_up:
+        line += (
+            f" {given_up} open {'prediction was' if given_up == 1 else 'predictions were'} given no more "
+            "seeds: each would need far more than the preset's maximum (statistics.futility)."
+        )
+    return line
 
 
 def method_line(study: Study) -> str:
