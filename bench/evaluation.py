@@ -21,7 +21,7 @@ import time
 
 from hypotune.config import RunConfig, Runtime
 from hypotune.fashion.data import cached_dataset
-from hypotune.fashion.trainer import epoch_split, evaluate, loss_steers, memory_layout, steps_per_epoch, train
+from hypotune.fashion.trainer import epoch_split, evaluate, memory_layout, steps_per_epoch, train
 from hypotune.study.file import built_in_studies, load_study
 from throughput import in_fresh_process  # bench/, the script's own folder
 
@@ -71,7 +71,7 @@ def counts(preset: str) -> dict[str, int]:
     dataset = cached_dataset(config.data)
     epochs, val, test = config.train.epochs, len(dataset.val), len(dataset.test)
     subset = len(epoch_split(dataset.val, config))
-    after = epochs * val if loss_steers(config.train) else (epochs - 1) * subset + val
+    after = config.settings.validations(val)
     return {
         "steps": epochs * steps_per_epoch(config.train, len(dataset.train)),
         "before": epochs * val + test,

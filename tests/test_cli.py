@@ -26,7 +26,7 @@ def test_train_tracks_a_run(workdir, capsys):
 
 
 def test_a_first_train_says_where_its_time_goes_and_the_try_preset_is_cheap(capsys):
-    """The defaults evaluate 40,000 images for 19,200 trained: the run says so and names the
+    """The defaults evaluate 24,000 images for 19,200 trained: the run says so and names the
     preset that answers in seconds; that preset, like any run that trains more than it judges,
     says nothing."""
     from hypotune.cli.parser import build_parser, resolve_run_config
@@ -34,7 +34,7 @@ def test_a_first_train_says_where_its_time_goes_and_the_try_preset_is_cheap(caps
 
     default = resolve_run_config(build_parser().parse_args(["train"]))
     about = TRAINABLE.describe(default.settings)
-    assert "evaluates 40,000 (10,000 validation images after each of 3 epochs" in about
+    assert "evaluates 24,000 (14,000 validation images over 3 epochs, 10,000 test images" in about
     assert "the `try` preset answers in seconds" in about
     tried = resolve_run_config(build_parser().parse_args(["train", "--preset", "try"]))
     assert TRAINABLE.describe(tried.settings).endswith(" parameters")

@@ -24,10 +24,15 @@ def test_forward_passes_count_training_thrice_and_every_evaluation():
     course = RunConfig(Settings()).replace(
         {"train": {"epochs": 3, "steps_per_epoch": 100, "batch_size": 64}, "data": {"val_size": 10000}}
     )
-    assert forward_passes(course.settings) == 3 * 3 * 100 * 64 + 3 * 10000 + 10000
-    on_test = course.replace({"train": {"steps_per_epoch": 0}, "data": {"validate_on_test": True}})
+    # the 2,000-image subset after epochs 1 and 2, the whole 10,000 after the last, then the test set
+    assert forward_passes(course.settings) == 3 * 3 * 100 * 64 + (2 * 2000 + 10000) + 10000
+    whole = course.replace({"data": {"epoch_val_size": 0}})
+    assert forward_passes(whole.settings) == 3 * 3 * 100 * 64 + 3 * 10000 + 10000
+    steering = course.replace({"train": {"early_stopping": 1}})  # every epoch is evaluated whole
+    assert forward_passes(steering.settings) == forward_passes(whole.settings)
+    on_test = whole.replace({"train": {"steps_per_epoch": 0}, "data": {"validate_on_test": True}})
     assert forward_passes(on_test.settings) == 3 * 3 * 60000 + 4 * 10000  # all 60,000 train; test every epoch
-    mirrored = course.replace({"data": {"eval_flip": True, "test_size": 2000}})
+    mirrored = whole.replace({"data": {"eval_flip": True, "test_size": 2000}})
     assert forward_passes(mirrored.settings) == 3 * 3 * 100 * 64 + 2 * (3 * 10000 + 2000)
 
 

@@ -51,7 +51,9 @@ def forward_passes(settings: Settings) -> int:
     else:  # the validation images are carved from the training split
         val, training = data.val_size, FASHION_MNIST_TRAIN - data.val_size
     per_epoch = budget.steps_per_epoch * budget.batch_size or data.train_subset or training
-    evaluated = (val * budget.epochs + (data.test_size or FASHION_MNIST_TEST)) * (2 if data.eval_flip else 1)
+    evaluated = (settings.validations(val) + (data.test_size or FASHION_MNIST_TEST)) * (
+        2 if data.eval_flip else 1
+    )
     return 3 * per_epoch * budget.epochs + evaluated
 
 
@@ -72,7 +74,7 @@ def check(settings: Settings) -> str:
 
 def evaluation_note(settings: Settings) -> str:
     """Where evaluation, not training, takes most of a run (the defaults: 19,200 images trained,
-    40,000 evaluated), a clause that says so and names the cheap way; '' otherwise."""
+    24,000 evaluated), a clause that says so and names the cheap way; '' otherwise."""
     data, train = settings.data, settings.train
     if data.validate_on_test:
         return ""
@@ -80,12 +82,13 @@ def evaluation_note(settings: Settings) -> str:
     per_epoch = train.steps_per_epoch * train.batch_size if train.steps_per_epoch else training_split
     trained = per_epoch * train.epochs
     tested = data.test_size or 10_000
-    evaluated = data.val_size * train.epochs + tested
+    validated = settings.validations(data.val_size)
+    evaluated = validated + tested
     if evaluated <= trained:
         return ""
     return (
-        f"; it trains on {trained:,} images and evaluates {evaluated:,} ({data.val_size:,} validation "
-        f"images after each of {train.epochs} epochs, {tested:,} test images at the end), which takes most "
+        f"; it trains on {trained:,} images and evaluates {evaluated:,} ({validated:,} validation "
+        f"images over {train.epochs} epochs, {tested:,} test images at the end), which takes most "
         "of its time: the `try` preset answers in seconds"
     )
 

@@ -124,6 +124,15 @@ class TrainConfig:
     label_smoothing: float = setting(0.0, "label smoothing of the training loss")
     early_stopping: int = setting(0, "stop after this many epochs without a better val loss (0 = off)")
 
+    @property
+    def loss_steers(self) -> bool:
+        """Whether an epoch's validation loss can change the training: early stopping picks an
+        epoch by it, and a plateau schedule cuts the rate once it has not improved for more than
+        `plateau_patience` epochs, which a run of that many epochs plus one can never see."""
+        return bool(self.early_stopping) or (
+            self.schedule == "plateau" and self.epochs > self.plateau_patience + 1
+        )
+
     def __post_init__(self) -> None:
         check(self.epochs >= 1, "train.epochs", "must be >= 1")
         check(self.steps_per_epoch >= 0, "train.steps_per_epoch", "must be >= 0")
@@ -145,3 +154,11 @@ class Settings:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validations(self, val: int) -> int:
+        """Validation images a trial evaluates over its epochs, of a validation split of `val`:
+        the subset after each epoch but the last, unless the loss steers the training."""
+        epochs = self.train.epochs
+        if self.train.loss_steers or not self.data.epoch_val_size:
+            return val * epochs
+        return min(self.data.epoch_val_size, val) * (epochs - 1) + val

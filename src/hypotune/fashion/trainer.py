@@ -156,15 +156,6 @@ def evaluate(
     return float(loss_sum) / count, float(correct) / count
 
 
-def loss_steers(config: TrainConfig) -> bool:
-    """Whether an epoch's validation loss can change the training: early stopping picks an epoch
-    by it, and a plateau schedule cuts the rate once it has not improved for more than
-    `plateau_patience` epochs, which a run of that many epochs plus one can never see."""
-    return bool(config.early_stopping) or (
-        config.schedule == "plateau" and config.epochs > config.plateau_patience + 1
-    )
-
-
 def epoch_split(val: Split, config: RunConfig) -> Split:
     """The validation images evaluated after each epoch but the last: a fixed stratified subset
     of `data.epoch_val_size` images (the whole split when that is 0 or at least its size)."""
@@ -247,7 +238,7 @@ def train(
             model, optimizer, step_schedule, stream, steps, config.train.label_smoothing, device, layout
         )
         train_seconds = time.perf_counter() - epoch_start
-        whole = epoch == config.train.epochs or loss_steers(config.train)
+        whole = epoch == config.train.epochs or config.train.loss_steers
         val_loss, val_acc = (
             evaluate(model, val_split if whole else probe, config.data, device, layout)
             if math.isfinite(train_loss)
