@@ -266,10 +266,10 @@ def simulate(
     sizes: dict,
     budget: float,
     workers: int,
-    track: int = 0,
-) -> tuple[list, int, float, tuple[float, int]]:
+    track: tuple[int, ...] = (),
+) -> tuple[list, int, float, dict[int, tuple[float, float]]]:
     """One study run on simulated workers: its verdicts, the trials it trained, its wall seconds,
-    and (with `track`) the seconds and trials after which `track` predictions were decided."""
+    and for each count in `track` the seconds and trials after which that many were decided."""
     data = empty_data(study)
     now = [0.0]
     margins: dict = {}
@@ -284,7 +284,7 @@ def simulate(
                          clock=lambda: now[0])  # fmt: skip
     running: list[tuple[float, str]] = []
     trials = 0
-    reached = [math.inf, 0]
+    reached = dict.fromkeys(track, (math.inf, math.inf))
     seeds_max = {h.id: study.presets[preset].seeds.max for h in study.hypotheses}
     owners = {t.key: t.arms for t in plan(study, preset, None, seeds_max)}
     while True:
@@ -303,9 +303,12 @@ def simulate(
             value = float(values[h, arm][trial.config.seed])
             data[h, arm].records[trial.config.seed] = record(trial.config.seed, value, sizes[h, arm])
         source.finished(trial)
-        if track and reached[0] == math.inf and decided_count(study, preset, data, margins) >= track:
-            reached[:] = [now[0], trials]
-    return evaluate(study, data, preset, margins=margins), trials, now[0], (reached[0], int(reached[1]))
+        if any(math.isinf(at) for at, _ in reached.values()):
+            count = decided_count(study, preset, data, margins)
+            for target, (at, _) in reached.items():
+                if math.isinf(at) and count >= target:
+                    reached[target] = (now[0], trials)
+    return evaluate(study, data, preset, margins=margins), trials, now[0], reached
 
 
 def decided_count(study: Study, preset: str, data: StudyData, margins: dict) -> int:
@@ -343,12 +346,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--null", action="store_true", help="plant no effect: all but a tie is false")
     parser.add_argument("--budget", nargs="*", default=["quick=8m", "course=85m"])
-    parser.add_argument("--target", nargs="*", default=["quick=4", "course=9"], help="decisions to time")
+    parser.add_argument("--target", nargs="*", default=["quick=3,4", "course=9"], help="decisions to time")
     parser.add_argument("--seconds", nargs="*", default=[], help="preset=whole,subset: skip timing")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     budgets = {k: duration(v) for k, v in (item.split("=") for item in args.budget)}
-    targets = {k: int(v) for k, v in (item.split("=") for item in args.target)}
+    targets = {k: tuple(map(int, v.split(","))) for k, v in (item.split("=") for item in args.target)}
     given = {k: tuple(map(float, v.split(","))) for k, v in (item.split("=") for item in args.seconds)}
     started = time.time()
     planted = ", no effect planted" if args.null else ""
@@ -363,7 +366,7 @@ def main() -> None:
         print(
             f"{'policy':8s}{'budget':>8s} {'decided':>10s} {'trials':>7s} {'hours':>6s} {'decisions/h':>12s} "
             f"{'trials/decision':>16s} {'false (per hypothesis)':>24s} | "
-            f"to {targets[preset]} decisions without a budget: minutes, trials (median [80%])"
+            "without a budget, k decisions: share of worlds, median minutes and trials"
         )
         rows = {}
         for policy in (BEFORE, AFTER):
@@ -387,7 +390,7 @@ def row(study, preset, policy, budget, target, whole, subset, args) -> tuple[flo
     seconds = trial_costs(study, preset, subset if policy.subset else whole)
     rng = np.random.default_rng(args.seed)  # the same worlds for both policies
     decided = trials = hours = false = families = 0.0
-    reach_minutes, reach_trials = [], []
+    reach: dict[int, list[tuple[float, float]]] = {t: [] for t in target}
     for _ in range(args.studies):
         values = draw_world(study, preset, world, rng, args.null)
         run = (study, preset, policy, values, seconds, sizes)
@@ -402,9 +405,9 @@ def row(study, preset, policy, budget, target, whole, subset, args) -> tuple[flo
             families += 1
         # The same world without a budget (allocation still on where the policy has it): how long
         # and how many trials until `target` predictions are decided.
-        *_, (at, after) = simulate(*run, 1e12 if policy.allocate else math.inf, args.workers, target)
-        reach_minutes.append(at / 60)
-        reach_trials.append(after if math.isfinite(at) else math.inf)
+        *_, reached = simulate(*run, 1e12 if policy.allocate else math.inf, args.workers, target)
+        for t, point in reached.items():
+            reach[t].append(point)
     rate = false / families
     error = math.sqrt(max(rate * (1 - rate), 1 / families) / families)
     count = sum(not p.exploratory for h in study.hypotheses for p in h.predictions)
@@ -414,15 +417,21 @@ def row(study, preset, policy, budget, target, whole, subset, args) -> tuple[flo
         f"{policy.name:8s}{budget / 60:7.0f}m {decided / n:5.2f} of {count:<2d}"
         f"{trials / n:8.1f} {hours / n:6.2f} "
         f"{decided / hours:12.2f} {per_decision:16.1f} {rate:17.2%} ± {error:.2%} | "
-        f"{quantiles(reach_minutes)} min, {quantiles(reach_trials)} trials",
+        + "; ".join(reaching(target, points) for target, points in reach.items()),
         flush=True,
     )
     return decided / n, trials / n, hours / n
 
 
-def quantiles(values: list[float]) -> str:
-    median, high = np.quantile(values, [0.5, 0.8], method="inverted_cdf")  # "never" stays never
-    return f"{median:.0f} [{high:.0f}]" if math.isfinite(high) else f"{median:.0f} [never]"
+def reaching(target: int, points: list[tuple[float, float]]) -> str:
+    """The share of worlds that decide `target` predictions at all, and the median minutes and
+    trials it took those that did."""
+    reached = [(at, trials) for at, trials in points if math.isfinite(at)]
+    if not reached:
+        return f"{target}: never"
+    minutes = float(np.median([at / 60 for at, _ in reached]))
+    trials = float(np.median([n for _, n in reached]))
+    return f"{target}: {len(reached) / len(points):.0%} of worlds, {minutes:.0f} min, {trials:.0f} trials"
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ class StudySource:
         self.why: dict[str, str] = {}  # per hypothesis: why it got its latest round
         self.given_up: dict[str, str] = {}
         self.handed_out: dict[str, float] = {}  # final trials in flight: when each was handed out
-        self.measured_keys: dict[str, list[float]] = {}  # final trials trained here: their seconds
+        self.measured: dict[str, float] = {}  # final trials trained here: their seconds
         self.seconds: dict[tuple[str, str], list[float]] = {}  # measured seconds per (hypothesis, arm)
         self.refresh()
 
@@ -170,8 +170,7 @@ class StudySource:
         if measured:
             return sum(measured) / len(measured)
         per_cost = [
-            sum(xs) / len(xs) / max(self.cost(self.trials[key]), 1e-12)
-            for key, xs in self.measured_keys.items()
+            seconds / max(self.cost(self.trials[key]), 1e-12) for key, seconds in self.measured.items()
         ]
         return self.cost(trial) * (sum(per_cost) / len(per_cost) if per_cost else 1.0)
 
@@ -200,7 +199,7 @@ class StudySource:
         if not math.isfinite(expected):
             return f"{seeds} seeds: a verdict is open"
         seconds = self.look_seconds().get(hypothesis, 0.0)
-        unit = " s of training" if self.measured_keys else " cost units"
+        unit = " s of training" if self.measured else " cost units"
         return (
             f"{seeds} seeds: the look is expected to decide {expected:.2f} open prediction"
             f"{'s' * (expected != 1)}, for about {seconds:.0f}{unit}"
@@ -235,7 +234,7 @@ class StudySource:
         self.in_flight.discard(trial.key)
         if trial.key in self.handed_out:
             elapsed = self.clock() - self.handed_out.pop(trial.key)
-            self.measured_keys[trial.key] = [elapsed]
+            self.measured[trial.key] = elapsed
             for arm in trial.arms:
                 self.seconds.setdefault(arm, []).append(elapsed)
         if self.advance is None:
