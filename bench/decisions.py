@@ -39,6 +39,7 @@ from hypotune.api import seconds as duration
 from hypotune.decide.verdicts import DECIDED, evaluate, margins_to_record, seed_round
 from hypotune.fashion.model import build_model, param_count
 from hypotune.run.runner import StudySource
+from hypotune.run.search import NoSearches
 from hypotune.store.records import TrialRecord
 from hypotune.study.file import built_in_studies, load_study
 from hypotune.study.model import ArmData, Statistics, Study, StudyData, plan
@@ -143,24 +144,6 @@ class Policy:
 
 BEFORE = Policy("before", futility=0.0, allocate=False, subset=False)
 AFTER = Policy("after", futility=Statistics.futility, allocate=True, subset=True)
-
-
-class NoSearch:
-    """The presets simulated here tune nothing."""
-
-    searches: list = []
-
-    def tuned(self) -> dict:
-        return {}
-
-    def extend(self, groups: list) -> None:
-        pass
-
-    def next_task(self) -> None:
-        return None
-
-    def done(self) -> bool:
-        return True
 
 
 def noise(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -279,7 +262,7 @@ def simulate(
         return seed_round(study, preset, data, margins)
 
     first = advance()
-    source = StudySource(study, preset, NoSearch(), set(), seeds=first.seeds, advance=advance,
+    source = StudySource(study, preset, NoSearches(), set(), seeds=first.seeds, advance=advance,
                          deadline=budget if policy.allocate else None, expected=first.expected,
                          clock=lambda: now[0])  # fmt: skip
     running: list[tuple[float, str]] = []

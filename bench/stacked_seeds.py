@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from hypotune.fashion.config import DataConfig, ModelConfig
 from hypotune.fashion.data import make_dataset
 from hypotune.fashion.model import build_model
+from throughput import in_fresh_process  # bench/, the script's own folder
 
 MODEL = ModelConfig(depth=4, width=32, pool_size=2, pools=3, head="flatten", head_hidden=(32,))
 WARMUP = 10
@@ -97,12 +98,6 @@ def stacked(seeds: int, steps: int) -> float:
         loss.backward()
         optimizer.step()
     return seeds * steps * 64 / (time.perf_counter() - started)
-
-
-def in_fresh_process(function, *args):
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
-        return executor.submit(function, *args).result()
 
 
 def main() -> None:

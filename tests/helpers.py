@@ -17,6 +17,7 @@ import torch
 from hypotune.config import RunConfig
 from hypotune.fashion.config import DataConfig, ModelConfig, Settings, TrainConfig
 from hypotune.fashion.data import PARTS
+from hypotune.run.search import NoSearches
 
 STUDIES = Path(__file__).parent / "studies"
 TINY = STUDIES / "tiny.toml"
@@ -263,19 +264,4 @@ def variant(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
-class NoSearch:
-    """A study's searches when it has none: for driving a StudySource by hand."""
-
-    searches: list = []
-
-    def tuned(self) -> dict:
-        return {}
-
-    def extend(self, groups: list) -> None:
-        pass
-
-    def next_task(self) -> None:
-        return None
-
-    def done(self) -> bool:
-        return True
+NoSearch = NoSearches  # a study's searches when it has none: for driving a StudySource by hand

@@ -121,6 +121,25 @@ class OpenSearch:
         )
 
 
+class NoSearches:
+    """The searches of a study that tunes nothing: for driving a StudySource without a store
+    (tests, and the simulated studies of bench/decisions.py)."""
+
+    searches: list = []
+
+    def tuned(self) -> dict:
+        return {}
+
+    def extend(self, groups: list) -> None:
+        pass
+
+    def next_task(self) -> None:
+        return None
+
+    def done(self) -> bool:
+        return True
+
+
 class Searches:
     """Every search of one run: hands out tuning trials, records what comes back."""
 
