@@ -311,15 +311,18 @@ def trial_costs(study: Study, preset: str, base_seconds: float) -> dict[str, flo
     }
 
 
-def measured_seconds(preset: str) -> tuple[float, float]:
-    """The base arm's trial seconds on this machine, one thread: whole-set epochs, then the subset."""
+def measured_seconds(preset: str, rounds: int = 2) -> tuple[float, float]:
+    """The base arm's trial seconds on this machine, one thread: whole-set epochs, then the
+    subset; each the median of `rounds`, interleaved so that drift hits both."""
     from evaluation import trial_seconds  # bench/, the script's own folder
     from hypotune.fashion.config import DataConfig
     from throughput import in_fresh_process
 
-    whole = in_fresh_process(trial_seconds, preset, 0)[0]
-    subset = in_fresh_process(trial_seconds, preset, DataConfig().epoch_val_size)[0]
-    return whole, subset
+    whole, subset = [], []
+    for _ in range(rounds):
+        whole.append(in_fresh_process(trial_seconds, preset, 0)[0])
+        subset.append(in_fresh_process(trial_seconds, preset, DataConfig().epoch_val_size)[0])
+    return float(np.median(whole)), float(np.median(subset))
 
 
 def main() -> None:
