@@ -596,7 +596,7 @@ def plan_search(
     chosen.describe(resolved.settings)
     for end in spec.range_ends():  # each end of each range must be a valid setting
         resolved.replace(end)
-    key = tuning_key(resolved.to_dict(), spec)
+    key = tuning_key(resolved.keyed(), spec)
     first = resolved.replace({"seed": TUNING_SEED_BASE})
     return SearchPlan(key, spec, spec.budget("search"), first, [("search", label)], trainable=chosen)
 

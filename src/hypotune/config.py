@@ -47,6 +47,19 @@ def keyed_dict(settings: Any) -> Any:
     }
 
 
+def unkeyed_names(cls: type, prefix: str = "") -> set[str]:
+    """The dotted names of a settings class's `keyed=False` settings ("data.epoch_val_size")."""
+    names: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        if not f.metadata.get("keyed", True):
+            names.add(name)
+        elif dataclasses.is_dataclass(hints.get(f.name)):
+            names |= unkeyed_names(hints[f.name], f"{name}.")
+    return names
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One trial: a trainable's settings and the seed. Its hash is the trial key.
@@ -69,10 +82,13 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self.settings), "seed": self.seed}
 
+    def keyed(self) -> dict[str, Any]:
+        """`to_dict` without the settings declared `keyed=False`: what the trial and search keys hash."""
+        return {**keyed_dict(self.settings), "seed": self.seed}
+
     def key(self) -> str:
         """The trial key: a hash of everything that determines the trained model."""
-        keyed = {**keyed_dict(self.settings), "seed": self.seed}
-        text = json.dumps(keyed, sort_keys=True, default=list)
+        text = json.dumps(self.keyed(), sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def replace(self, overrides: dict[str, Any]) -> RunConfig:

@@ -6,10 +6,20 @@ trained by other code, under another preset, or edited by hand.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from hypotune.config import coerce, dotted_to_nested, flatten, leaves, merge, parse_text, settings_from_dict
+from hypotune.config import (
+    coerce,
+    dotted_to_nested,
+    flatten,
+    leaves,
+    merge,
+    parse_text,
+    settings_from_dict,
+    unkeyed_names,
+)
 from hypotune.errors import ConfigError
 from hypotune.store.records import TrialRecord
 from hypotune.study.model import Hypothesis, Study, StudyData, plan
@@ -83,7 +93,9 @@ def audit_hypothesis(
 
         if _differs(records, tagged):
             findings.append(f"{what} differs between arms: {_show(_values_by_arm(records, tagged))}")
-    all_params = set().union(*(r.params for _, r in records)) - {"seed"}
+    # A setting outside the key changes only what is watched during training, never the model.
+    watched = unkeyed_names(trainable.settings) if dataclasses.is_dataclass(trainable.settings) else set()
+    all_params = set().union(*(r.params for _, r in records)) - {"seed"} - watched
     for name in sorted(all_params - declared - set(trainable.budget) - set(trainable.split)):
         if name.startswith("runtime."):
             continue  # threads and device do not change what is trained

@@ -153,7 +153,7 @@ class Study:
             return ""
         assert hypothesis.tuning is not None
         own = seed if hypothesis.tuning.per_seed else 0
-        return tuning_key(self.arm_config(hypothesis, arm, preset, own).to_dict(), hypothesis.tuning)
+        return tuning_key(self.arm_config(hypothesis, arm, preset, own).keyed(), hypothesis.tuning)
 
     def under(self, preset: str | None) -> Study:
         """The study as `preset` runs it: only the hypotheses the preset names (all when it names none)."""
