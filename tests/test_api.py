@@ -67,6 +67,9 @@ def test_run_study_resumes_and_refuses_bad_arguments(workdir):
         hypotune.run_study(study, executor="slurm")
     with pytest.raises(hypotune.ConfigError, match="not a duration"):
         hypotune.run_study(study, budget="soon")
+    for cap in (0, -1, 2.5, "3"):
+        with pytest.raises(hypotune.ConfigError, match="trial cap must be a positive whole number"):
+            hypotune.run_study(study, max_trials=cap)
     with pytest.raises(hypotune.StudyError, match="preset"):
         hypotune.analyze(study, "nosuchpreset")
 

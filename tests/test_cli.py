@@ -232,6 +232,14 @@ def test_a_bad_budget_is_one_line(text, capsys):
     assert stop.value.code == 2 and len(error) == 1 and "argument --budget" in error[0]
 
 
+@pytest.mark.parametrize("text", ["0", "-3", "x", "2.5", ""])
+def test_a_bad_trial_cap_is_one_line(text, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["study", "run", str(TINY_STUDY), "--max-trials", text])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(error) == 1 and "argument --max-trials" in error[0]
+
+
 def test_server_with_auth_asks_for_a_login(tmp_path):
     import os
     import urllib.error

@@ -301,6 +301,45 @@ def test_a_time_budget_stops_adding_trials_and_says_so(workdir):
     assert tracker.client.get_run(summary.parent_run_id).data.tags[f"{PREFIX}stopped"] == ""
 
 
+def test_a_trial_cap_stops_handing_out_trials_and_says_so(workdir):
+    from hypotune.report.build import build_report
+
+    path = workdir / "adaptive.toml"
+    path.write_text(ADAPTIVE)
+    study = load_study(path)
+    tracker = Tracker()
+    executor = LocalExecutor(2, Runtime())
+    summary = run_study(study, "quick", executor, tracker, max_trials=3)
+    assert summary.stopped_by == "trials" and summary.budget_stopped and summary.finished == 3
+    parent = tracker.client.get_run(summary.parent_run_id)
+    assert parent.data.tags[f"{PREFIX}stopped"] == "trials"
+    report = build_report(study, "quick", tracker, workdir / "report")
+    assert "the trial cap (--max-trials) was reached" in report.markdown_path.read_text()
+    # The cap counts this run's trials: a rerun under the same cap trains three more.
+    again = run_study(study, "quick", executor, tracker, max_trials=3)
+    assert again.finished == 3 and again.skipped == 3 and again.stopped_by == "trials"
+    resumed = run_study(study, "quick", executor, tracker)
+    assert resumed.stopped_by == "" and resumed.finished == 6 and resumed.skipped == 6
+
+
+def test_a_budget_too_small_for_every_first_look_completes_the_cheapest_per_prediction(tmp_path):
+    path = tmp_path / "adaptive.toml"
+    # 'tiny_margin' now costs (3 + 2) epochs a seed pair against 'same''s (2 + 2): under a cap of
+    # four trials, 'same''s whole first look, not half of each.
+    path.write_text(ADAPTIVE.replace("arms.eight = { x = 1.0 }", "arms.eight = { x = 1.0, epochs = 3 }"))
+    study = load_study(path)
+    capped = StudySource(
+        study, "quick", NoSearch(), set(), advance=lambda: SeedRound({}, {}, {}), max_trials=4
+    )
+    handed_out = [capped.trials[task.key] for task in iter(capped.next_task, None)]
+    assert len(handed_out) == 4 and {h for t in handed_out for h, _ in t.arms} == {"same"}
+    assert capped.stopped_by == "trials" and len(capped.queue) == 4
+    # Without a budget the same source hands out the longest trials first, whatever they serve.
+    free = StudySource(study, "quick", NoSearch(), set())
+    first = [free.trials[task.key] for task in iter(free.next_task, None)][:4]
+    assert {h for t in first for h, _ in t.arms} != {"same"}
+
+
 def test_a_run_from_any_round_serves_every_arm_with_its_config(workdir):
     # Seeds 2 and 3 of 'eight' were trained for the open hypothesis; a hypothesis added later
     # that compares the same config must find them, whichever round trained them.

@@ -220,12 +220,14 @@ class StudyRun:
         return self.summary.failed
 
     def _repr_html_(self) -> str:
+        from hypotune.decide.verdicts import STOPPED_BY
+
         s = self.summary
         done = (
             f"{s.finished} trials trained, {s.skipped} already done, {s.diverged} diverged, "
             f"{len(s.failed)} failed"
         )
-        budget = "; the time budget stopped it with verdicts open" if s.budget_stopped else ""
+        budget = f"; {STOPPED_BY[s.stopped_by]} with verdicts open" if s.stopped_by else ""
         where = f"{self.study} ({self.preset}) in {self.tracking_uri}"
         return f"<p><b>{html.escape(where)}</b>: {html.escape(done + budget)}</p>"
 
@@ -269,11 +271,14 @@ def run_study(
     data_dir: str = "",
     tracking_uri: str | None = None,
     budget: float | str | None = None,
+    max_trials: int | None = None,
     on_event: EventCallback | None = None,
     on_start: Callable[[StudySummary], None] | None = None,
 ) -> StudyRun:
     """Train every trial the preset plans that the store does not hold yet, adding seeds in
-    rounds where verdicts are open, until they are decided, the seed maximum or the time budget.
+    rounds where verdicts are open, until they are decided, the seed maximum, the time budget
+    or `max_trials` trials trained by this call (tuning trials aside). Under a budget, trials go
+    where a verdict is nearest per second of training.
     Resumable: run it again after an interruption and it goes on. `executor` is "local", "ray"
     or an executor object (see `executor_for`)."""
     from hypotune.run import runner
@@ -286,11 +291,14 @@ def run_study(
         executor = executor_for(executor, workers=workers, threads=threads, device=device, data_dir=data_dir,
                                 preload=study.trainable.preload)  # fmt: skip
     # Missing or corrupt data fails before anything starts.
+    if max_trials is not None and (
+        isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1
+    ):
+        raise ConfigError(f"a trial cap must be a positive whole number, got {max_trials!r}")
     study.trainable.ready(Runtime(threads=threads, device=device, data_dir=data_dir))
     tracker = _tracker(tracking_uri)
-    summary = runner.run_study(
-        study, preset, executor, tracker, on_event=on_event, on_start=on_start, budget_seconds=seconds(budget)
-    )
+    summary = runner.run_study(study, preset, executor, tracker, on_event=on_event, on_start=on_start,
+                               budget_seconds=seconds(budget), max_trials=max_trials)  # fmt: skip
     return StudyRun(study.name, preset, tracker.uri, summary)
 
 

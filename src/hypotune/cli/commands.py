@@ -124,7 +124,8 @@ def run_study_command(args: argparse.Namespace) -> int:
     )
     with trial_display(study.trainable, api.trial_count(study, preset)) as display:
         done = api.run_study(study, preset, executor=executor, data_dir=args.data_dir,
-                             tracking_uri=args.tracking_uri, budget=args.budget, on_event=display.on_event,
+                             tracking_uri=args.tracking_uri, budget=args.budget, max_trials=args.max_trials,
+                             on_event=display.on_event,
                              on_start=display.on_start)  # fmt: skip
     summary = done.summary
     tuning_note = f"{summary.tuning_finished} tuning trials, " if summary.tuning_finished else ""
@@ -133,8 +134,13 @@ def run_study_command(args: argparse.Namespace) -> int:
         f"{summary.diverged} diverged, {len(summary.failed)} failed; store {done.tracking_uri}, "
         f"experiment '{study.name}'"
     )
-    if summary.budget_stopped:
-        out.print("the time budget ran out: rerun the command to go on adding seeds where verdicts are open")
+    if summary.stopped_by:
+        from hypotune.decide.verdicts import STOPPED_BY
+
+        out.print(
+            f"{STOPPED_BY[summary.stopped_by]}: "
+            "rerun the command to go on adding seeds where verdicts are open"
+        )
     for line in summary.failed:
         out.print(f"  failed {line}")
     return 1 if summary.failed else 0

@@ -82,8 +82,8 @@ def closest_flag(typo: str, parser: argparse.ArgumentParser) -> str | None:
     return close[0] if close else None
 
 
-def worker_count(text: str) -> int:
-    """A number of parallel trials: 1 or more."""
+def positive_int(text: str) -> int:
+    """A whole number, 1 or more (a count of workers or of trials)."""
     try:
         count = int(text)
     except ValueError:
@@ -274,7 +274,7 @@ def add_pool_flags(parser: argparse.ArgumentParser) -> None:
     """--workers and --threads: how many trials run at once, and the threads each one gets."""
     parser.add_argument(
         "--workers",
-        type=worker_count,
+        type=positive_int,
         default=os.cpu_count() or 1,
         help="parallel trials (default: one per core)",
     )
@@ -318,6 +318,12 @@ def add_study_parsers(commands: Any) -> None:
         type=duration,
         metavar="TIME",
         help="stop adding seeds after this long, e.g. 30m, 2h, 90s (trials in flight finish)",
+    )
+    study_run.add_argument(
+        "--max-trials",
+        type=positive_int,
+        metavar="N",
+        help="train at most N of the study's trials in this run (tuning trials aside)",
     )
     add_trainable_flag(study_run)
     add_tracking_flags(study_run)

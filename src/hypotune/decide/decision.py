@@ -33,6 +33,6 @@ def decide_study(study: Study, preset: str, tracker: Tracker) -> Decisions:
     searches = collect_searches(study, preset, tracker)
     tuned = {s.key: overrides_from_params(s.best) for own in searches.values() for s in own if s.finished}
     margins = tracker.margins(study.name, preset)
-    verdicts = evaluate(study, data, preset, tracker.budget_stopped(study.name, preset), margins)
+    verdicts = evaluate(study, data, preset, tracker.stopped_by(study.name, preset), margins)
     seeds = next_seeds(study, preset, data, margins) if study.presets[preset].seeds.adaptive else None
     return Decisions(data, searches, verdicts, audit(study, preset, data, tuned, seeds))

@@ -70,7 +70,7 @@ def evaluate(
     study: Study,
     data: StudyData,
     preset: str,
-    budget_stopped: bool = False,
+    stopped_by: str = "",
     margins: Margins | None = None,
     existing: bool = False,
 ) -> list[Verdict]:
@@ -78,6 +78,7 @@ def evaluate(
 
     `margins` are relative margins recorded with the study when its first look completed
     (`margins_to_record`); a hypothesis without one has its margin fixed from the data here.
+    `stopped_by`: the budget that ended the latest run with seeds wanted ("budget", "trials").
     `existing`: the runs were made elsewhere (`hypotune analyze`), so no seed can be added here.
     """
     plan = study.preset(preset).seeds
@@ -100,7 +101,7 @@ def evaluate(
         if not existing:
             for verdict in own:
                 verdict.given_up = futile(verdict, plan, study.statistics.futility)
-        stopped = _existing_reason(own) if existing else _stop_reason(own, plan, budget_stopped)
+        stopped = _existing_reason(own) if existing else _stop_reason(own, plan, stopped_by)
         for verdict in own:
             verdict.stopped = f"decided at {verdict.seeds} seeds" if verdict.verdict in DECIDED else stopped
             if verdict.given_up:
@@ -202,7 +203,11 @@ def _existing_reason(verdicts: list[Verdict]) -> str:
     return f"open with {there}: {more} would likely decide it (sized for the margin)"
 
 
-def _stop_reason(verdicts: list[Verdict], plan: sequential.SeedPlan, budget_stopped: bool) -> str:
+# What each budget that can end a study run says, as an open verdict's reason.
+STOPPED_BY = {"budget": "the time budget ran out", "trials": "the trial cap (--max-trials) was reached"}
+
+
+def _stop_reason(verdicts: list[Verdict], plan: sequential.SeedPlan, stopped_by: str) -> str:
     confirmatory = [v for v in verdicts if v.verdict != "exploratory"]
     if all(v.verdict in DECIDED for v in confirmatory):
         return "decided"
@@ -211,8 +216,8 @@ def _stop_reason(verdicts: list[Verdict], plan: sequential.SeedPlan, budget_stop
         return f"open at the maximum of {plan.max} seeds"
     if all(v.given_up for v in confirmatory if v.verdict not in DECIDED):
         return f"open at {seeds} seeds: given up, as it would need too many (statistics.futility)"
-    if budget_stopped:
-        return f"open at {seeds} seeds: the time budget ran out"
+    if stopped_by:
+        return f"open at {seeds} seeds: {STOPPED_BY.get(stopped_by, 'a budget ran out')}"
     if not plan.adaptive:
         return f"open at the preset's {plan.min} seeds"
     return f"open at {seeds} of up to {plan.max} seeds: running the study again adds seeds"

@@ -41,7 +41,8 @@ class StudySummary:
     parent_run_id: str = ""
     tuning_planned: int = 0  # tuning trials the searches of this preset need in all
     tuning_finished: int = 0  # tuning trials trained in this run (complete or pruned)
-    budget_stopped: bool = False  # the time budget ended the run while seeds were still wanted
+    budget_stopped: bool = False  # a budget ended the run while seeds were still wanted
+    stopped_by: str = ""  # which: "budget" (the time budget) or "trials" (the trial cap)
     seeds: dict[str, int] = field(default_factory=dict)  # seeds each hypothesis was planned for
     why: dict[str, str] = field(default_factory=dict)  # why each hypothesis got its latest seeds
     given_up: dict[str, str] = field(default_factory=dict)  # hypotheses given no more seeds: why
@@ -95,9 +96,12 @@ class StudySource:
     seed plan from min to max, a hypothesis whose round of seeds is done is looked at
     (`advance`), and gets its next round while a verdict is open and not given up.
 
-    Under a time budget (`deadline`), every first look still goes first; after it, the trials of
-    later looks go in the order of the predictions each is expected to decide per second of
-    training (`priority`), so that the budget is spent where a verdict is nearest.
+    Under a budget (`deadline`, a time; `max_trials`, the final trials this run may hand out),
+    every first look still goes first, and every look's trials go in the order of the predictions
+    each is expected to decide per second of training (`priority`), so that the budget is spent
+    where a verdict is nearest. Before its first look a prediction counts as one expected
+    decision: a budget too small for every first look completes the cheapest ones per prediction
+    instead of leaving every hypothesis a few trials short.
     """
 
     def __init__(
@@ -111,17 +115,20 @@ class StudySource:
         deadline: float | None = None,
         expected: dict[str, float] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_trials: int | None = None,
     ) -> None:
         self.study, self.preset, self.search, self.done = study, preset, search, done
         self.seeds = dict(seeds or {})  # planned seeds per hypothesis (default: the preset's min)
-        self.advance, self.deadline = advance, deadline
+        self.advance, self.deadline, self.max_trials = advance, deadline, max_trials
+        self.budgeted = deadline is not None or max_trials is not None
+        self.started = 0  # final trials handed out by this run (what `max_trials` caps)
         self.clock = clock  # what `deadline` is read against (a simulation passes its own)
         self.trials: dict[str, Trial] = {}  # every trial handed out or already done, by key
         self.queue: list[Trial] = []
         self.in_flight: set[str] = set()  # final trials handed out and not yet finished
         self.skipped = 0  # final trials finished in an earlier run
         self.searches_seen = -1
-        self.budget_stopped = False
+        self.stopped_by = ""  # "budget" or "trials" once a budget ended the run with trials wanted
         self.looked: dict[str, int] = {}  # the seeds each hypothesis had when last looked at
         self.expected = dict(expected or {})  # per hypothesis: predictions its next look should decide
         self.why: dict[str, str] = {}  # per hypothesis: why it got its latest round
@@ -154,7 +161,7 @@ class StudySource:
         looks = self.study.presets[self.preset].seeds.looks
         # Every hypothesis gets its first look before any gets a later round (a time budget then
         # ends the study with every claim looked at); within a round, the longest trials first.
-        if self.deadline is None:
+        if not self.budgeted:
             self.queue.sort(key=lambda t: (bisect.bisect_right(looks, t.config.seed), -self.cost(t)))
             return
         priority = self.priority()
@@ -187,11 +194,20 @@ class StudySource:
         a queued trial serves: each hypothesis's expected decisions at its next look over the
         seconds of the trials that look still needs."""
         seconds = self.look_seconds()
-        rate = {
-            h: (value if math.isfinite(value) else 0.0) / max(seconds.get(h, 0.0), 1e-9)
-            for h, value in self.expected.items()
-        }
+        rate = {h: self.expected_decisions(h) / max(seconds.get(h, 0.0), 1e-9) for h in self.seeds_planned()}
         return lambda trial: sum(rate.get(h, 0.0) for h in {h for h, _ in trial.arms})
+
+    def expected_decisions(self, hypothesis: str) -> float:
+        """The predictions a hypothesis's next look is expected to decide: as measured from its
+        spread (`expected`), or before its first look one per confirmatory prediction."""
+        value = self.expected.get(hypothesis, math.nan)
+        if math.isfinite(value):
+            return value
+        first = self.study.presets[self.preset].seeds.looks[0]
+        if self.seeds_planned()[hypothesis] > first:
+            return 0.0  # a later look whose chance could not be estimated
+        own = next(h for h in self.study.hypotheses if h.id == hypothesis)
+        return float(sum(not p.exploratory for p in own.predictions))
 
     def explain(self, hypothesis: str, seeds: int) -> str:
         """Why a hypothesis got the round to `seeds` seeds, in a few words."""
@@ -205,15 +221,26 @@ class StudySource:
             f"{'s' * (expected != 1)}, for about {seconds:.0f}{unit}"
         )
 
-    def out_of_time(self) -> bool:
-        if self.deadline is None or self.clock() < self.deadline:
-            return False
-        if self.queue or not self.search.done():
-            self.budget_stopped = True
-        return True
+    @property
+    def budget_stopped(self) -> bool:
+        return bool(self.stopped_by)
+
+    def spent(self) -> str:
+        """Which budget is spent: "budget" (the time), "trials" (the cap), or ''."""
+        if self.deadline is not None and self.clock() >= self.deadline:
+            return "budget"
+        if self.max_trials is not None and self.started >= self.max_trials:
+            return "trials"
+        return ""
+
+    def out_of_budget(self) -> bool:
+        spent = self.spent()
+        if spent and (self.queue or not self.search.done()):
+            self.stopped_by = spent
+        return bool(spent)
 
     def next_task(self) -> Task | None:
-        if self.out_of_time():
+        if self.out_of_budget():
             return None
         picked = self.search.next_task()
         if picked is not None:
@@ -223,6 +250,7 @@ class StudySource:
         self.refresh()
         if self.queue:
             trial = self.queue.pop(0)
+            self.started += 1
             self.in_flight.add(trial.key)
             self.handed_out[trial.key] = self.clock()
             return Task(trial.key, trial.config, self.study.trainable.ref)
@@ -256,8 +284,9 @@ class StudySource:
         self.given_up.update(round_.given_up)
         self.expected.update(round_.expected)
         if any(n > planned.get(h, minimum) for h, n in wanted.items()):
-            if self.out_of_time():  # a round is wanted, but the budget is spent
-                self.budget_stopped = True
+            spent = self.spent()
+            if spent:  # a round is wanted, but the budget is spent
+                self.stopped_by = spent
                 return
             self.seeds = {h: max(n, planned.get(h, minimum)) for h, n in wanted.items()}
             self.search.extend(plan_searches(self.study, self.preset, self.seeds))  # per-seed searches
@@ -265,11 +294,11 @@ class StudySource:
             for h, n in wanted.items():
                 if n > planned.get(h, minimum):
                     self.why[h] = self.explain(h, n)
-        elif self.deadline is not None:
+        elif self.budgeted:
             self.order()  # measured seconds and chances changed: so may the order of what is queued
 
     def exhausted(self) -> bool:
-        if self.out_of_time():
+        if self.out_of_budget():
             return True
         self.refresh()
         return self.search.done() and not self.queue
@@ -296,11 +325,13 @@ def run_study(
     on_event: EventCallback | None = None,
     on_start: Callable[[StudySummary], None] | None = None,
     budget_seconds: float | None = None,
+    max_trials: int | None = None,
 ) -> StudySummary:
     """Tune the arms that declare nuisance settings, then train every trial not yet finished.
 
     Under a seed plan from min to max, seeds are added in rounds to the hypotheses whose verdicts
-    are still open, until each is decided, reaches the maximum, or `budget_seconds` run out.
+    are still open, until each is decided, reaches the maximum, or `budget_seconds` run out or
+    `max_trials` final trials have been handed out (tuning trials aside).
     """
     from hypotune.decide.collect import collect
     from hypotune.decide.verdicts import margins_to_record, seed_round
@@ -342,6 +373,7 @@ def run_study(
             advance=advance if adaptive else None,
             deadline=deadline,
             expected=first.expected if first else None,
+            max_trials=max_trials,
         )
         if first:
             source.given_up.update(first.given_up)
@@ -387,7 +419,7 @@ def run_study(
             tracker.record_margins(parent, fixed)
         summary.failed += search.errors()
         summary.planned, summary.skipped = source.planned(), source.skipped
-        summary.budget_stopped = source.budget_stopped
+        summary.budget_stopped, summary.stopped_by = source.budget_stopped, source.stopped_by
         summary.seeds = dict(source.seeds)
         summary.why, summary.given_up = dict(source.why), dict(source.given_up)
         counts = {
@@ -397,7 +429,7 @@ def run_study(
             "trials_failed": len(summary.failed),
             "tuning_trials": summary.tuning_finished,
         }
-        tracker.close_study_run(parent, source.budget_stopped, counts, bool(summary.failed))
+        tracker.close_study_run(parent, source.stopped_by, counts, bool(summary.failed))
     return summary
 
 

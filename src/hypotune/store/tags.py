@@ -30,7 +30,7 @@ KIND_TUNING_TRIAL = "tuning_trial"  # one trial of a search
 STUDY = tag("study")  # the study's name (also on trials and searches)
 PRESET = tag("preset")  # the preset (also on trials and searches)
 STUDY_FILE = tag("study_file")  # the study file's text, to rebuild the report from the store
-STOPPED = tag("stopped")  # "budget" when its time budget ended it
+STOPPED = tag("stopped")  # the budget that ended it with seeds still wanted: "budget" (time), "trials"
 MARGIN_PREFIX = tag("margin.")  # + hypothesis id: its fixed relative margin, as JSON value/basis
 
 # On a trial.

@@ -386,20 +386,23 @@ class Tracker:
             tags[STUDY_FILE] = study_file
         return self.start_run(experiment_id, f"{study} ({preset})", tags)
 
-    def close_study_run(
-        self, run_id: str, budget_stopped: bool, metrics: dict[str, float], failed: bool
-    ) -> None:
-        self.client.set_tag(run_id, STOPPED, "budget" if budget_stopped else "")
+    def close_study_run(self, run_id: str, stopped_by: str, metrics: dict[str, float], failed: bool) -> None:
+        """End a study's run; `stopped_by` names the budget that ended it with seeds still wanted
+        ("budget": the time, "trials": the trial cap), or is ''."""
+        self.client.set_tag(run_id, STOPPED, stopped_by)
         self.log_metrics(run_id, metrics)
         self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
-    def budget_stopped(self, study: str, preset: str) -> bool:
-        """Whether the last run of this preset stopped adding seeds because its time budget ran out."""
+    def stopped_by(self, study: str, preset: str) -> str:
+        """Which budget stopped the latest run of this preset that a budget stopped: "budget" (its
+        time budget ran out), "trials" (its trial cap), or '' when none did."""
         experiment_id = self.find_experiment(study)
         if experiment_id is None:
-            return False
+            return ""
         runs = self.runs(experiment_id, tag_filter({KIND: KIND_STUDY, PRESET: preset}))
-        return any(run.data.tags.get(STOPPED) == "budget" for run in runs)
+        stopped = [run for run in runs if run.data.tags.get(STOPPED) in ("budget", "trials")]
+        latest = max(stopped, key=lambda run: run.info.start_time or 0, default=None)
+        return latest.data.tags[STOPPED] if latest else ""
 
     def record_margins(self, run_id: str, margins: dict[str, tuple[float, str]]) -> None:
         """Record relative margins with the study's run, once each: a margin fixed at the first
