@@ -18,11 +18,14 @@ the verdicts are read by `verdicts.evaluate`, as `study run` and `report` read t
 
 Printed per preset and policy, over `--studies` simulated studies: predictions decided, trials,
 decisions per hour of wall time, trials per decision, and the share of hypotheses with a false
-verdict (the planted truth contradicts it) with its Monte Carlo error. `--null` plants no effect
+verdict (the planted truth contradicts it) with its Monte Carlo error; then what the same worlds
+decide under a trial cap alone (`--max-trials`: before, the loop stops at the cap; after, the
+runner's own cap, which orders every look by expected decisions per second). `--null` plants no effect
 at all, so that every verdict but "equivalent" is false.
 
     .venv/bin/python bench/decisions.py [--presets quick course] [--studies 20] [--null]
-        [--budget quick=8m course=85m] [--workers 2] [--seconds quick=26,25 course=37,31]
+        [--budget quick=8m course=85m] [--max-trials quick=27 course=73] [--workers 2]
+        [--seconds quick=26,25 course=37,31]
 """
 
 from __future__ import annotations
@@ -254,9 +257,12 @@ def simulate(
     budget: float,
     workers: int,
     track: tuple[int, ...] = (),
+    max_trials: int | None = None,
 ) -> tuple[list, int, float, dict[int, tuple[float, float]]]:
     """One study run on simulated workers: its verdicts, the trials it trained, its wall seconds,
-    and for each count in `track` the seconds and trials after which that many were decided."""
+    and for each count in `track` the seconds and trials after which that many were decided.
+    `max_trials` caps the trials handed out: the source's own cap (`--max-trials`) where the
+    policy allocates, else the loop stops handing out trials at the cap."""
     data = empty_data(study)
     now = [0.0]
     margins: dict = {}
@@ -266,19 +272,22 @@ def simulate(
         return seed_round(study, preset, data, margins)
 
     first = advance()
+    deadline = budget if policy.allocate and math.isfinite(budget) else None
     source = StudySource(study, preset, NoSearches(), set(), seeds=first.seeds, advance=advance,
-                         deadline=budget if policy.allocate else None, expected=first.expected,
-                         clock=lambda: now[0])  # fmt: skip
+                         deadline=deadline, expected=first.expected, clock=lambda: now[0],
+                         max_trials=max_trials if policy.allocate else None)  # fmt: skip
+    cap = math.inf if max_trials is None else max_trials
     running: list[tuple[float, str]] = []
-    trials = 0
+    trials = handed = 0
     reached = dict.fromkeys(track, (math.inf, math.inf))
     seeds_max = {h.id: study.presets[preset].seeds.max for h in study.hypotheses}
     owners = {t.key: t.arms for t in plan(study, preset, None, seeds_max)}
     while True:
-        while len(running) < workers and now[0] < budget:
+        while len(running) < workers and now[0] < budget and handed < cap:
             task = source.next_task()
             if task is None:
                 break
+            handed += 1
             trial = source.trials[task.key]
             heapq.heappush(running, (now[0] + seconds[trial.key], task.key))
         if not running:
@@ -338,11 +347,18 @@ def main() -> None:
     parser.add_argument("--budget", nargs="*", default=["quick=8m", "course=85m"])
     parser.add_argument("--target", nargs="*", default=["quick=3,4", "course=9"], help="decisions to time")
     parser.add_argument("--seconds", nargs="*", default=[], help="preset=whole,subset: skip timing")
+    parser.add_argument(
+        "--max-trials",
+        nargs="*",
+        default=["quick=27", "course=73"],
+        help="preset=N: a trial cap, no time budget",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     budgets = {k: duration(v) for k, v in (item.split("=") for item in args.budget)}
     targets = {k: tuple(map(int, v.split(","))) for k, v in (item.split("=") for item in args.target)}
     given = {k: tuple(map(float, v.split(","))) for k, v in (item.split("=") for item in args.seconds)}
+    caps = {k: int(v) for k, v in (item.split("=") for item in args.max_trials)}
     started = time.time()
     planted = ", no effect planted" if args.null else ""
     print(f"{args.studies} simulated studies per row, {args.workers} workers{planted}")
@@ -361,17 +377,24 @@ def main() -> None:
         rows = {}
         for policy in (BEFORE, AFTER):
             rows[policy.name] = row(
-                study, preset, policy, budgets[preset], targets[preset], whole, subset, args
+                study, preset, policy, budgets[preset], targets[preset], caps.get(preset), whole, subset, args
             )
-        (d0, t0, h0), (d1, t1, h1) = rows["before"], rows["after"]
+        (d0, t0, h0, c0), (d1, t1, h1, c1) = rows["before"], rows["after"]
+        if preset in caps:
+            count = sum(not p.exploratory for h in study.hypotheses for p in h.predictions)
+            print(
+                f"{preset}: within {caps[preset]} trials, no time budget: decided {c0:.2f} of {count} "
+                f"before, {c1:.2f} after"
+            )
         ratio = (d1 / h1) / (d0 / h0) if d0 else math.inf
         per = (t1 / d1) / (t0 / d0) if d0 and d1 else math.nan
         print(f"{preset}: decisions per hour x{ratio:.2f}, trials per decision x{per:.2f} (after / before)")
     print(f"({time.time() - started:.0f} s in all)")
 
 
-def row(study, preset, policy, budget, target, whole, subset, args) -> tuple[float, float, float]:
-    """One policy on `args.studies` worlds, printed; its mean decided, trials and hours."""
+def row(study, preset, policy, budget, target, cap, whole, subset, args) -> tuple[float, float, float, float]:
+    """One policy on `args.studies` worlds, printed; its mean decided, trials and hours, and the
+    mean decided within `cap` trials without a time budget (nan without a cap)."""
     statistics = dataclasses.replace(study.statistics, futility=policy.futility)
     study = dataclasses.replace(study, statistics=statistics)
     world = WORLDS[preset]
@@ -379,7 +402,7 @@ def row(study, preset, policy, budget, target, whole, subset, args) -> tuple[flo
     effects = true_effects(study, preset, world, args.null)
     seconds = trial_costs(study, preset, subset if policy.subset else whole)
     rng = np.random.default_rng(args.seed)  # the same worlds for both policies
-    decided = trials = hours = false = families = 0.0
+    decided = trials = hours = false = families = capped = 0.0
     reach: dict[int, list[tuple[float, float]]] = {t: [] for t in target}
     for _ in range(args.studies):
         values = draw_world(study, preset, world, rng, args.null)
@@ -398,6 +421,9 @@ def row(study, preset, policy, budget, target, whole, subset, args) -> tuple[flo
         *_, reached = simulate(*run, 1e12 if policy.allocate else math.inf, args.workers, target)
         for t, point in reached.items():
             reach[t].append(point)
+        if cap is not None:  # the same world under a trial cap alone
+            within, *_ = simulate(*run, math.inf, args.workers, max_trials=cap)
+            capped += sum(v.verdict in DECIDED for v in within)
     rate = false / families
     error = math.sqrt(max(rate * (1 - rate), 1 / families) / families)
     count = sum(not p.exploratory for h in study.hypotheses for p in h.predictions)
@@ -410,7 +436,7 @@ def row(study, preset, policy, budget, target, whole, subset, args) -> tuple[flo
         + "; ".join(reaching(target, points) for target, points in reach.items()),
         flush=True,
     )
-    return decided / n, trials / n, hours / n
+    return decided / n, trials / n, hours / n, (capped / n if cap is not None else math.nan)
 
 
 def reaching(target: int, points: list[tuple[float, float]]) -> str:
