@@ -219,15 +219,20 @@ class StudyRun:
     def failed(self) -> list[str]:
         return self.summary.failed
 
-    def _repr_html_(self) -> str:
+    @property
+    def stopped(self) -> str:
+        """Which budget ended the run with seeds still wanted, in words ('' when none did)."""
         from hypotune.decide.verdicts import STOPPED_BY
 
+        return STOPPED_BY.get(self.summary.stopped_by, "")
+
+    def _repr_html_(self) -> str:
         s = self.summary
         done = (
             f"{s.finished} trials trained, {s.skipped} already done, {s.diverged} diverged, "
             f"{len(s.failed)} failed"
         )
-        budget = f"; {STOPPED_BY[s.stopped_by]} with verdicts open" if s.stopped_by else ""
+        budget = f"; {self.stopped} with verdicts open" if self.stopped else ""
         where = f"{self.study} ({self.preset}) in {self.tracking_uri}"
         return f"<p><b>{html.escape(where)}</b>: {html.escape(done + budget)}</p>"
 

@@ -134,13 +134,8 @@ def run_study_command(args: argparse.Namespace) -> int:
         f"{summary.diverged} diverged, {len(summary.failed)} failed; store {done.tracking_uri}, "
         f"experiment '{study.name}'"
     )
-    if summary.stopped_by:
-        from hypotune.decide.verdicts import STOPPED_BY
-
-        out.print(
-            f"{STOPPED_BY[summary.stopped_by]}: "
-            "rerun the command to go on adding seeds where verdicts are open"
-        )
+    if done.stopped:
+        out.print(f"{done.stopped}: rerun the command to go on adding seeds where verdicts are open")
     for line in summary.failed:
         out.print(f"  failed {line}")
     return 1 if summary.failed else 0
