@@ -381,7 +381,7 @@ def main() -> None:
             )
         (d0, t0, h0, c0), (d1, t1, h1, c1) = rows["before"], rows["after"]
         if preset in caps:
-            count = sum(not p.exploratory for h in study.hypotheses for p in h.predictions)
+            count = sum(len(h.confirmatory) for h in study.hypotheses)
             print(
                 f"{preset}: within {caps[preset]} trials, no time budget: decided {c0:.2f} of {count} "
                 f"before, {c1:.2f} after"
@@ -426,7 +426,7 @@ def row(study, preset, policy, budget, target, cap, whole, subset, args) -> tupl
             capped += sum(v.verdict in DECIDED for v in within)
     rate = false / families
     error = math.sqrt(max(rate * (1 - rate), 1 / families) / families)
-    count = sum(not p.exploratory for h in study.hypotheses for p in h.predictions)
+    count = sum(len(h.confirmatory) for h in study.hypotheses)
     n = args.studies
     per_decision = trials / decided if decided else math.inf
     print(

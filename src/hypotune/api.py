@@ -295,11 +295,11 @@ def run_study(
     if isinstance(executor, str):
         executor = executor_for(executor, workers=workers, threads=threads, device=device, data_dir=data_dir,
                                 preload=study.trainable.preload)  # fmt: skip
-    # Missing or corrupt data fails before anything starts.
     if max_trials is not None and (
         isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1
     ):
         raise ConfigError(f"a trial cap must be a positive whole number, got {max_trials!r}")
+    # Missing or corrupt data fails before anything starts.
     study.trainable.ready(Runtime(threads=threads, device=device, data_dir=data_dir))
     tracker = _tracker(tracking_uri)
     summary = runner.run_study(study, preset, executor, tracker, on_event=on_event, on_start=on_start,

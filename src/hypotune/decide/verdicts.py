@@ -137,7 +137,7 @@ def seeds_wording(count: float) -> str:
 
 
 def _families(study: Study) -> dict[str, tuple[str, int]]:
-    confirmatory = {h.id: sum(not p.exploratory for p in h.predictions) for h in study.hypotheses}
+    confirmatory = {h.id: len(h.confirmatory) for h in study.hypotheses}
     if study.statistics.family == "study":
         total = sum(confirmatory.values())
         return {h: ("the study", total) for h in confirmatory}

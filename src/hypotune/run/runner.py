@@ -23,7 +23,7 @@ from hypotune.run.events import ENDS, Epoch, Event, Failed, Finished, Started
 from hypotune.run.executors import Executor, Task
 from hypotune.run.search import Searches, SearchPlan, SearchResult, plan_searches, trials_awaiting
 from hypotune.store.tracker import Tracker, absolute_uri, interrupts_held
-from hypotune.study.model import Study, Trial, plan
+from hypotune.study.model import Hypothesis, Study, Trial, plan
 
 if TYPE_CHECKING:
     from hypotune.decide.verdicts import SeedRound
@@ -41,11 +41,14 @@ class StudySummary:
     parent_run_id: str = ""
     tuning_planned: int = 0  # tuning trials the searches of this preset need in all
     tuning_finished: int = 0  # tuning trials trained in this run (complete or pruned)
-    budget_stopped: bool = False  # a budget ended the run while seeds were still wanted
-    stopped_by: str = ""  # which: "budget" (the time budget) or "trials" (the trial cap)
+    stopped_by: str = ""  # the budget that ended the run with seeds still wanted: "budget" (time), "trials"
     seeds: dict[str, int] = field(default_factory=dict)  # seeds each hypothesis was planned for
     why: dict[str, str] = field(default_factory=dict)  # why each hypothesis got its latest seeds
     given_up: dict[str, str] = field(default_factory=dict)  # hypotheses given no more seeds: why
+
+    @property
+    def budget_stopped(self) -> bool:
+        return bool(self.stopped_by)
 
 
 @contextlib.contextmanager
@@ -194,20 +197,21 @@ class StudySource:
         a queued trial serves: each hypothesis's expected decisions at its next look over the
         seconds of the trials that look still needs."""
         seconds = self.look_seconds()
-        rate = {h: self.expected_decisions(h) / max(seconds.get(h, 0.0), 1e-9) for h in self.seeds_planned()}
+        first = self.study.presets[self.preset].seeds.looks[0]
+        planned = self.seeds_planned()
+        rate = {
+            h.id: self.expected_decisions(h, planned[h.id] <= first) / max(seconds.get(h.id, 0.0), 1e-9)
+            for h in self.study.hypotheses
+        }
         return lambda trial: sum(rate.get(h, 0.0) for h in {h for h, _ in trial.arms})
 
-    def expected_decisions(self, hypothesis: str) -> float:
+    def expected_decisions(self, hypothesis: Hypothesis, first_look: bool) -> float:
         """The predictions a hypothesis's next look is expected to decide: as measured from its
         spread (`expected`), or before its first look one per confirmatory prediction."""
-        value = self.expected.get(hypothesis, math.nan)
+        value = self.expected.get(hypothesis.id, math.nan)
         if math.isfinite(value):
             return value
-        first = self.study.presets[self.preset].seeds.looks[0]
-        if self.seeds_planned()[hypothesis] > first:
-            return 0.0  # a later look whose chance could not be estimated
-        own = next(h for h in self.study.hypotheses if h.id == hypothesis)
-        return float(sum(not p.exploratory for p in own.predictions))
+        return float(len(hypothesis.confirmatory)) if first_look else 0.0  # else: not estimable
 
     def explain(self, hypothesis: str, seeds: int) -> str:
         """Why a hypothesis got the round to `seeds` seeds, in a few words."""
@@ -419,7 +423,7 @@ def run_study(
             tracker.record_margins(parent, fixed)
         summary.failed += search.errors()
         summary.planned, summary.skipped = source.planned(), source.skipped
-        summary.budget_stopped, summary.stopped_by = source.budget_stopped, source.stopped_by
+        summary.stopped_by = source.stopped_by
         summary.seeds = dict(source.seeds)
         summary.why, summary.given_up = dict(source.why), dict(source.given_up)
         counts = {

@@ -91,6 +91,11 @@ class Hypothesis:
     def tuned_in(self, preset: str) -> bool:
         return self.tuning is not None and self.tuning.budget(preset) > 0
 
+    @property
+    def confirmatory(self) -> tuple[Prediction, ...]:
+        """The predictions that get a verdict (every one but the exploratory)."""
+        return tuple(p for p in self.predictions if not p.exploratory)
+
 
 @dataclass(frozen=True)
 class Preset:
