@@ -540,3 +540,39 @@ def test_a_trial_planned_for_one_round_serves_the_hypotheses_whose_later_rounds_
         "diminishing_returns",
     }
     assert sum(t.key == shared.key for t in source.queue) == 1
+
+
+@pytest.mark.parametrize("promising", [True, False])
+def test_under_a_budget_a_first_look_that_promises_a_verdict_gets_its_seeds_before_another_starts(
+    tmp_path, promising
+):
+    # 'tiny_margin' trains longer, so 'same' (one prediction for less) starts. Once its first look
+    # says its next look likely decides it, that look goes before 'tiny_margin' is even started;
+    # if its outlook is poor, the study starts 'tiny_margin' instead (counted as decidable as the
+    # seed plan is sized for).
+    path = tmp_path / "adaptive.toml"
+    path.write_text(ADAPTIVE.replace("base = { noise = 1.0 }", "base = { noise = 1.0, epochs = 3 }"))
+    study = load_study(path)
+    looks = study.presets["quick"].seeds.looks
+    sized = {
+        h: tuple((n, p) for n, p in zip(looks, (0.0, 0.3, 0.8), strict=True)) for h in ("same", "tiny_margin")
+    }
+    outlook = 0.9 if promising else 0.01
+    after_first = SeedRound(
+        {"same": looks[1], "tiny_margin": looks[0]},
+        {"same": outlook},
+        {},
+        {"same": ((looks[1], outlook), (looks[2], outlook)), "tiny_margin": sized["tiny_margin"]},
+    )
+    source = StudySource(study, "quick", NoSearch(), set(), advance=lambda: after_first,
+                         max_trials=100, ahead=sized)  # fmt: skip
+    first = [source.trials[task.key] for task in (source.next_task() for _ in range(4))]
+    assert {h for t in first for h, _ in t.arms} == {"same"}  # its first look: 2 arms, 2 seeds
+    for trial in first:
+        source.finished(trial)
+    rest = [{h for h, _ in source.trials[t.key].arms} for t in iter(source.next_task, None)]
+    if promising:
+        assert rest == [{"same"}] * 2 + [{"tiny_margin"}] * 4
+        assert source.why["same"].startswith(f"{looks[1]} seeds: the look is expected to decide 0.90")
+    else:
+        assert rest == [{"tiny_margin"}] * 4 + [{"same"}] * 2

@@ -603,3 +603,46 @@ def test_the_chance_of_deciding_at_the_next_look_matches_a_simulation_of_the_rul
     error = math.sqrt(max(simulated * (1 - simulated), 0.01) / runs)
     # The chance reads the next look's interval alone, and the simulated sd varies: close, not exact.
     assert abs(verdict.next_chance - simulated) < 0.1 + 3 * error, (verdict.next_chance, simulated)
+
+
+@pytest.mark.parametrize("shift", [0.02, 0.05])
+def test_the_chance_of_deciding_by_a_later_look_matches_a_simulation_of_the_rule(tmp_path, shift):
+    """The chances that look ahead (by the look at 8 seeds, from 3, across the look at 5), against
+    the verdicts the real rule reads at 8 seeds when the new seeds are drawn as the first ones
+    look: the intervals of every look met, so decided by 8 is decided at 5 or at 8."""
+    study = study_of(tmp_path, BETTER, seeds="{ min = 3, max = 8 }")
+    assert study.presets["quick"].seeds.looks == (3, 5, 8)
+    base = np.array([0.50, 0.52, 0.48])
+    a = base - shift + np.array([0.02, -0.03, 0.01])
+    (verdict,) = evaluate(study, data_of(study, {"a": list(a), "b": list(base)}), "quick")
+    assert verdict.verdict == "inconclusive" and len(verdict.chances) == 2
+    assert verdict.chances[0] == verdict.next_chance and verdict.chances[0] <= verdict.chances[1]
+    rng = np.random.default_rng(1)
+    mean, std = verdict.effect, float(np.std(base - a, ddof=1))
+    decided, runs = 0, 300
+    for _ in range(runs):
+        more = mean + std * rng.standard_normal(5)  # seeds 3 to 7
+        grown = data_of(study, {"a": [*a, *(0.5 - more)], "b": [*base, *[0.5] * 5]})
+        (after,) = evaluate(study, grown, "quick")
+        assert after.seeds == 8
+        decided += after.verdict != "inconclusive"
+    simulated = decided / runs
+    error = math.sqrt(max(simulated * (1 - simulated), 0.01) / runs)
+    assert abs(verdict.chances[1] - simulated) < 0.1 + 3 * error, (verdict.chances[1], simulated)
+
+
+def test_before_its_first_look_each_prediction_counts_as_decidable_as_the_plan_is_sized_for(tmp_path):
+    body = BETTER + BETTER.replace('id = "h"', 'id = "two"').replace(
+        'prediction = { kind = "better", arm = "a", than = "b" }',
+        'predictions = [{ kind = "better", arm = "a", than = "b" },'
+        ' { kind = "better", arm = "b", than = "a" }]',
+    )
+    study = study_of(tmp_path, body, seeds="{ min = 3, max = 13 }")
+    data = {(h.id, arm): ArmData(h.id, arm) for h in study.hypotheses for arm in h.arms}
+    with sequential.designed(sequential.Design()):  # strict at 3 seeds: hardly a verdict there
+        round_ = seed_round(study, "quick", data)
+    one, two = round_.ahead["h"], round_.ahead["two"]
+    assert [n for n, _ in one] == [3, 5, 8, 13] == [n for n, _ in two]
+    chances = [e for _, e in one]
+    assert chances == sorted(chances) and chances[0] < 0.01 and abs(chances[-1] - 0.8) < 0.05
+    assert two[-1][1] > 1.5  # two predictions, each at a stricter level: a little under 2 x 0.8

@@ -329,11 +329,11 @@ class Analysis:
     @property
     def verdicts(self) -> pandas.DataFrame:
         """One row per prediction: verdict, effect and corrected interval, p, seeds, family."""
-        import dataclasses
-
         import pandas
 
-        return pandas.DataFrame([dataclasses.asdict(v) for v in self.verdict_list])
+        from hypotune.decide.verdicts import FIELDS
+
+        return pandas.DataFrame([{name: getattr(v, name) for name in FIELDS} for v in self.verdict_list])
 
     @property
     def runs(self) -> pandas.DataFrame:

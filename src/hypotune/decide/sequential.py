@@ -233,42 +233,99 @@ def next_look_chance(
     interval: Interval, looks: Sequence[int], alpha: float, margin: float = math.nan
 ) -> float:
     """The chance that the next look decides a prediction open now, if its effect and spread are
-    what they seem (conditional power at the observed effect, by simulating that look).
+    what they seem (conditional power at the observed effect): `look_chances`' first."""
+    chances = look_chances(interval, looks, alpha, margin)
+    return chances[0] if chances else math.nan
 
-    The new seeds are drawn Gaussian with the mean and sd seen so far; the next look's
-    t-interval at its level, met with the interval read so far, decides when it clears zero
-    either way, or, with a margin, when its one-sided bounds fit inside it. The chance orders
-    which looks happen first under a budget and never enters a verdict: the coverage of the
-    looks holds whichever of them happen.
+
+def look_chances(
+    interval: Interval, looks: Sequence[int], alpha: float, margin: float = math.nan
+) -> tuple[float, ...]:
+    """For each look after the seeds there are, the chance that a prediction open now is decided
+    by then, if its effect and spread are what they seem (conditional power at the observed
+    effect, by simulating the looks to come); () where it cannot be told.
+
+    The new seeds are drawn Gaussian with the mean and sd seen so far; each look's t-interval at
+    its level, met with the intervals read before it, decides when it clears zero either way, or,
+    with a margin, when its one-sided bounds fit inside it. The chances order which looks happen
+    first under a budget and never enter a verdict: the coverage of the looks holds whichever of
+    them happen.
     """
-    looks = tuple(looks)
-    mean, std, seeds = interval.mean, interval.std, interval.n
-    following = [k for k, n in enumerate(looks) if n > seeds]
-    if not (std > 0 and math.isfinite(mean) and seeds >= 2 and following):
-        return math.nan
-    k = following[0]
-    n = looks[k]
-    table = calibration(looks, DESIGN)
-    z_both = float(table.z(alpha)[k])
-    z_side = float((table.z_one_sided(alpha) if DESIGN.one_sided_equivalence else table.z(alpha))[k])
-    new = mean + std * _future_draws(n - seeds)
-    # The n seeds' mean and sd, from the seeds there are (their mean and sd) and the new ones.
-    total = seeds * mean + new.sum(axis=1)
-    squares = (seeds - 1) * std**2 + seeds * mean**2 + (new**2).sum(axis=1)
-    next_mean = total / n
-    next_std = np.sqrt(np.maximum(squares - n * next_mean**2, 0.0) / (n - 1))
-    error = next_std / math.sqrt(n)
-    t_both = -float(special.stdtrit(n - 1, special.ndtr(-z_both)))
-    t_side = -float(special.stdtrit(n - 1, special.ndtr(-z_side)))
-    low = np.maximum(interval.low, next_mean - t_both * error)
-    high = np.minimum(interval.high, next_mean + t_both * error)
-    decided = (low > 0) | (high < 0)
-    if margin > 0:
-        eq_low = np.maximum(
-            interval.eq_low if math.isfinite(interval.eq_low) else -math.inf, next_mean - t_side * error
-        )
-        eq_high = np.minimum(
-            interval.eq_high if math.isfinite(interval.eq_high) else math.inf, next_mean + t_side * error
-        )
-        decided |= (-margin < eq_low) & (eq_high < margin)
-    return float(decided.mean())
+    if not (interval.std > 0 and math.isfinite(interval.mean) and interval.n >= 2):
+        return ()
+    eq_low = interval.eq_low if math.isfinite(interval.eq_low) else -math.inf
+    eq_high = interval.eq_high if math.isfinite(interval.eq_high) else math.inf
+    bounds = (interval.low, interval.high, eq_low, eq_high)
+    return _path_chances(interval.mean, interval.std, interval.n, bounds, tuple(looks), alpha, margin)
+
+
+def prior_chances(looks: tuple[int, ...], alpha: float) -> tuple[float, ...]:
+    """For each look (of 2 seeds or more), the chance that a prediction not yet looked at is
+    decided by then, taken to be as decidable as the seed plan is sized for: an effect that the
+    last look would decide with a chance of 80% (`SIZED_FOR`), under the design in force. It
+    orders first looks against later ones under a budget."""
+    return _prior_chances(tuple(looks), alpha, DESIGN)
+
+
+@functools.lru_cache(maxsize=64)
+def _prior_chances(looks: tuple[int, ...], alpha: float, design: Design) -> tuple[float, ...]:
+    free = (-math.inf, math.inf, -math.inf, math.inf)
+
+    def by_last(effect: float) -> float:
+        return _path_chances(effect, 1.0, 0, free, looks, alpha, math.nan, design)[-1]
+
+    low, high = 0.0, 1.0
+    while by_last(high) < SIZED_FOR and high < 1e6:
+        low, high = high, 2 * high
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if by_last(middle) < SIZED_FOR else (low, middle)
+    return _path_chances(high, 1.0, 0, free, looks, alpha, math.nan, design)
+
+
+SIZED_FOR = 0.8  # a prediction before its first look: the last look decides it with this chance
+
+
+def _path_chances(
+    mean: float,
+    std: float,
+    seeds: int,
+    bounds: tuple[float, float, float, float],
+    looks: tuple[int, ...],
+    alpha: float,
+    margin: float,
+    design: Design | None = None,
+) -> tuple[float, ...]:
+    """`look_chances` from a summary: the mean and sd of the `seeds` there are (none: the new
+    seeds' own), and the interval and one-sided bounds read so far."""
+    following = [k for k, n in enumerate(looks) if n > seeds and n >= 2]
+    if not following:
+        return ()
+    design = design or DESIGN
+    table = calibration(looks, design)
+    z_both = table.z(alpha)
+    z_side = table.z_one_sided(alpha) if design.one_sided_equivalence else z_both
+    new = mean + std * _future_draws(looks[following[-1]] - seeds)
+    sums, squares = np.cumsum(new, axis=1), np.cumsum(new**2, axis=1)
+    old_sum = seeds * mean
+    old_squares = (seeds - 1) * std**2 + seeds * mean**2 if seeds else 0.0
+    low, high, eq_low, eq_high = (np.full(CHANCE_DRAWS, bound) for bound in bounds)
+    decided = np.zeros(CHANCE_DRAWS, dtype=bool)
+    chances = []
+    for k in following:
+        n = looks[k]
+        # The n seeds' mean and sd, from the seeds there are (their mean and sd) and the new ones.
+        n_mean = (old_sum + sums[:, n - seeds - 1]) / n
+        n_std = np.sqrt(np.maximum(old_squares + squares[:, n - seeds - 1] - n * n_mean**2, 0.0) / (n - 1))
+        error = n_std / math.sqrt(n)
+        t_both = -float(special.stdtrit(n - 1, special.ndtr(-float(z_both[k]))))
+        low = np.maximum(low, n_mean - t_both * error)
+        high = np.minimum(high, n_mean + t_both * error)
+        decided |= (low > 0) | (high < 0)
+        if margin > 0:
+            t_side = -float(special.stdtrit(n - 1, special.ndtr(-float(z_side[k]))))
+            eq_low = np.maximum(eq_low, n_mean - t_side * error)
+            eq_high = np.minimum(eq_high, n_mean + t_side * error)
+            decided |= (-margin < eq_low) & (eq_high < margin)
+        chances.append(float(decided.mean()))
+    return tuple(chances)

@@ -18,9 +18,10 @@ rate of false decisions by alpha. Exploratory predictions get a plain 95% interv
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -57,11 +58,18 @@ class Verdict:
     stopped: str = ""  # where the seed loop stands for this prediction
     margin_basis: str = ""  # how a relative margin was fixed ("5% of the median 0.41 at the first look")
     next_chance: float = math.nan  # open: the chance the next look decides it, if it is as it seems
+    # open: the chance that each look after this one decides it by then (the first is next_chance);
+    # it orders looks under a budget, and is not a column of verdicts.json or .csv
+    chances: tuple[float, ...] = field(default=(), repr=False, metadata={"public": False})
     # open: the fewer of the seeds sized for the margin and for the effect seen (inf: more than any
     # plan has; nan: no spread to size from). Futility reads it.
     seeds_to_decide: float = math.nan
     given_up: bool = False  # open, and given no more seeds: it needs too many more (futility)
 
+
+# What a verdict says to scripts (verdicts.json and .csv, the API's table): every field but those
+# that only steer the seed loop.
+FIELDS = tuple(f.name for f in dataclasses.fields(Verdict) if f.metadata.get("public", True))
 
 Margins = Mapping[str, tuple[float, str]]  # hypothesis -> a relative margin fixed earlier, and how
 
@@ -268,13 +276,15 @@ def decide(
     p_adjusted = min(1.0, interval.p_value * alpha / read_at) if not prediction.exploratory else math.nan
     needed = None
     chance = to_decide = math.nan
+    chances: tuple[float, ...] = ()
     if verdict == "inconclusive":
         boundary = margin if equivalence else math.nan
         needed = sequential.seeds_needed(interval.std, boundary, looks, level)
         if needed is not None:
             needed = max(needed, plan.next_look(interval.n))
         if not prediction.exploratory and not evidence.forced:
-            chance = sequential.next_look_chance(interval, looks, level, boundary)
+            chances = sequential.look_chances(interval, looks, level, boundary)
+            chance = chances[0] if chances else math.nan
             to_decide = _seeds_to_decide(interval, boundary, looks, level)
     correction = "none (exploratory)" if prediction.exploratory else _correction(size, looks, evidence)
     result = Verdict(
@@ -298,6 +308,7 @@ def decide(
         correction=correction,
         margin_basis=margin_basis if equivalence and math.isfinite(margin) else "",
         next_chance=chance,
+        chances=chances,
         seeds_to_decide=to_decide,
     )
     result.evidence = evidence_line(result, label, note, equivalence)
@@ -423,6 +434,10 @@ class SeedRound:
     # looks under a budget; nan where a chance cannot be told yet (a first look).
     expected: dict[str, float]
     given_up: dict[str, str]  # hypotheses with open predictions given no more seeds: why
+    # Hypotheses with seeds to come: for each look still ahead, its seeds and the predictions
+    # expected to be decided by then (open ones' chances summed; before the first look, each
+    # prediction as decidable as the seed plan is sized for, `sequential.prior_chances`).
+    ahead: dict[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
 
 
 def next_seeds(study: Study, preset: str, data: StudyData, margins: Margins | None = None) -> dict[str, int]:
@@ -444,10 +459,18 @@ def seed_round(study: Study, preset: str, data: StudyData, margins: Margins | No
         if current == 0:
             round_.seeds[hypothesis.id] = plan.looks[0]
             round_.expected[hypothesis.id] = math.nan
+            count = len(hypothesis.confirmatory)
+            prior = sequential.prior_chances(plan.looks, study.statistics.alpha / max(count, 1))
+            decidable = [n for n in plan.looks if n >= 2]
+            round_.ahead[hypothesis.id] = tuple((n, count * p) for n, p in zip(decidable, prior, strict=True))
         elif own and current < plan.max:
             round_.seeds[hypothesis.id] = plan.next_look(current)
             chances = [v.next_chance for v in own]
             round_.expected[hypothesis.id] = sum(chances) if all(map(math.isfinite, chances)) else math.nan
+            later = [n for n in plan.looks if n > current]
+            if all(len(v.chances) == len(later) for v in own):
+                by_look = [sum(v.chances[k] for v in own) for k in range(len(later))]
+                round_.ahead[hypothesis.id] = tuple(zip(later, by_look, strict=True))
         else:
             round_.seeds[hypothesis.id] = current
             gave_up = [v for v in verdicts if v.hypothesis == hypothesis.id and v.given_up]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import dataclasses
 import html
 import json
 import math
@@ -17,7 +16,7 @@ from hypotune import stats
 from hypotune.config import flatten
 from hypotune.decide.collect import SearchRecord, arm_summaries, collect
 from hypotune.decide.decision import Decisions, decide_study
-from hypotune.decide.verdicts import Verdict, counts
+from hypotune.decide.verdicts import FIELDS, Verdict, counts
 from hypotune.report import figures
 from hypotune.stats import fmt
 from hypotune.store.records import TrialRecord
@@ -156,7 +155,7 @@ def build_report(
     return Report(html_path, markdown_path, verdicts, findings)
 
 
-VERDICT_FIELDS = [field.name for field in dataclasses.fields(Verdict)]
+VERDICT_FIELDS = list(FIELDS)
 
 
 def write_verdicts(

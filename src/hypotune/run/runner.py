@@ -100,11 +100,13 @@ class StudySource:
     (`advance`), and gets its next round while a verdict is open and not given up.
 
     Under a budget (`deadline`, a time; `max_trials`, the final trials this run may hand out),
-    every first look still goes first, and every look's trials go in the order of the predictions
-    each is expected to decide per second of training (`priority`), so that the budget is spent
-    where a verdict is nearest. Before its first look a prediction counts as one expected
-    decision: a budget too small for every first look completes the cheapest ones per prediction
-    instead of leaving every hypothesis a few trials short.
+    trials go in the order of the predictions each is expected to decide per second of training
+    (`priority`), looking ahead to the look where that rate is best, so that the budget is spent
+    where a verdict is nearest: a hypothesis whose first look promises a verdict two looks on
+    gets those seeds before another hypothesis is started. Before its first look a prediction
+    counts as decidable as the seed plan is sized for (`SeedRound.ahead`), so a budget too small
+    for every first look completes the cheapest ones per prediction instead of leaving every
+    hypothesis a few trials short.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class StudySource:
         expected: dict[str, float] | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_trials: int | None = None,
+        ahead: dict[str, tuple[tuple[int, float], ...]] | None = None,
     ) -> None:
         self.study, self.preset, self.search, self.done = study, preset, search, done
         self.seeds = dict(seeds or {})  # planned seeds per hypothesis (default: the preset's min)
@@ -134,6 +137,10 @@ class StudySource:
         self.stopped_by = ""  # "budget" or "trials" once a budget ended the run with trials wanted
         self.looked: dict[str, int] = {}  # the seeds each hypothesis had when last looked at
         self.expected = dict(expected or {})  # per hypothesis: predictions its next look should decide
+        # per hypothesis: for each look ahead, its seeds and the predictions expected decided by then
+        self.ahead = dict(ahead or {})
+        self.best_look: dict[str, tuple[int, float, float]] = {}  # seeds, decisions, seconds
+        self.final: set[str] = set()  # the keys of final trials planned (not tuning trials)
         self.why: dict[str, str] = {}  # per hypothesis: why it got its latest round
         self.given_up: dict[str, str] = {}
         self.handed_out: dict[str, float] = {}  # final trials in flight: when each was handed out
@@ -154,6 +161,7 @@ class StudySource:
                 known.arms.extend(arm for arm in trial.arms if arm not in known.arms)
                 continue
             self.trials[trial.key] = trial
+            self.final.add(trial.key)
             if trial.key in self.done:
                 self.skipped += 1
             else:
@@ -168,7 +176,7 @@ class StudySource:
             self.queue.sort(key=lambda t: (bisect.bisect_right(looks, t.config.seed), -self.cost(t)))
             return
         priority = self.priority()
-        self.queue.sort(key=lambda t: (t.config.seed >= looks[0], -priority(t), -self.cost(t)))
+        self.queue.sort(key=lambda t: (-priority(t), -self.cost(t)))
 
     def cost(self, trial: Trial) -> float:
         return self.study.trainable.cost_of(trial.config.settings)
@@ -192,17 +200,41 @@ class StudySource:
                 seconds[hypothesis] = seconds.get(hypothesis, 0.0) + self.trial_seconds(trial)
         return seconds
 
+    def seed_seconds(self) -> dict[str, float]:
+        """Per hypothesis: the expected seconds of one more seed of every arm, from the final
+        trials planned for it so far (their mean per seed)."""
+        per_seed: dict[str, dict[int, float]] = {}
+        for key in self.final:
+            trial = self.trials[key]
+            for hypothesis in {h for h, _ in trial.arms}:
+                seeds = per_seed.setdefault(hypothesis, {})
+                seeds[trial.config.seed] = seeds.get(trial.config.seed, 0.0) + self.trial_seconds(trial)
+        return {h: sum(seeds.values()) / len(seeds) for h, seeds in per_seed.items()}
+
     def priority(self) -> Callable[[Trial], float]:
         """Predictions expected to be decided per second of training, summed over the hypotheses
-        a queued trial serves: each hypothesis's expected decisions at its next look over the
-        seconds of the trials that look still needs."""
+        a queued trial serves. Each hypothesis's rate is the best over the looks ahead of it: the
+        predictions expected decided by that look over the seconds of the trials its present
+        round still needs and of the seeds after it. Without those chances (`ahead`), its next
+        look's expected decisions over the seconds that look still needs."""
         seconds = self.look_seconds()
+        per_seed = self.seed_seconds()
         first = self.study.presets[self.preset].seeds.looks[0]
         planned = self.seeds_planned()
-        rate = {
-            h.id: self.expected_decisions(h, planned[h.id] <= first) / max(seconds.get(h.id, 0.0), 1e-9)
-            for h in self.study.hypotheses
-        }
+        rate: dict[str, float] = {}
+        self.best_look = {}
+        for h in self.study.hypotheses:
+            queued = seconds.get(h.id, 0.0)
+            if queued <= 0:
+                continue  # nothing of its round is waiting: no trial to order
+            ahead = [(n, e) for n, e in self.ahead.get(h.id, ()) if n >= planned[h.id]]
+            if not ahead:
+                rate[h.id] = self.expected_decisions(h, planned[h.id] <= first) / queued
+                continue
+            looks = [(n, e, queued + (n - planned[h.id]) * per_seed.get(h.id, 0.0)) for n, e in ahead]
+            best = max(looks, key=lambda look: look[1] / max(look[2], 1e-9))
+            self.best_look[h.id] = best
+            rate[h.id] = best[1] / max(best[2], 1e-9)
         return lambda trial: sum(rate.get(h, 0.0) for h in {h for h, _ in trial.arms})
 
     def expected_decisions(self, hypothesis: Hypothesis, first_look: bool) -> float:
@@ -215,11 +247,17 @@ class StudySource:
 
     def explain(self, hypothesis: str, seeds: int) -> str:
         """Why a hypothesis got the round to `seeds` seeds, in a few words."""
+        unit = " s of training" if self.measured else " cost units"
+        if self.budgeted and hypothesis in self.best_look and self.best_look[hypothesis][0] > seeds:
+            at, decisions, seconds = self.best_look[hypothesis]
+            return (
+                f"{seeds} seeds, on the way to {at}: expected to decide {decisions:.2f} open "
+                f"prediction{'s' * (decisions != 1)} by {at} seeds, for about {seconds:.0f}{unit}"
+            )
         expected = self.expected.get(hypothesis, math.nan)
         if not math.isfinite(expected):
             return f"{seeds} seeds: a verdict is open"
         seconds = self.look_seconds().get(hypothesis, 0.0)
-        unit = " s of training" if self.measured else " cost units"
         return (
             f"{seeds} seeds: the look is expected to decide {expected:.2f} open prediction"
             f"{'s' * (expected != 1)}, for about {seconds:.0f}{unit}"
@@ -287,6 +325,7 @@ class StudySource:
         self.looked.update({h: planned[h] for h in idle})
         self.given_up.update(round_.given_up)
         self.expected.update(round_.expected)
+        self.ahead.update(round_.ahead)
         if any(n > planned.get(h, minimum) for h, n in wanted.items()):
             spent = self.spent()
             if spent:  # a round is wanted, but the budget is spent
@@ -378,6 +417,7 @@ def run_study(
             deadline=deadline,
             expected=first.expected if first else None,
             max_trials=max_trials,
+            ahead=first.ahead if first else None,
         )
         if first:
             source.given_up.update(first.given_up)
