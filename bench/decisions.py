@@ -13,8 +13,9 @@ the verdicts are read by `verdicts.evaluate`, as `study run` and `report` read t
 
 - **before**: no futility, every open hypothesis's next look in round order, every epoch
   evaluated on the whole validation set; the loop stops handing out trials at the budget.
-- **after**: futility at its default, looks ordered by expected decisions per second under the budget,
-  the validation subset after each epoch but the last.
+- **after**: futility at its default; under the budget, trials ordered by expected decisions per
+  second over the looks ahead (`StudySource.priority`: a first look that promises a verdict gets its
+  seeds before another hypothesis starts); the validation subset after each epoch but the last.
 
 Printed per preset and policy, over `--studies` simulated studies: predictions decided, trials,
 decisions per hour of wall time, trials per decision, and the share of hypotheses with a false

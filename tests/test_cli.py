@@ -395,3 +395,15 @@ def test_the_command_line_and_the_api_share_their_defaults():
         assert inspect.signature(function).parameters["device"].default == Runtime().device
     assert study_run.device == train.device == Runtime().device == "cpu"
     assert study_run.threads == inspect.signature(api.run_study).parameters["threads"].default
+
+
+def test_a_capped_run_says_its_cap_up_front_and_which_budget_stopped_it(workdir, capsys):
+    from .helpers import STUDIES
+
+    code = main(["study", "run", str(STUDIES / "toy.toml"), "--workers", "1", "--max-trials", "2"])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert code == 0, text
+    start = next(line for line in text.splitlines() if line.startswith("study 'toy'"))
+    assert start.endswith("; at most 2 trials this run (--max-trials)")
+    assert "trial cap" in text and "Traceback" not in text

@@ -121,6 +121,8 @@ def run_study_command(args: argparse.Namespace) -> int:
             else ""
         )
         + f"; {where}"
+        + (f"; at most {args.max_trials} trials this run (--max-trials)" if args.max_trials else "")
+        + (f"; a budget of {args.budget / 60:.3g} min (--budget)" if args.budget else "")
     )
     with trial_display(study.trainable, api.trial_count(study, preset)) as display:
         done = api.run_study(study, preset, executor=executor, data_dir=args.data_dir,
