@@ -646,3 +646,15 @@ def test_before_its_first_look_each_prediction_counts_as_decidable_as_the_plan_i
     chances = [e for _, e in one]
     assert chances == sorted(chances) and chances[0] < 0.01 and abs(chances[-1] - 0.8) < 0.05
     assert two[-1][1] > 1.5  # two predictions, each at a stricter level: a little under 2 x 0.8
+
+
+def test_a_hypothesis_a_budget_left_without_seeds_says_so(tmp_path):
+    study = study_of(tmp_path, BETTER, seeds="{ min = 3, max = 20 }")
+    data = data_of(study, {"a": [0.52, 0.47]})  # b never trained
+    (capped,) = evaluate(study, data, "quick", stopped_by="trials")
+    assert (
+        capped.seeds == 0
+        and capped.stopped == "open with no seeds yet: the trial cap (--max-trials) was reached"
+    )
+    (fresh,) = evaluate(study, data, "quick")
+    assert fresh.stopped == "open with no seeds yet: running the study trains them"

@@ -220,6 +220,11 @@ def _stop_reason(verdicts: list[Verdict], plan: sequential.SeedPlan, stopped_by:
     if all(v.verdict in DECIDED for v in confirmatory):
         return "decided"
     seeds = max((v.seeds for v in confirmatory), default=0)
+    if seeds == 0 and confirmatory:  # no seed that every arm has finished: a budget came first
+        reason = (
+            STOPPED_BY.get(stopped_by, "a budget ran out") if stopped_by else "running the study trains them"
+        )
+        return f"open with no seeds yet: {reason}"
     if seeds >= plan.max:
         return f"open at the maximum of {plan.max} seeds"
     if all(v.given_up for v in confirmatory if v.verdict not in DECIDED):
