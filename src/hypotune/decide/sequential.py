@@ -229,15 +229,6 @@ def _future_draws(new: int) -> np.ndarray:
     return np.random.default_rng(20261207).standard_normal((CHANCE_DRAWS, new))
 
 
-def next_look_chance(
-    interval: Interval, looks: Sequence[int], alpha: float, margin: float = math.nan
-) -> float:
-    """The chance that the next look decides a prediction open now, if its effect and spread are
-    what they seem (conditional power at the observed effect): `look_chances`' first."""
-    chances = look_chances(interval, looks, alpha, margin)
-    return chances[0] if chances else math.nan
-
-
 def look_chances(
     interval: Interval, looks: Sequence[int], alpha: float, margin: float = math.nan
 ) -> tuple[float, ...]:
@@ -259,16 +250,16 @@ def look_chances(
     return _path_chances(interval.mean, interval.std, interval.n, bounds, tuple(looks), alpha, margin)
 
 
-def prior_chances(looks: tuple[int, ...], alpha: float) -> tuple[float, ...]:
-    """For each look (of 2 seeds or more), the chance that a prediction not yet looked at is
-    decided by then, taken to be as decidable as the seed plan is sized for: an effect that the
+def prior_chances(looks: tuple[int, ...], alpha: float) -> tuple[tuple[int, float], ...]:
+    """For each look of 2 seeds or more, its seeds and the chance that a prediction not yet
+    looked at is decided by then, taken to be as decidable as the seed plan is sized for: an effect that the
     last look would decide with a chance of 80% (`SIZED_FOR`), under the design in force. It
     orders first looks against later ones under a budget."""
     return _prior_chances(tuple(looks), alpha, DESIGN)
 
 
 @functools.lru_cache(maxsize=64)
-def _prior_chances(looks: tuple[int, ...], alpha: float, design: Design) -> tuple[float, ...]:
+def _prior_chances(looks: tuple[int, ...], alpha: float, design: Design) -> tuple[tuple[int, float], ...]:
     free = (-math.inf, math.inf, -math.inf, math.inf)
 
     def by_last(effect: float) -> float:
@@ -280,7 +271,8 @@ def _prior_chances(looks: tuple[int, ...], alpha: float, design: Design) -> tupl
     for _ in range(40):
         middle = (low + high) / 2
         low, high = (middle, high) if by_last(middle) < SIZED_FOR else (low, middle)
-    return _path_chances(high, 1.0, 0, free, looks, alpha, math.nan, design)
+    chances = _path_chances(high, 1.0, 0, free, looks, alpha, math.nan, design)
+    return tuple(zip([n for n in looks if n >= 2], chances, strict=True))
 
 
 SIZED_FOR = 0.8  # a prediction before its first look: the last look decides it with this chance

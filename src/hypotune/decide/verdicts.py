@@ -466,8 +466,7 @@ def seed_round(study: Study, preset: str, data: StudyData, margins: Margins | No
             round_.expected[hypothesis.id] = math.nan
             count = len(hypothesis.confirmatory)
             prior = sequential.prior_chances(plan.looks, study.statistics.alpha / max(count, 1))
-            decidable = [n for n in plan.looks if n >= 2]
-            round_.ahead[hypothesis.id] = tuple((n, count * p) for n, p in zip(decidable, prior, strict=True))
+            round_.ahead[hypothesis.id] = tuple((n, count * p) for n, p in prior)
         elif own and current < plan.max:
             round_.seeds[hypothesis.id] = plan.next_look(current)
             chances = [v.next_chance for v in own]

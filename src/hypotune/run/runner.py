@@ -140,7 +140,6 @@ class StudySource:
         # per hypothesis: for each look ahead, its seeds and the predictions expected decided by then
         self.ahead = dict(ahead or {})
         self.best_look: dict[str, tuple[int, float, float]] = {}  # seeds, decisions, seconds
-        self.final: set[str] = set()  # the keys of final trials planned (not tuning trials)
         self.why: dict[str, str] = {}  # per hypothesis: why it got its latest round
         self.given_up: dict[str, str] = {}
         self.handed_out: dict[str, float] = {}  # final trials in flight: when each was handed out
@@ -161,7 +160,6 @@ class StudySource:
                 known.arms.extend(arm for arm in trial.arms if arm not in known.arms)
                 continue
             self.trials[trial.key] = trial
-            self.final.add(trial.key)
             if trial.key in self.done:
                 self.skipped += 1
             else:
@@ -204,8 +202,9 @@ class StudySource:
         """Per hypothesis: the expected seconds of one more seed of every arm, from the final
         trials planned for it so far (their mean per seed)."""
         per_seed: dict[str, dict[int, float]] = {}
-        for key in self.final:
-            trial = self.trials[key]
+        for trial in self.trials.values():
+            if trial.tuning:
+                continue
             for hypothesis in {h for h, _ in trial.arms}:
                 seeds = per_seed.setdefault(hypothesis, {})
                 seeds[trial.config.seed] = seeds.get(trial.config.seed, 0.0) + self.trial_seconds(trial)
